@@ -1,0 +1,5 @@
+import sys
+
+from orthodiff_auto.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The ``orthodiff`` command line: one program, one sub-command per pipeline stage.
+
+Each sub-command lives in ``orthodiff_auto/commands/<name>.py`` and exposes ``ORDER`` (its place in
+``orthodiff --help``, pipeline order) and ``register(subparsers)``, which adds its parser and sets
+``func`` to a callable taking the parsed arguments and returning an exit code. Modules there are found
+automatically, so adding a stage touches no central list. Heavy imports happen inside those callables,
+so ``orthodiff --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from orthodiff_auto import __version__
+from orthodiff_auto.errors import UserInputError
+
+
+
+def _command_modules() -> list:
+    import orthodiff_auto.commands as package
+
+    modules = [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted(modules, key=lambda m: (getattr(m, "ORDER", 1000), m.__name__))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orthodiff",
+        description="Self-configuring MSK MRI segmentation and diagnosis on diffusion pretraining.",
+    )
+    parser.add_argument("--version", action="version", version=f"orthodiff_auto {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _command_modules():
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The raw dataset format: image I/O, views, dataset description and validation."""
