@@ -317,8 +317,10 @@ def _check_case_id_collisions(scans: list[ScanEntry], problems: list[Problem]) -
         subsets_of.setdefault(s.case_id, set()).add(s.subset)
     for case_id, subsets in sorted(subsets_of.items()):
         if len(subsets) > 1:
-            where = [s.image for s in scans if s.case_id == case_id]
-            problems.append(Problem(where[0], f"duplicate case id {case_id!r} appears in {sorted(subsets)}"))
+            first = next(sub for sub in SUBSETS if sub in subsets)
+            for s in scans:
+                if s.case_id == case_id and s.subset != first:
+                    problems.append(Problem(s.image, f"duplicate case id {case_id!r}: already used in {first}"))
 
 
 def _index_nnunet(root: Path, desc: DatasetDescription, problems: list[Problem]) -> list[ScanEntry]:
