@@ -1,0 +1,1 @@
+"""Training: one generic loop composed with task objects (segmentation, classification, diffusion)."""
