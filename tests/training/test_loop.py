@@ -1,0 +1,119 @@
+"""The generic loop with a small regression task: loss falls, checkpoints, exact resume, LR schedule."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from orthodiff_auto.training.checkpoint import load_checkpoint
+from orthodiff_auto.training.config import make_config
+from orthodiff_auto.training.loop import Trainer, poly_lr, warmup_factor
+
+
+class _Batches(Dataset):
+    def __init__(self, start, total, seed):
+        self.start, self.total, self.seed = start, total, seed
+
+    def __len__(self):
+        return self.total - self.start
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng([self.seed, self.start + i])
+        x = rng.normal(size=(8, 4)).astype(np.float32)
+        y = x @ np.array([[1.0], [-2.0], [0.5], [3.0]], np.float32)
+        return {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
+
+
+class ToyTask:
+    name = "toy"
+    selection_metric = "neg_val_loss"
+
+    def build_model(self):
+        return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    def parameter_groups(self, model):
+        return [{"params": list(model[0].parameters()), "warmup": True}, {"params": list(model[2].parameters())}]
+
+    def batch_dataset(self, start, total, ctx):
+        return _Batches(start, total, 7)
+
+    def loss(self, model, batch):
+        return nn.functional.mse_loss(model(batch["x"]), batch["y"])
+
+    def epoch_validation(self, model, device):
+        b = _Batches(0, 1, 99)[0]
+        return {"neg_val_loss": -float(self.loss(model, b))}
+
+    def checkpoint_extras(self):
+        return {"plans": {"spacing": [1.0, 0.5]}, "split": ["a", "b"]}
+
+
+def _config(**kw):
+    over = ["num_epochs=6", "iterations_per_epoch=10", "initial_lr=0.05", "momentum=0.9", "checkpoint_every_epochs=2",
+            "encoder_warmup_epochs=2", "num_workers=0"]
+    return make_config("smoke", over + [f"{k}={v}" for k, v in kw.items()])
+
+
+def test_loss_falls_and_checkpoints_load_weights_only(tmp_path):
+    trainer = Trainer(ToyTask(), _config(), tmp_path, torch.device("cpu"), log=lambda m: None)
+    trainer.fit()
+    h = trainer.history
+    assert h["train_loss"][-1] < 0.3 * h["train_loss"][0]
+    for name in ("checkpoint_final.pt", "checkpoint_latest.pt", "checkpoint_best.pt"):
+        ckpt = torch.load(tmp_path / name, weights_only=True)
+        assert ckpt["extras"]["plans"] == {"spacing": [1.0, 0.5]}
+        assert ckpt["config"]["num_epochs"] == 6
+    assert (tmp_path / "progress.png").stat().st_size > 1000
+    log = (tmp_path / "training_log.txt").read_text()
+    assert "data wait" in log and "compute" in log and log.count("epoch ") == 6
+
+
+def test_resume_reaches_same_state(tmp_path):
+    full = Trainer(ToyTask(), _config(), tmp_path / "a", torch.device("cpu"), log=lambda m: None)
+    (tmp_path / "a").mkdir()
+    full.fit()
+    # interrupted run: stops after 3 epochs; latest checkpoint is from epoch 2 (every 2 epochs)
+    (tmp_path / "b").mkdir()
+    part = Trainer(ToyTask(), _config(), tmp_path / "b", torch.device("cpu"), log=lambda m: None)
+    # simulate a kill during epoch 3 (after the epoch-2 checkpoint)
+    calls = {"n": 0}
+    real_record = part._record
+
+    def dying_record(*a, **k):
+        real_record(*a, **k)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    part._record = dying_record
+    with pytest.raises(KeyboardInterrupt):
+        part.fit()
+    assert load_checkpoint(tmp_path / "b" / "checkpoint_latest.pt")["epoch"] == 2
+    resumed = Trainer(ToyTask(), _config(), tmp_path / "b", torch.device("cpu"), log=lambda m: None)
+    resumed.resume(tmp_path / "b" / "checkpoint_latest.pt")
+    assert resumed.start_epoch == 2
+    resumed.fit()
+    a = torch.load(tmp_path / "a" / "checkpoint_final.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint_final.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_poly_and_warmup():
+    assert poly_lr(0.01, 0, 100, 0.9) == 0.01
+    assert poly_lr(0.01, 100, 100, 0.9) == 0
+    assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)
+    assert warmup_factor(0, 10, 0.1) == 0.1 and warmup_factor(5, 10, 0.1) == pytest.approx(0.55)
+    assert warmup_factor(10, 10, 0.1) == 1.0 and warmup_factor(3, 0, 0.1) == 1.0
+
+
+def test_warmup_group_gets_lower_lr(tmp_path):
+    trainer = Trainer(ToyTask(), _config(), tmp_path, torch.device("cpu"), log=lambda m: None)
+    lr = trainer._set_lr(0)
+    groups = trainer.optimizer.param_groups
+    assert groups[0]["lr"] == pytest.approx(lr * trainer.config.encoder_lr_factor)
+    assert groups[1]["lr"] == pytest.approx(lr)
+    assert math.isclose(trainer._set_lr(20), groups[0]["lr"])
