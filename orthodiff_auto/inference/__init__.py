@@ -1,0 +1,1 @@
+"""Inference: patch-based prediction of whole images (sliding window, Gaussian blending, mirroring TTA)."""
