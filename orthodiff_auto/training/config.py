@@ -16,6 +16,7 @@ from orthodiff_auto.errors import UserInputError
 @dataclass(frozen=True)
 class TrainingConfig:
     # schedule: nnU-Net's proven defaults (SGD Nesterov, momentum 0.99, poly decay with exponent 0.9)
+    optimizer: str = "sgd"  # "sgd" or "adamw" (diffusion models train better with AdamW)
     num_epochs: int = 1000
     iterations_per_epoch: int = 250
     initial_lr: float = 1e-2
@@ -63,6 +64,10 @@ class TrainingConfig:
         for k, v in d.items():
             values[k] = _coerce(k, v, hints[k])
         return cls(**values)
+
+    def __post_init__(self):
+        if self.optimizer not in ("sgd", "adamw"):
+            raise UserInputError(f"config optimizer: choose 'sgd' or 'adamw', got {self.optimizer!r}")
 
     @property
     def total_iterations(self) -> int:

@@ -46,6 +46,9 @@ class TrainingTask(Protocol):
 
     def checkpoint_extras(self) -> dict[str, Any]: ...
 
+    # optional: ``after_step(model)`` is called after every optimizer step when the task defines it;
+    # ``load_extras(extras)`` restores task state (e.g. EMA weights) on resume.
+
 
 def poly_lr(initial_lr: float, iteration: int, total: int, exponent: float) -> float:
     return initial_lr * (1 - min(iteration, total) / total) ** exponent
@@ -78,8 +81,13 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last_3d)
         self.model = model
         groups = task.parameter_groups(model)
-        self.optimizer = torch.optim.SGD(groups, lr=config.initial_lr, momentum=config.momentum,
-                                         nesterov=config.nesterov, weight_decay=config.weight_decay)
+        if config.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(groups, lr=config.initial_lr, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(groups, lr=config.initial_lr, momentum=config.momentum,
+                                             nesterov=config.nesterov, weight_decay=config.weight_decay)
+        # optional task hook after every optimizer step (e.g. an EMA of the weights)
+        self._after_step = getattr(task, "after_step", None)
         self.amp_dtype = None
         if device.type == "cuda" and config.mixed_precision:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -125,6 +133,8 @@ class Trainer:
         self.history = {k: list(v) for k, v in ckpt["history"].items()}
         self.best_metric = float(ckpt["best_metric"])
         self.smoothed_metric = ckpt["smoothed_metric"]
+        if hasattr(self.task, "load_extras"):
+            self.task.load_extras(ckpt["extras"])
         self.log(f"resumed from {path.name} at epoch {self.start_epoch}")
 
     # ------------------------------------------------------------------ the loop
@@ -179,6 +189,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+                if self._after_step is not None:
+                    self._after_step(self.model)
                 running += loss.detach()  # stays on the device: no host sync per iteration
                 iteration += 1
             train_loss = float(all_reduce_mean(running / cfg.iterations_per_epoch, self.ctx))

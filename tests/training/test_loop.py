@@ -117,3 +117,25 @@ def test_warmup_group_gets_lower_lr(tmp_path):
     assert groups[0]["lr"] == pytest.approx(lr * trainer.config.encoder_lr_factor)
     assert groups[1]["lr"] == pytest.approx(lr)
     assert math.isclose(trainer._set_lr(20), groups[0]["lr"])
+
+
+def test_after_step_hook_and_adamw(tmp_path):
+    class HookedTask(ToyTask):
+        steps = 0
+
+        def after_step(self, model):
+            HookedTask.steps += 1
+
+    trainer = Trainer(HookedTask(), _config(optimizer="adamw", initial_lr=0.01, num_epochs=2), tmp_path,
+                      torch.device("cpu"), log=lambda m: None)
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    trainer.fit()
+    assert HookedTask.steps == 20
+    assert trainer.history["train_loss"][-1] < trainer.history["train_loss"][0]
+
+
+def test_unknown_optimizer_refused():
+    from orthodiff_auto.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="optimizer"):
+        _config(optimizer="lion")
