@@ -46,6 +46,7 @@ class TrainingConfig:
     seed: int = 12345
     # bookkeeping and validation
     checkpoint_every_epochs: int = 50
+    val_batches_per_epoch: int = 10  # fixed validation patches for the per-epoch pseudo Dice
     val_overlap: float = 0.5
     val_mirroring: bool = False
     val_batch_size: int = 2
@@ -77,6 +78,7 @@ class TrainingConfig:
 PRESETS: dict[str, TrainingConfig] = {
     # seconds on a CPU: proves that the whole path runs and the loss goes down (tests)
     "smoke": TrainingConfig(num_epochs=2, iterations_per_epoch=4, num_workers=0, checkpoint_every_epochs=1,
+                            val_batches_per_epoch=1,
                             initial_lr=1e-2, encoder_warmup_epochs=1, batch_size=2, mixed_precision=False),
     # minutes on a 2-core CPU with the cpu plan: the demo's budget
     "demo": TrainingConfig(num_epochs=20, iterations_per_epoch=25, num_workers=2, checkpoint_every_epochs=5,

@@ -50,6 +50,11 @@ class TrainingTask(Protocol):
     # ``load_extras(extras)`` restores task state (e.g. EMA weights) on resume.
 
 
+def log_line(message: str) -> None:
+    """Default logger: flushed at once, so piped or redirected logs show progress live."""
+    print(message, flush=True)
+
+
 def poly_lr(initial_lr: float, iteration: int, total: int, exponent: float) -> float:
     return initial_lr * (1 - min(iteration, total) / total) ** exponent
 
@@ -63,7 +68,7 @@ def warmup_factor(iteration: int, warmup_iterations: int, start_factor: float) -
 
 class Trainer:
     def __init__(self, task: TrainingTask, config: TrainingConfig, output_dir: Path, device: torch.device,
-                 ctx: DistributedContext = DistributedContext(), log=print):
+                 ctx: DistributedContext = DistributedContext(), log=log_line):
         self.task = task
         self.config = config
         self.output_dir = Path(output_dir)

@@ -1,0 +1,41 @@
+"""``orthodiff train_fold PREPROCESSED_DIR {seg,cls} VIEW FOLD``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ORDER = 40
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train_fold",
+        help="train one task, view and cross-validation fold",
+        description="Train segmentation (seg) or classification (cls) for one view and fold, then validate the "
+        "fold. Runs under torchrun for several GPUs or nodes (DistributedDataParallel).",
+    )
+    p.add_argument("preprocessed_dir", type=Path)
+    p.add_argument("task", help="seg or cls")
+    p.add_argument("view", help="sag, cor or ax (cls also: fused)")
+    p.add_argument("fold", help="0-4 or all")
+    p.add_argument("--config", default="demo", help="smoke (seconds), demo (minutes on a CPU) or full (GPU)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--pretrained", type=Path, help="encoder checkpoint written by `orthodiff pretrain`")
+    p.add_argument("--label-fraction", type=float, default=1.0, help="train on this fixed fraction of the labels")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--results", type=Path, help="results folder (default: results/ beside PREPROCESSED_DIR)")
+    p.add_argument("--continue", dest="resume", action="store_true", help="resume from the latest checkpoint")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from orthodiff_auto.training.config import make_config
+    from orthodiff_auto.training.run import FoldRequest, parse_fold, train_fold
+
+    request = FoldRequest(
+        preprocessed_dir=args.preprocessed_dir, task=args.task, view=args.view, fold=parse_fold(args.fold),
+        config=make_config(args.config, args.set), results_dir=args.results, pretrained=args.pretrained,
+        label_fraction=args.label_fraction, device=args.device, resume=args.resume,
+    )
+    train_fold(request)
+    return 0

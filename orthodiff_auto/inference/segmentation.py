@@ -1,0 +1,50 @@
+"""Segmentation of one preprocessed case: sliding window -> softmax probabilities on the preprocessed grid."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from orthodiff_auto.inference.sliding_window import sliding_window_predict
+
+
+def autocast_for(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA where supported (fp16 otherwise); nothing on the CPU."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def predict_logits(
+    model: nn.Module, data: np.ndarray | torch.Tensor, patch_size: Sequence[int], num_classes: int,
+    device: torch.device, overlap: float = 0.5, mirror_axes: Sequence[int] | None = None, batch_size: int = 2,
+    mixed_precision: bool = True,
+) -> torch.Tensor:
+    """Gaussian-weighted sliding-window logits (C, *spatial) for a (1, *spatial) preprocessed image."""
+    image = torch.as_tensor(np.asarray(data, dtype=np.float32)) if not torch.is_tensor(data) else data.float()
+
+    def predictor(x: torch.Tensor) -> torch.Tensor:
+        out = model(x)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        return out.float()
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), autocast_for(device, mixed_precision):
+            logits = sliding_window_predict(predictor, image, patch_size, num_classes, overlap=overlap,
+                                            batch_size=batch_size, mirror_axes=mirror_axes, device=device)
+    finally:
+        model.train(was_training)
+    return logits
+
+
+def predict_probabilities(model: nn.Module, data, patch_size, num_classes, device, **kw) -> np.ndarray:
+    """Softmax probabilities (C, *spatial) as float32 numpy on the host."""
+    logits = predict_logits(model, data, patch_size, num_classes, device, **kw)
+    return torch.softmax(logits, 0).cpu().numpy()

@@ -1,0 +1,1 @@
+"""Task objects for the generic training loop."""

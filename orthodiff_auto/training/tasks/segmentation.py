@@ -1,0 +1,154 @@
+"""Segmentation as a task of the generic loop: U-Net from the plans, Dice+CE with deep supervision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from orthodiff_auto.networks.builder import build_segmentation_network
+from orthodiff_auto.plans.schema import Plans, ViewPlan
+from orthodiff_auto.preprocessing.storage import PreprocessedDataset
+from orthodiff_auto.training.augmentation import (
+    AugmentationParams,
+    build_training_transforms,
+    rotated_patch_size,
+    through_plane_axis_for_dummy_2d,
+)
+from orthodiff_auto.training.batches import PatchBatches
+from orthodiff_auto.training.checkpoint import unwrap
+from orthodiff_auto.training.config import TrainingConfig
+from orthodiff_auto.training.losses import DeepSupervisionLoss, DiceCELoss, deep_supervision_weights, downsample_target
+
+
+def deep_supervision_scales(strides) -> list[tuple[float, ...]]:
+    """Relative resolution of each decoder output, full resolution first (dna's PlainConvUNet order)."""
+    cumulative = np.cumprod(np.asarray(strides, dtype=float), axis=0)
+    return [tuple(1.0 / c) for c in cumulative[:-1]]
+
+
+def _class_locations(props) -> dict[int, np.ndarray]:
+    return props.class_locations
+
+
+@dataclass
+class SegmentationTask:
+    plans: Plans
+    view: str
+    config: TrainingConfig
+    preprocessed_dir: Path
+    train_cases: list[str]
+    val_cases: list[str]
+    fold: int | str = 0
+    pretrained: dict[str, Any] | None = None  # loaded encoder checkpoint (see diffusion.export)
+    name: str = "seg"
+    selection_metric: str | None = "pseudo_dice"
+    _val_batches: list[dict[str, torch.Tensor]] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.view_plan: ViewPlan = self.plans.view(self.view)
+        seg_plan = self.view_plan.segmentation
+        self.patch_size = tuple(self.config.patch_size or seg_plan.patch_size)
+        self.batch_size = int(self.config.batch_size or seg_plan.batch_size)
+        self.num_classes = self.plans.num_classes
+        self.ds_scales = deep_supervision_scales(seg_plan.architecture.strides)
+        weights = deep_supervision_weights(len(self.ds_scales)) if self.config.deep_supervision else [1.0]
+        base = DiceCELoss(self.num_classes, self.plans.ignore_label, self.config.dice_weight, self.config.ce_weight)
+        self.loss_fn = DeepSupervisionLoss(base, weights)
+        self.dummy_2d_axis = through_plane_axis_for_dummy_2d(self.view_plan.target_spacing, self.patch_size)
+        self.augmentation = AugmentationParams()
+
+    # ------------------------------------------------------------------ model
+    def build_model(self) -> nn.Module:
+        net = build_segmentation_network(self.view_plan.segmentation.architecture, 1, self.num_classes,
+                                         deep_supervision=self.config.deep_supervision)
+        if self.pretrained is not None:
+            from orthodiff_auto.diffusion.export import load_pretrained_encoder
+
+            load_pretrained_encoder(net.encoder, self.pretrained, self.view_plan.segmentation.architecture)
+        return net
+
+    def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        model = unwrap(model)
+        if self.pretrained is None:
+            return [{"params": list(model.parameters())}]
+        encoder = set(id(p) for p in model.encoder.parameters())
+        return [
+            {"params": [p for p in model.parameters() if id(p) in encoder], "warmup": True},
+            {"params": [p for p in model.parameters() if id(p) not in encoder]},
+        ]
+
+    # ------------------------------------------------------------------ data
+    def _source(self) -> PreprocessedDataset:
+        return PreprocessedDataset(self.preprocessed_dir, self.view)
+
+    def batch_dataset(self, start: int, total: int, ctx) -> PatchBatches:
+        augment = self.config.augment and self.config.augmentation_probability > 0
+        sample_patch = rotated_patch_size(self.patch_size, self.dummy_2d_axis, self.augmentation) if augment else self.patch_size
+        transforms = build_training_transforms(
+            self.patch_size, self.dummy_2d_axis, self.augmentation,
+            probability_scale=self.config.augmentation_probability if augment else 0.0,
+        )
+        per_rank = max(1, -(-self.batch_size // ctx.world_size))  # the global batch is split over processes
+        return PatchBatches(
+            self._source(), self.train_cases, sample_patch, per_rank, transforms, start, total,
+            seed=self.config.seed, rank=ctx.rank, oversample_foreground=self.config.oversample_foreground,
+            foreground_locations=_class_locations,
+        )
+
+    # ------------------------------------------------------------------ loss and validation
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        outputs = model(batch["data"])
+        if isinstance(outputs, (list, tuple)):
+            targets = downsample_target(batch["seg"], self.ds_scales[: len(outputs)])
+        else:
+            targets = batch["seg"]
+        return self.loss_fn(outputs, targets)
+
+    def _fixed_val_batches(self) -> list[dict[str, torch.Tensor]]:
+        # the same validation patches every epoch, so the curve reflects the model and not the sampling
+        if self._val_batches is None:
+            cases = self.val_cases or self.train_cases
+            n = max(1, self.config.val_batches_per_epoch)
+            ds = PatchBatches(self._source(), cases, self.patch_size, self.batch_size, None, 0, n,
+                              seed=self.config.seed + 1, oversample_foreground=0.5, foreground_locations=_class_locations)
+            self._val_batches = [ds[i] for i in range(n)]
+        return self._val_batches
+
+    def epoch_validation(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Validation loss and nnU-Net's pseudo Dice (TP/FP/FN summed over fixed validation patches)."""
+        losses = []
+        tp = torch.zeros(self.num_classes - 1, device=device)
+        fp, fn = torch.zeros_like(tp), torch.zeros_like(tp)
+        for batch in self._fixed_val_batches():
+            data = batch["data"].to(device)
+            seg = batch["seg"].to(device).long()
+            out = model(data)
+            logits = out[0] if isinstance(out, (list, tuple)) else out
+            losses.append(self.loss_fn.loss(logits, seg))
+            pred = logits.argmax(1)
+            target = seg[:, 0]
+            valid = target != self.plans.ignore_label if self.plans.ignore_label is not None else torch.ones_like(target, dtype=torch.bool)
+            for c in range(1, self.num_classes):
+                p, t = (pred == c) & valid, (target == c) & valid
+                tp[c - 1] += (p & t).sum()
+                fp[c - 1] += (p & ~t).sum()
+                fn[c - 1] += (~p & t).sum()
+        denom = 2 * tp + fp + fn
+        dice = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.full_like(tp, float("nan")))
+        pseudo = float(torch.nanmean(dice)) if torch.isfinite(dice).any() else float("nan")
+        return {"val_loss": float(torch.stack(losses).mean()), "pseudo_dice": pseudo}
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {
+            "plans": self.plans.to_dict(),
+            "view": self.view,
+            "fold": str(self.fold),
+            "split": {"train": list(self.train_cases), "val": list(self.val_cases)},
+            "patch_size": list(self.patch_size),
+            "pretrained_from": (self.pretrained or {}).get("source_path"),
+        }

@@ -1,0 +1,149 @@
+"""train_fold end to end on a tiny preprocessed dataset: loss falls, resume after a kill, DDP, bad arguments."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from orthodiff_auto.cli import main
+from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
+from orthodiff_auto.plans.schema import Budget
+from tests.conftest import sphere_scan, view_geometry
+from orthodiff_auto.data.image_io import write_image
+
+CASES = [f"k{i:02d}" for i in range(8)]
+
+
+def _raw_dataset(root: Path) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    json.dump({"name": "T", "labels": {"background": 0, "ball": 1, "box": 2}, "findings": ["f1", "f2"],
+               "views": ["sag", "cor"]}, open(root / "dataset.json", "w"))
+    rows = ["case_id,f1,f2,site"]
+    for i, case in enumerate(CASES):
+        for view in ("sag", "cor"):
+            g = view_geometry(view, shape=(8, 32, 32), spacing=(3.0, 1.0, 1.0))
+            image, label = sphere_scan(g.shape, rng)
+            write_image(root / "imagesTr" / f"{case}_{view}.nii.gz", image, g)
+            write_image(root / "labelsTr" / f"{case}_{view}.nii.gz", label, g)
+        rows.append(f"{case},{i % 2},{(i // 2) % 2},s{i % 2}")
+    (root / "findings.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("seg")
+    raw = _raw_dataset(base / "raw")
+    out = base / "pp"
+    ds = validated_dataset(raw)
+    run_fingerprint(ds, out, num_workers=1, progress=False)
+    run_plan(out, Budget("cpu", 0.5))
+    run_preprocess(ds, out, num_workers=1, progress=False)
+    return out
+
+
+def _cli(*args, cwd=None, **kw):
+    return subprocess.run([sys.executable, "-m", "orthodiff_auto", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, **kw)
+
+
+def test_smoke_run_lowers_loss_and_validates(preprocessed, tmp_path):
+    results = tmp_path / "results"
+    rc = main(["train_fold", str(preprocessed), "seg", "sag", "0", "--config", "smoke", "--results", str(results),
+               "--set", "num_epochs=4", "--set", "iterations_per_epoch=5"])
+    assert rc == 0
+    fold = results / "seg" / "sag" / "scratch" / "fold_0"
+    ckpt = torch.load(fold / "checkpoint_final.pt", weights_only=True)
+    losses = ckpt["history"]["train_loss"]
+    assert losses[-1] < losses[0]
+    assert ckpt["extras"]["split"]["val"] and not set(ckpt["extras"]["split"]["val"]) & set(ckpt["extras"]["split"]["train"])
+    assert ckpt["extras"]["plans"]["views"]["sag"]["segmentation"]["patch_size"]
+    summary = json.loads((fold / "summary.json").read_text())
+    assert summary["num_validation_scans"] == len(ckpt["extras"]["split"]["val"])
+    assert set(summary["mean"]) >= {"ball", "box", "mean"}
+    for case, entry in summary["per_case"].items():
+        assert entry["reference"] == "raw"
+        pred = fold / "validation" / f"{case}_sag.nii.gz"
+        assert pred.is_file()
+    assert (fold / "progress.png").is_file()
+    log = (fold / "training_log.txt").read_text()
+    assert "data wait" in log
+    # splits are made once and shared by every view and task
+    splits = json.loads((preprocessed / "splits.json").read_text())
+    assert sorted(c for s in splits for c in s["val"]) == CASES
+
+
+def test_kill_and_continue_reaches_same_state(preprocessed, tmp_path):
+    common = ["train_fold", preprocessed, "seg", "cor", "1", "--config", "smoke", "--set", "num_epochs=6",
+              "--set", "iterations_per_epoch=3", "--set", "checkpoint_every_epochs=2"]
+    assert _cli(*common, "--results", tmp_path / "a").returncode == 0
+    fold_b = tmp_path / "b" / "seg" / "cor" / "scratch" / "fold_1"
+    proc = subprocess.Popen([sys.executable, "-m", "orthodiff_auto", *map(str, common), "--results", str(tmp_path / "b")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (fold_b / "checkpoint_latest.pt").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (fold_b / "checkpoint_latest.pt").is_file()
+    killed_early = not (fold_b / "checkpoint_final.pt").is_file()
+    # without --continue an existing run is never overwritten
+    r = _cli(*common, "--results", tmp_path / "b")
+    assert r.returncode == 2 and "--continue" in r.stderr
+    r = _cli(*common, "--results", tmp_path / "b", "--continue")
+    assert r.returncode == 0, r.stderr
+    a = torch.load(tmp_path / "a" / "seg" / "cor" / "scratch" / "fold_1" / "checkpoint_final.pt", weights_only=True)
+    b = torch.load(fold_b / "checkpoint_final.pt", weights_only=True)
+    assert killed_early or "resumed" in (fold_b / "training_log.txt").read_text()
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
+    assert a["history"]["train_loss"] == pytest.approx(b["history"]["train_loss"], rel=1e-5)
+
+
+def test_ddp_two_gloo_processes(preprocessed, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "orthodiff_auto", "train_fold", str(preprocessed), "seg", "sag", "2", "--config", "smoke",
+         "--results", str(tmp_path), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    fold = tmp_path / "seg" / "sag" / "scratch" / "fold_2"
+    assert "2 processes" in (fold / "training_log.txt").read_text()
+    assert (fold / "summary.json").is_file()
+    assert torch.load(fold / "checkpoint_final.pt", weights_only=True)["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["seg", "obl", "0"], "no plan for view 'obl'"),
+        (["seg", "sag", "7"], "out of range"),
+        (["seg", "sag", "x"], "fold must be"),
+        (["segment", "sag", "0"], "unknown task"),
+        (["seg", "sag", "0", "--set", "num_epochs=abc"], "cannot use"),
+        (["seg", "sag", "0", "--label-fraction", "0"], "label-fraction"),
+        (["seg", "sag", "0", "--pretrained", "/nonexistent.pt"], "not found"),
+    ],
+)
+def test_bad_arguments_exit_2(preprocessed, tmp_path, capsys, args, message):
+    assert main(["train_fold", str(preprocessed), *args, "--results", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_plans_exit_2(tmp_path, capsys):
+    (tmp_path / "pp").mkdir()
+    assert main(["train_fold", str(tmp_path / "pp"), "seg", "sag", "0"]) == 2
+    assert "plans" in capsys.readouterr().err
