@@ -34,3 +34,14 @@ def test_unreadable_file_names_the_file(tmp_path):
     p.write_bytes(b"not an image")
     with pytest.raises(UserInputError, match="broken.nii.gz"):
         read_image(p)
+
+
+def test_atomic_writes_get_default_permissions(tmp_path):
+    import os
+
+    from orthodiff_auto.utils.atomic import write_text_atomic
+
+    write_text_atomic(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,141 @@
+"""The eight abnormalities: how likely each is, its random parameters and how it changes the anatomy.
+
+Every finding alters the anatomy where a radiologist would look:
+
+- ``acl_tear`` / ``pcl_tear``: a fluid-filled gap cuts the cruciate across its fibres (mid-substance);
+  the cruciates run obliquely in the sagittal plane, so the gap is sharp on sagittal images and smeared
+  by the thick slices of coronal and axial ones.
+- ``mcl_tear`` / ``lcl_tear``: a fluid-filled gap cuts the thin, nearly vertical collateral band; the band
+  is thin left-right (blurred by sagittal slices) and the gap is short superior-inferior (blurred by axial
+  slices): coronal shows it.
+- ``medial_meniscus_tear`` / ``lateral_meniscus_tear``: a bright fluid line through the dark meniscus
+  (horizontal cleavage, vertical-longitudinal or radial), mostly in the posterior horn.
+- ``patellar_dislocation`` (transient lateral dislocation, as imaged afterwards): the patella sits a few
+  mm laterally and tilted, and the medial patellofemoral ligament (a thin vertical sheet running
+  anteroposteriorly) is torn with fluid in the gap: the axial plane shows both in-plane.
+- ``effusion``: fluid distends the suprapatellar recess, the posterior recesses, the gutters and the
+  joint space (large: visible on every plane).
+
+Parameters of all findings are drawn for every case whether present or not, so switching a finding on
+or off changes nothing else about the case.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from orthodiff_auto.synthetic.spec import DEFAULT_PREVALENCE, FINDINGS
+
+
+def sample_presence(rng: np.random.Generator, prevalence: dict[str, float]) -> dict[str, bool]:
+    draws = rng.random(len(FINDINGS))
+    return {name: bool(draws[i] < prevalence[name]) for i, name in enumerate(FINDINGS)}
+
+
+def sample_finding_params(rng: np.random.Generator) -> dict[str, dict[str, Any]]:
+    """Random parameters for every finding (a fixed number of draws each, in a fixed order)."""
+    u = rng.uniform
+    out: dict[str, dict[str, Any]] = {}
+    out["acl_tear"] = dict(band="acl", t0=u(0.38, 0.62), gap=u(2.0, 2.4), inflate=0.4)
+    out["pcl_tear"] = dict(band="pcl1", t0=u(0.5, 0.8), gap=u(2.0, 2.4), inflate=0.4)
+    seg_choice, t_a, t_b = rng.random(), u(0.3, 0.8), u(0.25, 0.75)
+    out["mcl_tear"] = dict(band="mcl1" if seg_choice < 0.7 else "mcl2", t0=t_a if seg_choice < 0.7 else t_b,
+                           gap=u(1.8, 2.2), inflate=0.35)
+    out["lcl_tear"] = dict(band="lcl", t0=u(0.3, 0.7), gap=u(1.8, 2.2), inflate=0.35)
+    for name in ("medial_meniscus_tear", "lateral_meniscus_tear"):
+        kind = ("horizontal", "vertical", "radial")[int(rng.choice(3, p=[0.45, 0.3, 0.25]))]
+        out[name] = dict(
+            meniscus="mm" if name.startswith("medial") else "lm",
+            kind=kind,
+            phi=u(60.0, 125.0),  # degrees from the notch direction, posterior side (posterior horn/body)
+            half_arc=u(22.0, 38.0),
+            width=u(1.2, 1.6),
+            frac=u(0.35, 0.6),  # horizontal: height of the cleft as a fraction of the local thickness
+            depth=u(2.5, 4.0),  # vertical: mm in from the periphery
+            s0=u(0.25, 0.5),  # radial: how far from the free edge towards the rim it reaches (1 - s0)
+        )
+    out["patellar_dislocation"] = dict(shift=u(2.0, 3.5), tilt=u(0.0, 1.5), band="mpfl1", t0=u(0.3, 0.75),
+                                       gap=u(2.0, 2.4), inflate=0.35)
+    out["effusion"] = dict(severity=u(0.5, 1.0))
+    return out
+
+
+def _wrap(a):
+    return (a + float(np.pi)) % float(2 * np.pi) - float(np.pi)
+
+
+def add_finding_layers(sc, name: str, params: dict, bands: dict, meniscus_local: Callable) -> None:
+    """Add the painting layers that realise one present finding (clefts of fluid, label background)."""
+    from orthodiff_auto.synthetic.anatomy import all_of
+
+    if "band" in params:
+        band = bands[params["band"]]
+        t0 = params["t0"] * band.length
+        half = 0.5 * params["gap"]
+        inflate = params["inflate"]
+        lo, hi = band.bbox(margin=2.0)
+
+        def cleft(ctx, band=band, t0=t0, half=half, inflate=inflate, lo=lo, hi=hi):
+            if not ctx.near(lo, hi):
+                return None
+            u, v, w = ctx.coords("knee")
+            t, _, _ = band.local(u, v, w)
+            sel = np.abs(t - t0) < half
+            return all_of(sel, band.distance(u, v, w, inflate=inflate) < 0)
+
+        sc.add_layer(name + "_cleft", "tear_fluid", 0, cleft)
+        sc.regions[name] = band.p0 + band.a * t0
+        if name == "patellar_dislocation":  # between the displaced patella and the torn MPFL
+            sc.regions[name] = 0.5 * (sc.regions[name] + sc.knee_point("patella", (0.0, 0.0, 0.0)))
+    if name in ("medial_meniscus_tear", "lateral_meniscus_tear"):
+        key = params["meniscus"]
+        phi_c = float(np.deg2rad(params["phi"]))
+        half_arc = float(np.deg2rad(params["half_arc"]))
+        hw = 0.5 * params["width"]
+
+        def men_cleft(ctx, key=key, kind=params["kind"], p=params):
+            m = meniscus_local(ctx, key)
+            if m is None:
+                return None
+            arc = np.abs(_wrap(m["phi"] - phi_c)) < half_arc
+            if kind == "horizontal":
+                cut = (np.abs(m["h"] - p["frac"] * m["hloc"]) < hw) & (m["srel"] > 0.12)
+            elif kind == "vertical":
+                cut = np.abs((m["r_out"] - m["r"]) - p["depth"]) < hw
+            else:  # radial: a cut across the meniscus from its free edge
+                cut = (np.abs(_wrap(m["phi"] - phi_c)) * m["r"] < hw) & (m["srel"] > p["s0"])
+            return m["inside"] & arc & cut
+
+        sc.add_layer(name + "_cleft", "tear_fluid", 0, men_cleft)
+        sc.regions[name] = meniscus_point(sc, key, phi_c)
+
+
+def meniscus_point(sc, key: str, phi: float) -> np.ndarray:
+    """Knee-frame point in the middle of a meniscus at angle ``phi`` (radians from the notch direction)."""
+    from orthodiff_auto.synthetic.anatomy import _ray_ellipse
+
+    p, s = sc.knee.p, sc.knee.scale
+    m = p[key]
+    c = m["c"]
+    du, dv = np.cos(phi) * m["toward_notch"], np.sin(phi)
+    rim = (p["plat_r"][0] - 1.0, p["plat_r"][1] - 1.0)
+    r_out = _ray_ellipse(c[0], c[1], du, dv, p["plat_c"], rim)
+    r_in = _ray_ellipse(c[0], c[1], du, dv, m["inner_c"], m["inner_r"])
+    r = 0.6 * r_out + 0.4 * r_in
+    q_tib = np.array([c[0] + r * du, c[1] + r * dv, p["w_t"] + 0.3 + 0.35 * m["height"]])
+    return sc.knee_point("tibia", q_tib)
+
+
+def validate_prevalence(prevalence: dict[str, float] | None) -> dict[str, float]:
+    """Defaults overridden by ``prevalence``; raises ValueError naming an unknown finding or bad value."""
+    out = dict(DEFAULT_PREVALENCE)
+    for name, value in (prevalence or {}).items():
+        if name not in FINDINGS:
+            raise ValueError(f"unknown finding {name!r} in prevalence; findings are {', '.join(FINDINGS)}")
+        value = float(value)
+        if not (0.0 <= value <= 1.0) or not np.isfinite(value):
+            raise ValueError(f"prevalence of {name} must lie in [0, 1], got {value}")
+        out[name] = value
+    return out
