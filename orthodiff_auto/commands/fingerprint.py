@@ -1,0 +1,36 @@
+"""``orthodiff fingerprint RAW_DATASET --out PREPROCESSED_DIR [-np N]``."""
+
+from __future__ import annotations
+
+ORDER = 20
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "fingerprint",
+        help="validate a raw dataset and write its fingerprint (spacings, shapes, intensities, label volumes)",
+        description="Validate the raw dataset, then measure every train and unlabeled scan (in parallel) and write "
+        "PREPROCESSED_DIR/dataset.json and PREPROCESSED_DIR/fingerprint.json. Nothing is written when the dataset "
+        "is invalid (exit code 2).",
+    )
+    p.add_argument("dataset", help="raw dataset folder (holds dataset.json)")
+    p.add_argument("--out", required=True, help="preprocessed folder to write into")
+    p.add_argument("-np", "--num-processes", type=int, default=2, help="parallel worker processes (default 2)")
+    p.add_argument("--skip-validation", action="store_true", help="do not validate image contents first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from orthodiff_auto.data.dataset import load_raw_dataset
+    from orthodiff_auto.preprocessing.stages import run_fingerprint, validated_dataset
+
+    ds = load_raw_dataset(args.dataset) if args.skip_validation else validated_dataset(args.dataset, args.num_processes)
+    fp = run_fingerprint(ds, args.out, args.num_processes, progress=not args.no_progress)
+    for view, vf in fp.views.items():
+        sp = "x".join(f"{v:.3g}" for v in vf.median_spacing)
+        sh = "x".join(f"{v:g}" for v in vf.median_shape_after_crop)
+        print(f"{view}: {vf.num_train} train ({vf.num_labelled} labelled), {vf.num_unlabeled} unlabeled; "
+              f"median spacing {sp} mm, median shape after crop {sh}")
+    print(f"wrote {args.out}/fingerprint.json")
+    return 0

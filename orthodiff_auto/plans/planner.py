@@ -1,0 +1,295 @@
+"""The planner: fingerprint + budget -> ``Plans`` (one ``ViewPlan`` per view). A pure function.
+
+Rules (nnU-Net's 3d_fullres rules unless noted; documentation/planning.md explains each):
+
+Target spacing
+    Per-axis median of the training scans' spacings. When the coarsest median axis is more than 3x the
+    finest other axis *and* has fewer than a third of the voxels of every other axis (median shape after
+    cropping), that axis gets the 10th percentile of its spacings instead (never finer than the other axes):
+    thick-slice outliers are not allowed to dictate how many slices every case is interpolated to.
+
+Segmentation patch, topology, batch
+    Start from a patch with the target spacing's aspect ratio (isotropic in mm) and the volume of
+    ``preset.initial_patch_voxels``, clipped to the median shape after resampling; derive the topology
+    (``plans.topology``); while the memory estimate at the minimum batch size exceeds the budget, shrink the
+    axis whose patch/median-shape ratio is largest by one divisor step and re-derive the topology. Then the
+    batch size is the largest whose estimate fits the budget (nnU-Net rounds, which can exceed the budget by
+    up to half a sample; we floor), capped so a batch holds at most 5% of the dataset's voxels, at least 2.
+    Features per stage: ``base * 2**stage`` capped at ``max_features``; 2 convolutions per stage.
+
+Classification
+    The same encoder architecture (weights transfer 1:1). Input: the whole cropped field of view (95th
+    percentile per axis over the training scans, so 95% of scans fit uncropped), resampled to the target
+    spacing, padded to the encoder's divisor. When the encoder's estimate at batch 2 exceeds the budget, the
+    spacing is coarsened step by step (x1.03; the finer axes first until they are within 2x of the coarsest,
+    as nnU-Net's 3d_lowres) until it fits. Batch: largest within budget, at least 2, at most
+    ``preset.max_classification_batch`` and at most a tenth of the training scans (but >= 2).
+
+Diffusion pretraining
+    The segmentation patch and batch size, the U-Net with one output channel (predicted noise), 1000 steps,
+    cosine schedule, epsilon prediction.
+
+Budgets
+    ``gpu:<GB>``: the rules above with nnU-Net's constants (32 features doubling to 320).
+    ``cpu``: ``CPU_PRESET``: 16 features doubling to 128, an initial patch of 96**3 voxels (isotropic in mm)
+    clipped to at most 96 voxels per axis, a 0.25 GB memory-estimate target, batch 2 -- for 0.4x0.4x3 mm knee
+    data a 16x80x80 patch whose training step (batch 2) took 1.8 s on a shared 2-core machine, so a few
+    hundred steps take minutes (documentation/planning.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from orthodiff_auto.fingerprint.schema import DatasetFingerprint, ViewFingerprint
+from orthodiff_auto.plans.memory import (
+    count_to_gb,
+    encoder_feature_map_count,
+    feature_map_count,
+)
+from orthodiff_auto.plans.schema import (
+    ArchitectureSpec,
+    Budget,
+    ClassificationPlan,
+    DiffusionPlan,
+    NormalizationPlan,
+    Plans,
+    ResamplingPlan,
+    SegmentationPlan,
+    ViewPlan,
+)
+from orthodiff_auto.plans.topology import Topology, get_topology, pad_to_multiple
+
+ANISOTROPY_THRESHOLD = 3.0
+
+
+@dataclass(frozen=True)
+class PlannerPreset:
+    base_features: int = 32
+    max_features: int = 320
+    n_conv_per_stage: int = 2
+    n_conv_per_stage_decoder: int = 2
+    min_feature_map_size: int = 4
+    min_batch_size: int = 2
+    max_batch_size: int | None = None
+    max_dataset_fraction: float = 0.05
+    initial_patch_voxels: int = 256**3
+    max_patch_edge: int | None = None  # clip of the initial patch per axis (voxels)
+    max_classification_batch: int = 16
+    classification_size_percentile: float = 95.0
+
+
+GPU_PRESET = PlannerPreset()
+CPU_PRESET = PlannerPreset(base_features=16, max_features=128, initial_patch_voxels=96**3, max_patch_edge=96,
+                           max_batch_size=2, max_classification_batch=4)
+
+
+def preset_for(budget: Budget) -> PlannerPreset:
+    return CPU_PRESET if budget.kind == "cpu" else GPU_PRESET
+
+
+def determine_target_spacing(spacings: Sequence[Sequence[float]], shapes_after_crop: Sequence[Sequence[int]],
+                             anisotropy_threshold: float = ANISOTROPY_THRESHOLD) -> tuple[float, float, float]:
+    """Median spacing with nnU-Net's anisotropy rule (see module docstring)."""
+    sp = np.asarray(spacings, dtype=float)
+    target = np.percentile(sp, 50, axis=0)
+    size = np.percentile(np.asarray(shapes_after_crop, dtype=float), 50, axis=0)
+    worst = int(np.argmax(target))
+    others = [a for a in range(len(target)) if a != worst]
+    aniso_spacing = target[worst] > anisotropy_threshold * max(target[a] for a in others)
+    aniso_voxels = size[worst] * anisotropy_threshold < min(size[a] for a in others)
+    if aniso_spacing and aniso_voxels:
+        t = float(np.percentile(sp[:, worst], 10))
+        finest_allowed = max(target[a] for a in others)
+        if t < finest_allowed:
+            t = finest_allowed + 1e-5
+        target[worst] = t
+    return tuple(float(v) for v in target)
+
+
+def new_shape(shape: Sequence[float], spacing: Sequence[float], target: Sequence[float]) -> tuple[int, ...]:
+    return tuple(max(1, int(round(s * o / t))) for s, o, t in zip(shape, spacing, target))
+
+
+def features_per_stage(n_stages: int, preset: PlannerPreset) -> tuple[int, ...]:
+    return tuple(min(preset.max_features, preset.base_features * 2**i) for i in range(n_stages))
+
+
+def architecture_from_topology(topo: Topology, preset: PlannerPreset) -> ArchitectureSpec:
+    n = topo.n_stages
+    return ArchitectureSpec(
+        n_stages=n,
+        features_per_stage=features_per_stage(n, preset),
+        kernel_sizes=topo.kernel_sizes,
+        strides=topo.strides,
+        n_conv_per_stage=(preset.n_conv_per_stage,) * n,
+        n_conv_per_stage_decoder=(preset.n_conv_per_stage_decoder,) * (n - 1),
+    )
+
+
+def _pad(shape: Sequence[float], divisor: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(math.ceil(float(s) / d - 1e-9) * d) for s, d in zip(shape, divisor))
+
+
+def _topology(spacing, patch, preset: PlannerPreset) -> Topology:
+    topo = get_topology(spacing, patch, preset.min_feature_map_size)
+    if topo.n_stages < 2:
+        # Images too small to pool even once: enlarge the patch (the loader pads) along the finest axes so the
+        # U-Net gets at least one down/up-sampling step.
+        finest = min(spacing)
+        patch = [max(p, 2 * preset.min_feature_map_size) if s / finest < 2 else p for p, s in zip(patch, spacing)]
+        topo = get_topology(spacing, patch, preset.min_feature_map_size)
+    return Topology(topo.pool_per_axis, topo.strides, topo.kernel_sizes, _pad(patch, topo.shape_divisor),
+                    topo.shape_divisor)
+
+
+def plan_segmentation(spacing: Sequence[float], median_shape: Sequence[float], num_classes: int,
+                      num_cases: int, budget: Budget, preset: PlannerPreset) -> SegmentationPlan:
+    """Patch size, topology and batch size under ``budget`` (see module docstring)."""
+    inv = 1.0 / np.asarray(spacing, dtype=float)
+    initial = [round(v) for v in inv * (preset.initial_patch_voxels / np.prod(inv)) ** (1 / 3)]
+    patch = [float(min(i, m)) for i, m in zip(initial, median_shape)]
+    if preset.max_patch_edge is not None:
+        patch = [min(p, float(preset.max_patch_edge)) for p in patch]
+    topo = _topology(spacing, patch, preset)
+    arch = architecture_from_topology(topo, preset)
+    n_cls = max(2, int(num_classes))
+    count = feature_map_count(arch, topo.patch_size, 1, n_cls, True)
+    seen = {topo.patch_size}
+    while count_to_gb(count, preset.min_batch_size) > budget.memory_gb:
+        patch = list(topo.patch_size)
+        ratios = [p / m for p, m in zip(patch, median_shape)]
+        order = sorted(range(3), key=lambda a: (ratios[a], a), reverse=True)
+        for axis in order:
+            if patch[axis] > topo.shape_divisor[axis]:
+                break
+        else:
+            break  # cannot shrink any further; the estimate stays above the budget (recorded in the plan)
+        trial = list(patch)
+        trial[axis] -= topo.shape_divisor[axis]
+        step = get_topology(spacing, trial, preset.min_feature_map_size).shape_divisor[axis]
+        patch[axis] = max(1, patch[axis] - step)
+        topo = _topology(spacing, patch, preset)
+        if topo.patch_size in seen:
+            break  # the smallest patch the topology rules allow; its estimate stays above the budget
+        seen.add(topo.patch_size)
+        arch = architecture_from_topology(topo, preset)
+        count = feature_map_count(arch, topo.patch_size, 1, n_cls, True)
+    per_sample = count_to_gb(count, 1)
+    batch = int(budget.memory_gb // per_sample) if per_sample > 0 else preset.min_batch_size
+    dataset_voxels = float(np.prod(median_shape, dtype=np.float64)) * max(1, num_cases)
+    cap = round(dataset_voxels * preset.max_dataset_fraction / float(np.prod(topo.patch_size, dtype=np.float64)))
+    batch = max(min(batch, cap), preset.min_batch_size)
+    if preset.max_batch_size is not None:
+        batch = min(batch, preset.max_batch_size)
+    return SegmentationPlan(
+        patch_size=tuple(int(p) for p in topo.patch_size),
+        batch_size=int(batch),
+        architecture=arch,
+        num_classes=int(num_classes),
+        memory_estimate_gb=round(count_to_gb(count, batch), 4),
+    )
+
+
+def plan_classification(arch: ArchitectureSpec, target_spacing: Sequence[float],
+                        spacings: Sequence[Sequence[float]], shapes_after_crop: Sequence[Sequence[int]],
+                        num_findings: int, num_cases: int, budget: Budget,
+                        preset: PlannerPreset) -> ClassificationPlan:
+    """Whole-field-of-view input size and spacing for the shared encoder (see module docstring)."""
+    spacing = np.asarray(target_spacing, dtype=float)
+    for _ in range(400):
+        sizes = np.array([new_shape(sh, sp, spacing) for sh, sp in zip(shapes_after_crop, spacings)], dtype=float)
+        size = np.ceil(np.percentile(sizes, preset.classification_size_percentile, axis=0))
+        input_size = pad_to_multiple([int(s) for s in size], arch.shape_divisor)
+        per_sample = count_to_gb(encoder_feature_map_count(arch, input_size, 1), 1)
+        if per_sample * preset.min_batch_size <= budget.memory_gb:
+            break
+        coarsest = spacing.max()
+        finer = coarsest / spacing > 2
+        spacing = np.where(finer, spacing * 1.03, spacing) if finer.any() else spacing * 1.03
+    batch = int(budget.memory_gb // per_sample) if per_sample > 0 else preset.min_batch_size
+    batch = min(batch, preset.max_classification_batch, max(preset.min_batch_size, num_cases // 10))
+    batch = max(batch, preset.min_batch_size)
+    return ClassificationPlan(
+        spacing=tuple(round(float(s), 6) for s in spacing),
+        input_size=tuple(int(s) for s in input_size),
+        batch_size=int(batch),
+        architecture=arch,
+        num_findings=int(num_findings),
+        memory_estimate_gb=round(per_sample * batch, 4),
+    )
+
+
+def plan_diffusion(seg: SegmentationPlan) -> DiffusionPlan:
+    count = feature_map_count(seg.architecture, seg.patch_size, 1, 1, False)
+    return DiffusionPlan(
+        patch_size=seg.patch_size,
+        batch_size=seg.batch_size,
+        memory_estimate_gb=round(count_to_gb(count, seg.batch_size), 4),
+    )
+
+
+def plan_normalization(vf: ViewFingerprint, modality: str) -> NormalizationPlan:
+    fg = vf.foreground_intensity
+    stats = dict(mean=fg.mean, std=fg.std, p005=fg.p005, p995=fg.p995) if fg else dict(mean=0.0, std=1.0, p005=0.0,
+                                                                                           p995=0.0)
+    if modality.strip().upper() == "CT":
+        return NormalizationPlan(scheme="ct", use_mask_for_norm=False, **stats)
+    return NormalizationPlan(scheme="zscore", use_mask_for_norm=vf.median_relative_size_after_crop < 0.75, **stats)
+
+
+def plan_view(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget: Budget,
+              preset: PlannerPreset | None = None) -> ViewPlan:
+    preset = preset or preset_for(budget)
+    target = tuple(round(t, 6) for t in determine_target_spacing(vf.spacings, vf.shapes_after_crop))
+    shapes = [new_shape(sh, sp, target) for sh, sp in zip(vf.shapes_after_crop, vf.spacings)]
+    median_shape = tuple(float(v) for v in np.median(np.asarray(shapes, dtype=float), axis=0))
+    num_classes = len(fingerprint.labels)
+    seg_cases = vf.num_labelled or len(vf.spacings)
+    seg = plan_segmentation(target, median_shape, num_classes, seg_cases, budget, preset)
+    cls = plan_classification(seg.architecture, target, vf.spacings, vf.shapes_after_crop,
+                              len(fingerprint.findings), len(vf.spacings), budget, preset)
+    return ViewPlan(
+        view=vf.view,
+        target_spacing=target,
+        through_plane_axis=0,
+        normalization=plan_normalization(vf, fingerprint.modality),
+        resampling=ResamplingPlan(anisotropy_threshold=ANISOTROPY_THRESHOLD),
+        median_shape_after_resampling=tuple(int(round(m)) for m in median_shape),
+        num_training_cases=len(vf.spacings),
+        segmentation=seg,
+        classification=cls,
+        diffusion=plan_diffusion(seg),
+    )
+
+
+def plan_experiment(fingerprint: DatasetFingerprint, budget: Budget,
+                    preset: PlannerPreset | None = None) -> Plans:
+    """Plans for every view in the fingerprint."""
+    views = {v: plan_view(vf, fingerprint, budget, preset) for v, vf in fingerprint.views.items()}
+    return Plans(
+        dataset_name=fingerprint.dataset_name,
+        modality=fingerprint.modality,
+        budget=budget,
+        labels=dict(fingerprint.labels),
+        ignore_label=fingerprint.ignore_label,
+        findings=tuple(fingerprint.findings),
+        views=views,
+    )
+
+
+__all__ = [
+    "CPU_PRESET",
+    "GPU_PRESET",
+    "PlannerPreset",
+    "determine_target_spacing",
+    "plan_classification",
+    "plan_diffusion",
+    "plan_experiment",
+    "plan_segmentation",
+    "plan_view",
+]

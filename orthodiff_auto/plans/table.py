@@ -1,0 +1,59 @@
+"""Human-readable rendering of plans (``orthodiff show_plans``)."""
+
+from __future__ import annotations
+
+from orthodiff_auto.data.views import VIEW_NAMES
+from orthodiff_auto.plans.schema import Plans
+
+
+def _x(values, fmt: str = "{}") -> str:
+    return "x".join(fmt.format(v) for v in values)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def format_plans(plans: Plans) -> str:
+    """A compact table per task (segmentation, classification, diffusion) with one row per view."""
+    b = plans.budget
+    out = [f"Plans for {plans.dataset_name!r} ({plans.modality}); budget {b} ({b.source}, {b.memory_gb:g} GB); "
+           f"schema {plans.schema_version}",
+           f"labels: {len(plans.labels)} classes incl. background"
+           + (f", ignore label {plans.ignore_label}" if plans.ignore_label is not None else "")
+           + f"; findings: {len(plans.findings)}",
+           "Spatial sizes are in preprocessed order: through-plane axis first, then in-plane.", ""]
+    seg_rows, cls_rows, dif_rows, pre_rows = [], [], [], []
+    for view, vp in plans.views.items():
+        name = VIEW_NAMES.get(view, view)
+        s, a = vp.segmentation, vp.segmentation.architecture
+        seg_rows.append([
+            name, _x(vp.target_spacing, "{:.3g}"), _x(vp.median_shape_after_resampling), _x(s.patch_size),
+            str(s.batch_size), str(a.n_stages), _x(a.pooling_per_axis), "-".join(str(f) for f in a.features_per_stage),
+            "/".join("".join(str(k) for k in ks) for ks in a.kernel_sizes), f"{s.memory_estimate_gb:.2f}",
+        ])
+        c = vp.classification
+        cls_rows.append([name, _x(c.spacing, "{:.3g}"), _x(c.input_size), str(c.batch_size), str(c.num_findings),
+                         f"{c.memory_estimate_gb:.2f}"])
+        d = vp.diffusion
+        dif_rows.append([name, _x(d.patch_size), str(d.batch_size), str(d.timesteps), d.schedule, d.prediction,
+                         f"{d.memory_estimate_gb:.2f}"])
+        n, r = vp.normalization, vp.resampling
+        pre_rows.append([
+            name, str(vp.num_training_cases), n.scheme + (" (non-zero mask)" if n.use_mask_for_norm else ""),
+            f"{n.mean:.4g}/{n.std:.4g}", str(r.image_order), f"{r.label_order} one-hot",
+            (f"{r.through_plane_order} if ratio>{r.anisotropy_threshold:g}" if r.separate_through_plane else "no"),
+        ])
+    out.append("Segmentation (U-Net, dynamic-network-architectures PlainConvUNet)")
+    out += _table(["view", "spacing mm", "median shape", "patch", "batch", "stages", "pool/axis", "features",
+                   "kernels", "mem GB"], seg_rows)
+    out += ["", "Classification (shared encoder on the whole field of view)"]
+    out += _table(["view", "spacing mm", "input", "batch", "findings", "mem GB"], cls_rows)
+    out += ["", "Diffusion pretraining (denoising U-Net, same topology)"]
+    out += _table(["view", "patch", "batch", "steps", "schedule", "predicts", "mem GB"], dif_rows)
+    out += ["", "Preprocessing"]
+    out += _table(["view", "cases", "normalisation", "fg mean/std", "image order", "labels", "through-plane"],
+                  pre_rows)
+    return "\n".join(out)

@@ -1,0 +1,110 @@
+"""The three planning stages as functions over a preprocessed folder (used by the commands).
+
+Each stage reads the previous stage's artifact and writes its own, so a user can stop after any stage,
+inspect or edit the JSON, and go on::
+
+    run_fingerprint(raw, out)   -> out/dataset.json, out/findings.csv, out/fingerprint.json
+    run_plan(out, budget)       -> out/plans.json
+    run_preprocess(raw, out)    -> out/<view>/<case>.{b2nd,_seg.b2nd,json} (and refreshes dataset.json,
+                                   findings.csv)
+
+``out/dataset.json`` is the raw dataset's description (``DatasetDescription.to_dict()``) plus
+``raw_dataset``, the raw folder's absolute path (later stages read raw labels from there when reachable);
+``out/findings.csv`` is the training findings table as validated (case_id, findings in dataset.json's
+order, then site/field_strength when present), written only when the dataset declares findings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orthodiff_auto.data.dataset import RawDataset
+from orthodiff_auto.errors import DatasetError, UserInputError
+from orthodiff_auto.fingerprint.extract import extract_fingerprint
+from orthodiff_auto.fingerprint.schema import DatasetFingerprint
+from orthodiff_auto.plans.schema import Budget, Plans
+from orthodiff_auto.preprocessing.runner import PreprocessSummary, preprocess_dataset
+from orthodiff_auto.utils.atomic import write_json_atomic, write_text_atomic
+
+DATASET_JSON = "dataset.json"
+FINDINGS_CSV = "findings.csv"
+FINGERPRINT_JSON = "fingerprint.json"
+PLANS_JSON = "plans.json"
+
+
+def validated_dataset(raw: Path | str, num_workers: int = 2) -> RawDataset:
+    """Validate the raw dataset completely; DatasetError (exit 2) listing every problem when it is invalid."""
+    from orthodiff_auto.data.validation import validate_dataset
+
+    report = validate_dataset(raw, num_workers=max(1, num_workers))
+    if not report.ok or report.dataset is None:
+        raise DatasetError(report.problems)
+    return report.dataset
+
+
+def _check_out_dir(out: Path, raw: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"{out}: exists and is not a folder")
+    if out.resolve() == raw.resolve():
+        raise UserInputError(f"{out}: the output folder must not be the raw dataset folder")
+
+
+def write_dataset_files(dataset: RawDataset, out: Path | str) -> None:
+    """``out/dataset.json`` (description + raw folder path) and ``out/findings.csv`` (when there are findings)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / DATASET_JSON, {**dataset.description.to_dict(), "raw_dataset": str(dataset.root.resolve())})
+    if dataset.description.findings and dataset.findings is not None:
+        write_text_atomic(out / FINDINGS_CSV, dataset.findings.to_csv(index_label="case_id"))
+    else:
+        (out / FINDINGS_CSV).unlink(missing_ok=True)
+
+
+def run_fingerprint(dataset: RawDataset, out: Path | str, num_workers: int = 2,
+                    progress: bool = True) -> DatasetFingerprint:
+    out = Path(out)
+    _check_out_dir(out, dataset.root)
+    fp = extract_fingerprint(dataset, num_workers=num_workers, progress=progress)
+    if not fp.views:
+        raise UserInputError(f"{dataset.root}: no training or unlabeled scans to fingerprint")
+    write_dataset_files(dataset, out)
+    fp.save(out / FINGERPRINT_JSON)
+    return fp
+
+
+def run_plan(out: Path | str, budget: Budget) -> tuple[Plans, bool]:
+    """Plan from ``out/fingerprint.json``; returns (plans, whether an existing different plans.json was
+    replaced)."""
+    from orthodiff_auto.plans.planner import plan_experiment
+
+    out = Path(out)
+    fp = DatasetFingerprint.load(out / FINGERPRINT_JSON)
+    plans = plan_experiment(fp, budget)
+    target = out / PLANS_JSON
+    replaced = False
+    if target.is_file():
+        try:
+            replaced = json.loads(target.read_text()) != json.loads(json.dumps(plans.to_dict()))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            replaced = True
+    plans.save(target)
+    return plans, replaced
+
+
+def check_plans_match(plans: Plans, dataset: RawDataset, plans_path: Path) -> None:
+    desc = dataset.description
+    if dict(plans.labels) != dict(desc.labels) or plans.ignore_label != desc.ignore_label:
+        raise UserInputError(f"{plans_path}: planned for labels {plans.labels} (ignore {plans.ignore_label}), but "
+                             f"{dataset.root} declares {desc.labels} (ignore {desc.ignore_label}); re-run "
+                             "`orthodiff fingerprint` and `orthodiff plan`")
+
+
+def run_preprocess(dataset: RawDataset, out: Path | str, num_workers: int = 2,
+                   progress: bool = True) -> PreprocessSummary:
+    out = Path(out)
+    plans_path = out / PLANS_JSON
+    plans = Plans.load(plans_path)
+    check_plans_match(plans, dataset, plans_path)
+    write_dataset_files(dataset, out)
+    return preprocess_dataset(dataset, plans, out, num_workers=num_workers, progress=progress)
