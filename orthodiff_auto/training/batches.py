@@ -7,6 +7,7 @@ background processes, arrive in order, and a resumed run replays exactly the bat
 from __future__ import annotations
 
 import contextlib
+import random
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -18,13 +19,17 @@ from orthodiff_auto.training.patch_sampling import crop_patch, patch_bbox
 
 @contextlib.contextmanager
 def seeded_numpy_global(seed_sequence: Sequence[int]):
-    """batchgenerators draws from numpy's global generator: seed it for one batch, then restore it."""
-    state = np.random.get_state()
-    np.random.seed(np.random.SeedSequence(list(seed_sequence)).generate_state(1)[0])
+    """batchgenerators draws from numpy's and Python's global generators: seed both for one batch, then
+    restore them, so a batch is reproducible and the caller's random state is untouched."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    seed = int(np.random.SeedSequence(list(seed_sequence)).generate_state(1)[0])
+    np.random.seed(seed)
+    random.seed(seed)
     try:
         yield
     finally:
-        np.random.set_state(state)
+        np.random.set_state(np_state)
+        random.setstate(py_state)
 
 
 class CaseSource:
