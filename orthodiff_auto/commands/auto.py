@@ -1,0 +1,44 @@
+"""``orthodiff auto RAW_DATASET --work DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ORDER = 80
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "auto",
+        help="run every stage: validate, plan, preprocess, pretrain, train all folds, choose the model",
+        description="Run the whole pipeline on a raw dataset, skipping stages that are already done (re-run it "
+        "after an interruption to go on). The final model folder is WORK/model (what predict_folder --model "
+        "takes); ends with a cross-validation report.",
+    )
+    p.add_argument("dataset", type=Path, help="raw dataset folder")
+    p.add_argument("--work", required=True, type=Path, help="working folder (preprocessed/, results/, model/)")
+    p.add_argument("--budget", default=None, help="gpu:<GB>, gpu (detected, else 8 GB) or cpu")
+    p.add_argument("--config", default="full", help="training preset for every fold: smoke, demo or full")
+    p.add_argument("--pretrain-config", default=None, help="preset for diffusion pretraining (default: --config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training config value for every fold")
+    p.add_argument("--pretrain-set", dest="pretrain_overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--no-pretrain", action="store_true", help="skip diffusion pretraining (from-scratch only)")
+    p.add_argument("--fusion", nargs="+", default=["gate"], help="fusion modes to train: gate and/or concat")
+    p.add_argument("-np", "--num-processes", type=int, default=2)
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from orthodiff_auto.pipeline.auto import AutoOptions, check_folds, run_auto
+
+    options = AutoOptions(
+        budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=check_folds(args.folds),
+        pretrain=not args.no_pretrain, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
+        pretrain_overrides=tuple(args.pretrain_overrides), num_processes=args.num_processes, device=args.device,
+    )
+    model_dir = run_auto(args.dataset, args.work, options)
+    print(f"model folder: {model_dir}")
+    return 0

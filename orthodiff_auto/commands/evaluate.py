@@ -1,0 +1,30 @@
+"""``orthodiff evaluate PRED_DIR REFERENCE_DATASET``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ORDER = 70
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score predictions against a dataset's test references",
+        description="Dice and HD95 per structure against labelsTs/, AUROC/AP/sensitivity/specificity/F1 per "
+        "finding against findingsTs.csv (bootstrap 95%% CIs), per view and per site; writes summary.json, "
+        "roc_curves.png and dice_boxplot.png to PRED_DIR/evaluation (or --out).",
+    )
+    p.add_argument("pred_dir", type=Path)
+    p.add_argument("reference", type=Path, help="raw dataset folder holding labelsTs/ and/or findingsTs.csv")
+    p.add_argument("--out", type=Path, help="where to write the evaluation (default PRED_DIR/evaluation)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from orthodiff_auto.evaluation.evaluate_folder import evaluate_predictions, report_table
+
+    summary = evaluate_predictions(args.pred_dir, args.reference, args.out, bootstrap=args.bootstrap)
+    print(report_table(summary))
+    return 0

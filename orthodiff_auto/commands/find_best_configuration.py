@@ -1,0 +1,30 @@
+"""``orthodiff find_best_configuration PREPROCESSED_DIR --out MODEL_DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ORDER = 50
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "find_best_configuration",
+        help="choose per task from the cross-validation results and write the model folder",
+        description="Aggregate the folds' validation results; choose per segmentation view between from-scratch "
+        "and pretrained (mean Dice), and for the findings between single views and fusion modes (pooled CV "
+        "macro AUROC); copy the chosen fold checkpoints, plans and thresholds into MODEL_DIR.",
+    )
+    p.add_argument("preprocessed_dir", type=Path)
+    p.add_argument("--out", required=True, type=Path, help="model folder to write (what predict_folder --model takes)")
+    p.add_argument("--results", type=Path, help="results folder (default: results/ beside PREPROCESSED_DIR)")
+    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from orthodiff_auto.pipeline.model_selection import find_best_configuration
+
+    find_best_configuration(args.preprocessed_dir, args.out, args.results, folds=args.folds)
+    print(f"model folder written: {args.out}")
+    return 0

@@ -1,0 +1,76 @@
+"""The model folder: everything ``predict_folder`` needs (plans, fold checkpoints, thresholds, CV numbers).
+
+Layout (written by ``find_best_configuration``)::
+
+    model.json                       what was chosen, with its cross-validation numbers
+    plans.json                       the plans the models were trained under
+    seg/<view>/fold_<k>.pt           segmentation checkpoints of the chosen configuration per view
+    cls/<name>/fold_<k>.pt           classification checkpoints (name: a view or "fused")
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.utils.atomic import write_json_atomic
+
+MODEL_FORMAT = "orthodiff_auto.model/1"
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    """One chosen configuration: which run, its checkpoints (relative to the model folder), its CV score."""
+
+    name: str  # view, or "fused"
+    variant: str  # e.g. scratch | pretrained
+    checkpoints: tuple[str, ...]
+    cv: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "variant": self.variant, "checkpoints": list(self.checkpoints), "cv": self.cv}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskChoice":
+        return cls(str(d["name"]), str(d["variant"]), tuple(str(c) for c in d["checkpoints"]), dict(d.get("cv", {})))
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    dataset: dict[str, Any]  # the dataset description (labels, findings, views)
+    segmentation: dict[str, TaskChoice]  # per view
+    classification: TaskChoice | None
+    candidates: dict[str, Any] = field(default_factory=dict)  # every configuration compared, with CV numbers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "dataset": self.dataset,
+            "segmentation": {k: v.to_dict() for k, v in self.segmentation.items()},
+            "classification": self.classification.to_dict() if self.classification else None,
+            "candidates": self.candidates,
+        }
+
+    def save(self, model_dir: Path) -> None:
+        write_json_atomic(Path(model_dir) / "model.json", self.to_dict())
+
+    @classmethod
+    def load(cls, model_dir: Path | str) -> "ModelDescription":
+        path = Path(model_dir) / "model.json"
+        if not path.is_file():
+            raise UserInputError(f"{path}: not a model folder (run `orthodiff find_best_configuration`)")
+        try:
+            d = json.loads(path.read_text())
+            if d.get("format") != MODEL_FORMAT:
+                raise ValueError(f"format {d.get('format')!r}, expected {MODEL_FORMAT!r}")
+            return cls(
+                dataset=d["dataset"],
+                segmentation={k: TaskChoice.from_dict(v) for k, v in d["segmentation"].items()},
+                classification=TaskChoice.from_dict(d["classification"]) if d.get("classification") else None,
+                candidates=d.get("candidates", {}),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise UserInputError(f"{path}: invalid model description ({e})") from None

@@ -1,0 +1,1 @@
+"""Whole-pipeline orchestration: model selection over cross-validation and ``auto``."""

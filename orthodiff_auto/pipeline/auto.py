@@ -1,0 +1,152 @@
+"""``auto``: every stage in order, skipping what is already done, ending with a cross-validation report.
+
+validate -> plan_and_preprocess -> pretrain per view -> train all folds (segmentation per view, from scratch
+and pretrained; classification per view and fused) -> find_best_configuration -> DIR/model.
+A stage counts as done when its artifact exists (plans.json, encoder_<view>.pt, a fold's summary.json); an
+interrupted fold resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.training.loop import log_line
+
+FOLDS = (0, 1, 2, 3, 4)
+
+
+@dataclass(frozen=True)
+class AutoOptions:
+    budget: str | None = None  # gpu:<GB> | gpu | cpu
+    config: str = "full"  # training preset for every fold
+    pretrain_config: str | None = None  # default: same as config
+    folds: tuple[int, ...] = FOLDS
+    pretrain: bool = True
+    classification: bool = True
+    fusion_modes: tuple[str, ...] = ("gate",)
+    overrides: tuple[str, ...] = ()
+    pretrain_overrides: tuple[str, ...] = ()
+    num_processes: int = 2
+    device: str | None = None
+
+
+@dataclass
+class StageClock:
+    log: object = log_line
+    times: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, fn, *args, **kw):
+        self.log(f"== {name}")
+        start = time.perf_counter()
+        result = fn(*args, **kw)
+        self.times[name] = time.perf_counter() - start
+        return result
+
+
+def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptions(), log=log_line):
+    from orthodiff_auto.classification.run import FUSED
+    from orthodiff_auto.plans.budget import parse_budget
+    from orthodiff_auto.plans.schema import Plans
+    from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
+
+    raw, work = Path(raw), Path(work)
+    budget = parse_budget(options.budget)
+    clock = StageClock(log)
+    preprocessed, results = work / "preprocessed", work / "results"
+    dataset = clock.run("validate", validated_dataset, raw, options.num_processes)
+    if not (preprocessed / "plans.json").is_file():
+        clock.run("fingerprint", run_fingerprint, dataset, preprocessed, options.num_processes)
+        clock.run("plan", run_plan, preprocessed, budget)
+    else:
+        log(f"== plans: reusing {preprocessed / 'plans.json'}")
+    clock.run("preprocess", run_preprocess, dataset, preprocessed, options.num_processes)
+    plans = Plans.load(preprocessed / "plans.json")
+    views = list(plans.views)
+
+    encoders: dict[str, Path] = {}
+    if options.pretrain:
+        from orthodiff_auto.commands.pretrain import output_dir_for, pretrain
+
+        for view in views:
+            encoder = output_dir_for(preprocessed, view, results) / f"encoder_{view}.pt"
+            if not encoder.is_file():
+                resume = (encoder.parent / "checkpoint_latest.pt").is_file()
+                clock.run(f"pretrain {view}", pretrain, preprocessed, view,
+                          preset=options.pretrain_config or options.config, overrides=list(options.pretrain_overrides),
+                          resume=resume, results=results, device=options.device or "auto", log=log)
+            else:
+                log(f"== pretrain {view}: done ({encoder})")
+            encoders[view] = encoder
+
+    for view in views:
+        for pretrained in [None] + ([encoders[view]] if view in encoders else []):
+            for fold in options.folds:
+                _train(clock, preprocessed, results, "seg", view, fold, options, pretrained, log)
+    if options.classification and plans.findings:
+        for view in views:
+            for pretrained in [None] + ([encoders[view]] if view in encoders else []):
+                for fold in options.folds:
+                    _train(clock, preprocessed, results, "cls", view, fold, options, pretrained, log)
+        if len(views) > 1:
+            for mode in options.fusion_modes:
+                for fold in options.folds:
+                    _train(clock, preprocessed, results, "cls", FUSED, fold, options, None, log,
+                           extra=(f"fusion={mode}",))
+
+    from orthodiff_auto.pipeline.model_selection import find_best_configuration
+
+    model_dir = work / "model"
+    description = clock.run("find_best_configuration", find_best_configuration, preprocessed, model_dir, results,
+                            options.folds, log)
+    log(cv_report(description))
+    log("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in clock.times.items() if v >= 1))
+    return model_dir
+
+
+def _train(clock, preprocessed, results, task, view, fold, options, pretrained, log, extra: Sequence[str] = ()):
+    from orthodiff_auto.training.config import make_config
+    from orthodiff_auto.training.run import FoldRequest, train_fold
+
+    config = make_config(options.config, list(options.overrides) + list(extra))
+    request = FoldRequest(preprocessed, task, view, fold, config, results_dir=results, pretrained=pretrained,
+                          device=options.device)
+    out = request.output_dir()
+    name = f"{task} {view} fold {fold} ({request.variant})"
+    if (out / "summary.json").is_file():
+        log(f"== {name}: done")
+        return
+    resume = (out / "checkpoint_latest.pt").is_file() or (out / "checkpoint_final.pt").is_file()
+    clock.run(name, train_fold, FoldRequest(preprocessed, task, view, fold, config, results_dir=results,
+                                            pretrained=pretrained, device=options.device, resume=resume), log)
+
+
+def cv_report(description) -> str:
+    """The cross-validation numbers of what was chosen and of what it was chosen against."""
+    lines = ["", "Cross-validation report"]
+    seg = description.candidates.get("segmentation", {})
+    for view, variants in seg.items():
+        chosen = description.segmentation.get(view)
+        for variant, v in variants.items():
+            mark = "*" if chosen and chosen.variant == variant else " "
+            lines.append(f" {mark} seg {view:<5} {variant:<24} mean Dice {v['mean_dice']:.3f}  "
+                         + " ".join(f"{k} {x:.2f}" for k, x in v["per_structure"].items()))
+    cls = description.candidates.get("classification", {})
+    chosen = description.classification
+    for name, variants in cls.items():
+        for variant, v in variants.items():
+            mark = "*" if chosen and chosen.name == name and chosen.variant == variant else " "
+            lines.append(f" {mark} cls {name:<5} {variant:<24} macro AUROC {v['macro_auroc']:.3f}  "
+                         + " ".join(f"{k} {x:.2f}" for k, x in v["per_finding_auroc"].items()))
+    lines.append(" (* chosen)")
+    return "\n".join(lines)
+
+
+def check_folds(folds: Sequence[int]) -> tuple[int, ...]:
+    bad = [f for f in folds if not 0 <= f < 5]
+    if bad or not folds:
+        raise UserInputError(f"--folds: choose among 0-4, got {list(folds)}")
+    return tuple(sorted(set(folds)))

@@ -1,0 +1,131 @@
+"""predict_folder and the Predictor API with a model folder of small random-weight fold checkpoints."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from orthodiff_auto.cli import main
+from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
+from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice
+from orthodiff_auto.inference.predictor import Predictor, SegmentationEnsemble
+from orthodiff_auto.networks.builder import build_segmentation_network
+from orthodiff_auto.plans.schema import Budget, Plans
+from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, validated_dataset
+from orthodiff_auto.training.checkpoint import save_checkpoint
+from tests.conftest import VIEW_DIRECTIONS, sphere_scan, view_geometry
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("model")
+    raw = base / "raw"
+    (raw / "imagesTr").mkdir(parents=True)
+    (raw / "labelsTr").mkdir()
+    json.dump({"name": "T", "labels": {"background": 0, "a": 1, "b": 2}, "views": ["sag", "cor"]},
+              open(raw / "dataset.json", "w"))
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        for view in ("sag", "cor"):
+            g = view_geometry(view, shape=(6, 24, 24), spacing=(3.0, 1.0, 1.0))
+            image, label = sphere_scan(g.shape, rng)
+            write_image(raw / "imagesTr" / f"c{i}_{view}.nii.gz", image, g)
+            write_image(raw / "labelsTr" / f"c{i}_{view}.nii.gz", label, g)
+    run_fingerprint(validated_dataset(raw), base / "pp", num_workers=1, progress=False)
+    plans, _ = run_plan(base / "pp", Budget("cpu", 0.25))
+    model = base / "model"
+    model.mkdir()
+    shutil.copy(base / "pp" / "plans.json", model / "plans.json")
+    choices = {}
+    for view in ("sag", "cor"):
+        paths = []
+        for fold in (0, 1):
+            torch.manual_seed(fold + (10 if view == "cor" else 0))
+            net = build_segmentation_network(plans.view(view).segmentation.architecture, 1, plans.num_classes)
+            rel = f"seg/{view}/fold_{fold}.pt"
+            save_checkpoint(model / rel, {"task": "seg", "model": net.state_dict(),
+                                          "extras": {"plans": plans.to_dict(), "view": view,
+                                                     "patch_size": list(plans.view(view).segmentation.patch_size)}})
+            paths.append(rel)
+        choices[view] = TaskChoice(view, "scratch", tuple(paths), {"mean_dice": 0.5})
+    ModelDescription({"name": "T", "labels": plans.labels, "findings": []}, choices, None).save(model)
+    return model
+
+
+def _scan(folder: Path, name: str, view: str, shape=(7, 30, 26), origin=(3.0, -2.0, 5.5), seed=0):
+    g = view_geometry(view, shape=shape, spacing=(3.3, 0.9, 1.1), origin=origin)
+    image, _ = sphere_scan(shape, np.random.default_rng(seed))
+    write_image(folder / name, image, g)
+    return g
+
+
+def test_output_geometry_equals_input_exactly(model_dir, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    g = _scan(inp, "p1_sag.nii.gz", "sag")
+    # a plain file: view comes from the header (coronal here), case = file stem
+    g2 = _scan(inp, "plain.nii.gz", "cor", shape=(5, 28, 33))
+    assert main(["predict_folder", str(inp), str(out), "--model", str(model_dir)]) == 0
+    for name, geom in (("p1_sag.nii.gz", g), ("plain.nii.gz", g2)):
+        got = read_geometry(out / name)
+        assert got.shape == geom.shape and got.spacing == pytest.approx(geom.spacing)
+        assert got.origin == pytest.approx(geom.origin) and got.direction == pytest.approx(geom.direction)
+        labels, _ = read_image(out / name, dtype=None)
+        assert set(np.unique(labels)) <= {0, 1, 2}
+
+
+def test_array_and_file_predictions_agree(model_dir, tmp_path):
+    g = _scan(tmp_path, "x_cor.nii.gz", "cor", seed=3)
+    predictor = Predictor(model_dir)
+    from_file = predictor.predict_files("x", {"cor": tmp_path / "x_cor.nii.gz"}).segmentations["cor"]
+    image, geometry = read_image(tmp_path / "x_cor.nii.gz")
+    from_array = predictor.predict_case("x", {"cor": (image, geometry)}).segmentations["cor"]
+    np.testing.assert_array_equal(from_file, from_array)
+    assert from_array.shape == g.shape
+
+
+def test_ensemble_averages_fold_probabilities(model_dir, tmp_path):
+    description = ModelDescription.load(model_dir)
+    paths = [model_dir / c for c in description.segmentation["sag"].checkpoints]
+    device = torch.device("cpu")
+    both = SegmentationEnsemble.load("sag", paths, device)
+    singles = [SegmentationEnsemble.load("sag", [p], device) for p in paths]
+    data = np.random.default_rng(1).normal(size=(1, 8, 40, 40)).astype(np.float32)
+    p_both = both.probabilities(data, device, 0.5, None)
+    p_each = [s.probabilities(data, device, 0.5, None) for s in singles]
+    np.testing.assert_allclose(p_both, (p_each[0] + p_each[1]) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(p_each[0], p_each[1])
+    # --folds picks a subset
+    only0 = Predictor(model_dir, folds=[0])
+    np.testing.assert_allclose(only0.segmenters["sag"].probabilities(data, device, 0.5, None), p_each[0], atol=1e-6)
+
+
+def test_rerun_skips_finished_cases(model_dir, tmp_path, capsys):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _scan(inp, "a_sag.nii.gz", "sag")
+    _scan(inp, "b_cor.nii.gz", "cor")
+    assert main(["predict_folder", str(inp), str(out), "--model", str(model_dir)]) == 0
+    stamp = (out / "a_sag.nii.gz").stat().st_mtime_ns
+    (out / "b_cor.nii.gz").unlink()
+    assert main(["predict_folder", str(inp), str(out), "--model", str(model_dir)]) == 0
+    assert "1 predicted, 1 already done, 0 failed" in capsys.readouterr().out
+    assert (out / "a_sag.nii.gz").stat().st_mtime_ns == stamp and (out / "b_cor.nii.gz").is_file()
+
+
+def test_corrupt_file_reported_others_written(model_dir, tmp_path, capsys):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _scan(inp, "good_sag.nii.gz", "sag")
+    (inp / "bad_cor.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    assert main(["predict_folder", str(inp), str(out), "--model", str(model_dir)]) == 1
+    captured = capsys.readouterr()
+    assert "bad_cor.nii.gz" in captured.err
+    assert (out / "good_sag.nii.gz").is_file() and not (out / "bad_cor.nii.gz").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and "tmp" in p.name]
+
+
+def test_not_a_model_folder_exit_2(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    assert main(["predict_folder", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(tmp_path)]) == 2
+    assert "model.json" in capsys.readouterr().err
