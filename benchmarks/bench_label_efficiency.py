@@ -1,0 +1,148 @@
+"""Label efficiency of diffusion pretraining: segmentation Dice from scratch vs from the pretrained encoder,
+at several fractions of the labelled training scans.
+
+    python benchmarks/bench_label_efficiency.py PREPROCESSED_DIR --view sag --fractions 0.1,0.25,0.5,1 \
+        --folds 0 --config demo [--pretrain-config demo] [--pretrained ENCODER] [--set key=value ...]
+
+1. the encoder: ``--pretrained`` if given, else ``RESULTS/pretrain/VIEW/encoder_VIEW.pt`` (pretrained first with
+   ``orthodiff pretrain --config PRETRAIN_CONFIG`` when it does not exist);
+2. for every fraction and fold: ``orthodiff train_fold PREPROCESSED_DIR seg VIEW FOLD --label-fraction F`` once
+   from scratch and once with ``--pretrained`` (same config, seed and labelled subset); runs whose
+   ``summary.json`` exists are reused, so an interrupted benchmark continues where it stopped;
+3. writes ``RESULTS/bench_label_efficiency_VIEW.json`` (every run's mean Dice), a Markdown table and a PNG
+   (mean Dice over the folds vs label fraction, both variants) beside it.
+
+Everything runs in this process through the ``orthodiff`` command line (``orthodiff_auto.cli.main``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("preprocessed_dir", type=Path)
+    p.add_argument("--view", default="sag")
+    p.add_argument("--fractions", default="0.1,0.25,0.5,1", help="comma-separated label fractions in (0, 1]")
+    p.add_argument("--folds", default="0", help="comma-separated folds (0-4)")
+    p.add_argument("--config", default="demo", help="train_fold preset (smoke, demo, full)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="train_fold config override (repeatable)")
+    p.add_argument("--pretrain-config", default="demo", help="pretrain preset used when no encoder exists yet")
+    p.add_argument("--pretrained", type=Path, default=None, help="encoder checkpoint to use (skips pretraining)")
+    p.add_argument("--results", type=Path, default=None, help="results root (default PREPROCESSED_DIR/../results)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    return p.parse_args(argv)
+
+
+def _run(cli_args: list[str], dry_run: bool) -> None:
+    from orthodiff_auto.cli import main
+
+    print("$ orthodiff " + " ".join(cli_args), flush=True)
+    if dry_run:
+        return
+    rc = main(cli_args)
+    if rc != 0:
+        raise SystemExit(f"orthodiff {cli_args[0]} failed with exit code {rc}")
+
+
+def mean_dice(summary: dict) -> float | None:
+    try:
+        return float(summary["mean"]["mean"]["dice"]["mean"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    pre = args.preprocessed_dir
+    results = args.results or pre.resolve().parent / "results"
+    fractions = [float(f) for f in args.fractions.split(",")]
+    folds = [f.strip() for f in args.folds.split(",")]
+    device = ["--device", args.device] if args.device else []
+    sets = [x for s in args.overrides for x in ("--set", s)]
+
+    encoder = args.pretrained or results / "pretrain" / args.view / f"encoder_{args.view}.pt"
+    if not encoder.is_file():
+        resume = ["--continue"] if (encoder.parent / "checkpoint_latest.pt").is_file() else []
+        _run(["pretrain", str(pre), args.view, "--config", args.pretrain_config, "--results", str(results),
+              *(["--device", args.device] if args.device in ("cpu", "cuda") else []), *resume], args.dry_run)
+
+    rows = []
+    for fraction in fractions:
+        for fold in folds:
+            for variant in ("scratch", "pretrained"):
+                name = variant + (f"_frac{fraction:g}" if fraction < 1 else "")
+                summary_path = results / "seg" / args.view / name / f"fold_{fold}" / "summary.json"
+                if not summary_path.is_file():
+                    out_dir = summary_path.parent
+                    resume = ["--continue"] if (out_dir / "checkpoint_latest.pt").is_file() else []
+                    _run(["train_fold", str(pre), "seg", args.view, fold, "--config", args.config, *sets,
+                          "--label-fraction", f"{fraction:g}", "--results", str(results), *device, *resume,
+                          *(["--pretrained", str(encoder)] if variant == "pretrained" else [])], args.dry_run)
+                if args.dry_run:
+                    continue
+                summary = json.loads(summary_path.read_text())
+                rows.append({"fraction": fraction, "fold": fold, "variant": variant, "dice": mean_dice(summary),
+                             "num_training_scans": summary.get("num_training_scans"),
+                             "seconds_per_iteration": (summary.get("timing") or {}).get("seconds_per_iteration_median"),
+                             "summary": str(summary_path)})
+    if args.dry_run:
+        return 0
+    report = write_report(rows, results, args.view, str(encoder), args)
+    print(report)
+    return 0
+
+
+def write_report(rows: list[dict], results: Path, view: str, encoder: str, args) -> str:
+    import numpy as np
+
+    from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
+
+    fractions = sorted({r["fraction"] for r in rows})
+    table = ["| label fraction | scans | Dice scratch | Dice pretrained | difference |", "|---|---|---|---|---|"]
+    means: dict[str, list[float]] = {"scratch": [], "pretrained": []}
+    for f in fractions:
+        vals = {}
+        for variant in ("scratch", "pretrained"):
+            d = [r["dice"] for r in rows if r["fraction"] == f and r["variant"] == variant and r["dice"] is not None]
+            vals[variant] = float(np.mean(d)) if d else float("nan")
+            means[variant].append(vals[variant])
+        scans = next((r["num_training_scans"] for r in rows if r["fraction"] == f), "?")
+        table.append(f"| {f:g} | {scans} | {vals['scratch']:.3f} | {vals['pretrained']:.3f} | "
+                     f"{vals['pretrained'] - vals['scratch']:+.3f} |")
+    text = (f"Label efficiency, view {view}, folds {args.folds}, train_fold config {args.config} "
+            f"{' '.join(args.overrides)}; encoder {encoder}\n\n" + "\n".join(table) + "\n")
+    base = results / f"bench_label_efficiency_{view}"
+    write_json_atomic(base.with_suffix(".json"), {"view": view, "encoder": encoder, "config": args.config,
+                                                  "overrides": args.overrides, "folds": args.folds, "runs": rows})
+    write_text_atomic(base.with_suffix(".md"), text)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for variant, marker in (("scratch", "o"), ("pretrained", "s")):
+        ax.plot(fractions, means[variant], marker=marker, label=variant)
+    ax.set_xscale("log")
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    ax.set_xlabel("fraction of labelled training scans")
+    ax.set_ylabel("mean Dice (validation fold)")
+    ax.set_title(f"label efficiency, {view}", fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(base.with_suffix(".png")) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())
