@@ -1,0 +1,201 @@
+"""Single-view vs fused abnormality classification on the synthetic knee dataset, end to end.
+
+    python benchmarks/bench_classification_fusion.py --work WORK [--cases 60] [--size demo] [--config demo]
+        [--folds 0] [--fusion gate,concat] [--budget cpu] [--set KEY=VALUE ...] [--fused-set KEY=VALUE ...]
+
+Steps (each skipped when its output already exists, so an interrupted run continues):
+  1. ``orthodiff generate_synthetic WORK/raw --cases N --size SIZE``
+  2. ``orthodiff plan_and_preprocess WORK/raw --out WORK/pp --budget BUDGET``
+  3. per fold: ``orthodiff train_fold WORK/pp cls VIEW FOLD`` for every planned view, then
+     ``orthodiff train_fold WORK/pp cls fused FOLD`` per fusion mode (branches start from the single-view models)
+  4. AUROC per finding and macro, per model, on the validation predictions of all the folds run (pooled), the
+     gate weights per finding (mean over folds), and whether each finding's largest gate weight is on the view
+     the generator renders it best in (``orthodiff_auto.synthetic.spec.BEST_VIEW``; findings without one,
+     e.g. effusion, are visible in every view).
+
+Writes WORK/bench_classification_fusion.json and prints a markdown table. The fusion mode is chosen with
+``--set fusion=...`` when the training config knows that field; until then this script passes it through the
+Python API (``train_classification_fold(..., cls_config=...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def sh(*args: str) -> None:
+    print("$", " ".join(args), flush=True)
+    subprocess.run(list(args), check=True)
+
+
+def orthodiff(*args: str) -> None:
+    sh(sys.executable, "-m", "orthodiff_auto", *args)
+
+
+def train_fused(pp: Path, results: Path, fold: int, fusion: str, preset: str, overrides: list[str]) -> None:
+    """``train_fold cls fused`` with a fusion mode (via --set when the training config has the field)."""
+    from orthodiff_auto.training.config import TrainingConfig
+
+    if "fusion" in TrainingConfig.__dataclass_fields__:
+        orthodiff("train_fold", str(pp), "cls", "fused", str(fold), "--config", preset, "--results", str(results),
+                  *sum((["--set", o] for o in overrides + [f"fusion={fusion}"]), []))
+        return
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from orthodiff_auto.classification.config import ClassificationConfig\n"
+        "from orthodiff_auto.classification.run import train_classification_fold\n"
+        "from orthodiff_auto.plans.schema import Plans\n"
+        "from orthodiff_auto.training.config import make_config\n"
+        "from orthodiff_auto.training.run import FoldRequest\n"
+        "pp, results, fold, fusion, preset = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]\n"
+        "config = make_config(preset, sys.argv[6:])\n"
+        "request = FoldRequest(pp, 'cls', 'fused', fold, config, results_dir=results)\n"
+        "train_classification_fold(request, Plans.load(pp / 'plans.json'),"
+        " cls_config=ClassificationConfig.from_training(config, fusion=fusion))\n"
+    )
+    sh(sys.executable, "-c", code, str(pp), str(results), str(fold), fusion, preset, *overrides)
+
+
+def pooled_auroc(folds_dirs: list[Path], findings: list[str]) -> dict:
+    from orthodiff_auto.classification.metrics_io import read_validation_predictions
+    from orthodiff_auto.evaluation.classification_metrics import auroc
+
+    probs, labels = [], []
+    for d in folds_dirs:
+        _, p, y = read_validation_predictions(d / "validation_predictions.csv", findings)
+        probs.append(p)
+        labels.append(y)
+    p, y = np.concatenate(probs), np.concatenate(labels)
+    per = {f: auroc(y[:, i], p[:, i]) for i, f in enumerate(findings)}
+    values = [v for v in per.values() if not np.isnan(v)]
+    return {"n_cases": int(len(y)), "per_finding": per, "macro": float(np.mean(values)) if values else float("nan")}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--cases", type=int, default=60)
+    ap.add_argument("--size", default="demo")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budget", default="cpu")
+    ap.add_argument("--config", default="demo")
+    ap.add_argument("--folds", default="0", help="comma-separated folds (0-4)")
+    ap.add_argument("--fusion", default="gate,concat")
+    ap.add_argument("--set", action="append", default=[], help="override for every training run")
+    ap.add_argument("--fused-set", action="append", default=[], help="extra override for the fused runs only")
+    ap.add_argument("-np", "--num-processes", default="2")
+    args = ap.parse_args()
+
+    work = args.work.resolve()
+    raw, pp = work / "raw", work / "pp"
+    timing: dict[str, float] = {}
+    if not (raw / "dataset.json").is_file():
+        t = time.perf_counter()
+        orthodiff("generate_synthetic", str(raw), "--cases", str(args.cases), "--size", args.size, "--seed",
+                  str(args.seed), "-np", args.num_processes)
+        timing["generate_s"] = time.perf_counter() - t
+    if not (pp / "plans.json").is_file() or not (pp / "dataset.json").is_file():
+        t = time.perf_counter()
+        orthodiff("plan_and_preprocess", str(raw), "--out", str(pp), "--budget", args.budget, "-np",
+                  args.num_processes, "--no-progress")
+        timing["plan_and_preprocess_s"] = time.perf_counter() - t
+    if not (pp / "findings.csv").is_file():  # preprocessing copies it in newer versions
+        shutil.copy(raw / "findings.csv", pp / "findings.csv")
+
+    from orthodiff_auto.plans.schema import Plans
+
+    plans = Plans.load(pp / "plans.json")
+    findings = list(plans.findings)
+    views = list(plans.views)
+    folds = [int(f) for f in args.folds.split(",")]
+    fusions = [f for f in args.fusion.split(",") if f]
+    results = {"single": work / "results"}
+    for fusion in fusions:
+        results[fusion] = work / f"results_{fusion}"
+
+    def fold_dir(root: Path, name: str, fold: int) -> Path:
+        return root / "cls" / name / "scratch" / f"fold_{fold}"
+
+    for fold in folds:
+        for view in views:
+            if not (fold_dir(results["single"], view, fold) / "summary.json").is_file():
+                t = time.perf_counter()
+                orthodiff("train_fold", str(pp), "cls", view, str(fold), "--config", args.config, "--results",
+                          str(results["single"]), *sum((["--set", o] for o in args.set), []))
+                timing[f"{view}_fold{fold}_s"] = time.perf_counter() - t
+        for fusion in fusions:
+            if (fold_dir(results[fusion], "fused", fold) / "summary.json").is_file():
+                continue
+            for view in views:  # the fused model's branches start from this fold's single-view models
+                src = fold_dir(results["single"], view, fold) / "checkpoint_final.pt"
+                dst = fold_dir(results[fusion], view, fold) / "checkpoint_final.pt"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if not dst.is_file():
+                    shutil.copy(src, dst)
+            t = time.perf_counter()
+            train_fused(pp, results[fusion], fold, fusion, args.config, args.set + args.fused_set)
+            timing[f"fused_{fusion}_fold{fold}_s"] = time.perf_counter() - t
+
+    report: dict = {"dataset": {"cases": args.cases, "size": args.size, "seed": args.seed, "budget": args.budget},
+                    "config": args.config, "overrides": args.set, "fused_overrides": args.fused_set, "folds": folds,
+                    "findings": findings, "views": views, "models": {}, "timing_s": timing}
+    for view in views:
+        report["models"][view] = pooled_auroc([fold_dir(results["single"], view, f) for f in folds], findings)
+    for fusion in fusions:
+        dirs = [fold_dir(results[fusion], "fused", f) for f in folds]
+        entry = pooled_auroc(dirs, findings)
+        summaries = [json.loads((d / "summary.json").read_text()) for d in dirs]
+        if fusion == "gate":
+            gates = {f: {v: float(np.mean([s["gate_weights"][f][v] for s in summaries])) for v in views} for f in findings}
+            entry["gate_weights"] = gates
+        entry["branch_auroc_fold_mean"] = {
+            v: {f: float(np.nanmean([np.nan if s["branch_auroc"][v][f] is None else s["branch_auroc"][v][f]
+                                     for s in summaries])) for f in findings} for v in views}
+        report["models"][f"fused_{fusion}"] = entry
+
+    try:
+        from orthodiff_auto.synthetic.spec import BEST_VIEW
+    except ImportError:  # pragma: no cover
+        BEST_VIEW = {}
+    best_single = max(views, key=lambda v: report["models"][v]["macro"])
+    report["best_single_view"] = {"view": best_single, "macro_auroc": report["models"][best_single]["macro"]}
+    for fusion in fusions:
+        m = report["models"][f"fused_{fusion}"]
+        m["beats_best_single_view"] = bool(m["macro"] > report["best_single_view"]["macro_auroc"])
+    if "gate" in fusions:
+        agree = {}
+        for f, ws in report["models"]["fused_gate"]["gate_weights"].items():
+            if f in BEST_VIEW:
+                agree[f] = {"best_view": BEST_VIEW[f], "gate_argmax": max(ws, key=ws.get),
+                            "agrees": max(ws, key=ws.get) == BEST_VIEW[f]}
+        report["gate_vs_best_view"] = agree
+    out = work / "bench_classification_fusion.json"
+    out.write_text(json.dumps(report, indent=2, default=lambda o: None if o != o else o) + "\n")
+
+    models = list(report["models"])
+    print(f"\nvalidation AUROC, folds {folds} pooled ({report['models'][views[0]]['n_cases']} cases), config {args.config}")
+    print("| finding | " + " | ".join(models) + " |")
+    print("|---|" + "---|" * len(models))
+    for f in findings + ["macro"]:
+        cells = [report["models"][m]["macro"] if f == "macro" else report["models"][m]["per_finding"][f] for m in models]
+        print(f"| {f} | " + " | ".join("n/a" if c != c else f"{c:.3f}" for c in cells) + " |")
+    if "gate" in fusions:
+        print("\ngate weights (mean over folds)")
+        print("| finding | " + " | ".join(views) + " | generator's best view |")
+        print("|---|" + "---|" * (len(views) + 1))
+        for f, ws in report["models"]["fused_gate"]["gate_weights"].items():
+            print(f"| {f} | " + " | ".join(f"{ws[v]:.2f}" for v in views) + f" | {BEST_VIEW.get(f, 'all')} |")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

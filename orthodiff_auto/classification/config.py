@@ -1,0 +1,77 @@
+"""Classification settings beside the generic ``TrainingConfig``.
+
+``ClassificationConfig.from_training(config)`` takes every field below that the training config also has
+(so ``--set fusion=concat`` works once ``TrainingConfig`` carries the field) and the defaults otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from orthodiff_auto.errors import UserInputError
+
+FUSION_MODES = ("gate", "concat")
+MIRROR_MODES = ("left_right", "all", "none")
+
+
+@dataclass(frozen=True)
+class ClassificationConfig:
+    # fused model: "gate" (a learned weight per finding over the views) or "concat" (pooled features concatenated)
+    fusion: str = "gate"
+    # decision thresholds chosen on the validation fold: Youden's J, or the largest threshold reaching this
+    # sensitivity when it is given (in (0, 1])
+    target_sensitivity: float | None = None
+    # draw training cases so that positives and negatives of every finding weigh alike (default: uniformly;
+    # imbalance is handled by the loss' per-finding positive weights)
+    balanced_sampling: bool = False
+    # mirroring augmentation: "left_right" (the physical left-right axis of each view only), "all", "none"
+    mirror: str = "left_right"
+    # BCE positive weight per finding is n_negative / n_positive on the fold's training cases, clamped to
+    # [1 / pos_weight_max, pos_weight_max]
+    pos_weight_max: float = 50.0
+    # fused model: weight of the per-view auxiliary BCE losses (keeps every view's logits a predictor on
+    # its own, so the gate compares calibrated views)
+    aux_weight: float = 0.5
+    # fused model: during training each present view of a case with several views is dropped with this
+    # probability (at least one stays), so the fused model learns to predict from any subset of views
+    view_dropout: float = 0.1
+    # mild spatial augmentation of the whole field of view
+    rotation_degrees: float = 15.0
+    scale_low: float = 0.85
+    scale_high: float = 1.15
+    # decoded whole-field-of-view inputs kept in memory per process (LRU)
+    cache_gb: float = 1.0
+
+    def __post_init__(self):
+        if self.fusion not in FUSION_MODES:
+            raise UserInputError(f"config fusion: choose one of {list(FUSION_MODES)}, got {self.fusion!r}")
+        if self.mirror not in MIRROR_MODES:
+            raise UserInputError(f"config mirror: choose one of {list(MIRROR_MODES)}, got {self.mirror!r}")
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            raise UserInputError(f"config target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if self.pos_weight_max < 1:
+            raise UserInputError(f"config pos_weight_max must be >= 1, got {self.pos_weight_max}")
+        if self.aux_weight < 0:
+            raise UserInputError(f"config aux_weight must be >= 0, got {self.aux_weight}")
+        if not 0 <= self.view_dropout < 1:
+            raise UserInputError(f"config view_dropout must be in [0, 1), got {self.view_dropout}")
+        if not 0 < self.scale_low <= self.scale_high:
+            raise UserInputError(f"config scale range must satisfy 0 < low <= high, got {self.scale_low}, {self.scale_high}")
+
+    @property
+    def threshold_method(self) -> str:
+        return "youden" if self.target_sensitivity is None else "sensitivity"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_training(cls, config: Any, **overrides: Any) -> "ClassificationConfig":
+        """The fields the training config shares with this one (when it has them), then ``overrides``."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls) if hasattr(config, f.name)}
+        values.update(overrides)
+        return replace(cls(), **values)
+
+
+__all__ = ["ClassificationConfig", "FUSION_MODES", "MIRROR_MODES"]

@@ -1,0 +1,306 @@
+"""Whole-field-of-view classification inputs and the seeded batch datasets of the training loop.
+
+An input is a preprocessed case (at its view's target spacing) resampled to the plan's classification
+spacing when that differs (trilinear, on the whole volume), then centre-padded (with 0, the normalised
+background) or centre-cropped to the plan's ``input_size``. Index ``k`` of a batch dataset is the batch of
+iteration ``start + k``: cases drawn with replacement by a generator seeded with (seed, rank, iteration),
+augmentation seeded the same way, so a resumed run replays exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from orthodiff_auto.data.views import VIEW_NORMAL_AXIS
+from orthodiff_auto.training.batches import seeded_numpy_global
+
+
+@dataclass(frozen=True)
+class ViewInput:
+    """What a view's classifier sees: ``input_size`` voxels at ``spacing`` (preprocessed array order)."""
+
+    view: str
+    spacing: tuple[float, float, float]
+    input_size: tuple[int, int, int]
+
+    @classmethod
+    def from_plan(cls, view: str, cls_plan) -> "ViewInput":
+        return cls(view, tuple(float(s) for s in cls_plan.spacing), tuple(int(s) for s in cls_plan.input_size))
+
+    def to_dict(self) -> dict:
+        return {"view": self.view, "spacing": list(self.spacing), "input_size": list(self.input_size)}
+
+
+@contextlib.contextmanager
+def seeded_augmentation(seed_sequence: Sequence[int]):
+    """Seed every generator batchgenerators draws from for one batch, then restore them: numpy's global one
+    (``training.batches.seeded_numpy_global``) and Python's ``random`` (``get_range_val``, used by the noise and
+    blur transforms, draws from it)."""
+    state = random.getstate()
+    random.seed(int(np.random.SeedSequence(list(seed_sequence)).generate_state(1)[0]))
+    try:
+        with seeded_numpy_global(seed_sequence):
+            yield
+    finally:
+        random.setstate(state)
+
+
+# ---------------------------------------------------------------- geometry of one input
+
+def left_right_axis(view: str) -> int | None:
+    """The preprocessed array axis running left-right in a view's canonical orientation.
+
+    Canonical axis 0 is the view's slice normal, axes 1 and 2 the remaining physical (LPS) axes in the order
+    z, y, x (see ``preprocessing.orientation``); the left-right axis is physical x.
+    """
+    if view not in VIEW_NORMAL_AXIS:
+        return None
+    normal = VIEW_NORMAL_AXIS[view]
+    physical = (normal, *[p for p in (2, 1, 0) if p != normal])
+    return physical.index(0)
+
+
+def mirror_axes(view: str, mode: str) -> tuple[int, ...]:
+    """Spatial axes that mirroring augmentation may flip: "left_right", "all" or "none"."""
+    if mode == "all":
+        return (0, 1, 2)
+    if mode == "left_right":
+        axis = left_right_axis(view)
+        return () if axis is None else (axis,)
+    return ()
+
+
+def resample_to_spacing(data: np.ndarray, current: Sequence[float], target: Sequence[float]) -> np.ndarray:
+    """(C, z, y, x) from ``current`` to ``target`` spacing, trilinear; unchanged when the shape would not change."""
+    shape = np.asarray(data.shape[1:])
+    new_shape = np.maximum(1, np.round(shape * np.asarray(current, float) / np.asarray(target, float))).astype(int)
+    if (new_shape == shape).all():
+        return data
+    t = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None]
+    out = F.interpolate(t, size=tuple(int(s) for s in new_shape), mode="trilinear", align_corners=False)
+    return out[0].numpy()
+
+
+def center_pad_crop(data: np.ndarray, size: Sequence[int], value: float = 0.0) -> np.ndarray:
+    """(C, *spatial) centre-cropped where larger and centre-padded with ``value`` where smaller than ``size``."""
+    out = np.full((data.shape[0], *size), value, dtype=np.float32)
+    src, dst = [slice(None)], [slice(None)]
+    for n, s in zip(data.shape[1:], size):
+        if n >= s:
+            lo = (n - s) // 2
+            src.append(slice(lo, lo + s))
+            dst.append(slice(0, s))
+        else:
+            lo = (s - n) // 2
+            src.append(slice(0, n))
+            dst.append(slice(lo, lo + n))
+    out[tuple(dst)] = data[tuple(src)]
+    return out
+
+
+class InputLoader:
+    """Whole-field-of-view inputs of one or more views, with an in-memory LRU cache (per process)."""
+
+    def __init__(self, preprocessed_dir: Path | str, inputs: Mapping[str, ViewInput], cache_bytes: float = 1 << 30):
+        self.preprocessed_dir = Path(preprocessed_dir)
+        self.inputs = dict(inputs)
+        self.cache_bytes = float(cache_bytes)
+        self._sources: dict = {}
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._cached = 0
+
+    def __getstate__(self):  # workers start with an empty cache
+        state = self.__dict__.copy()
+        state["_sources"], state["_cache"], state["_cached"] = {}, OrderedDict(), 0
+        return state
+
+    def source(self, view: str):
+        from orthodiff_auto.preprocessing.storage import PreprocessedDataset
+
+        if view not in self._sources:
+            self._sources[view] = PreprocessedDataset(self.preprocessed_dir, view)
+        return self._sources[view]
+
+    def load(self, view: str, case_id: str) -> np.ndarray:
+        """(1, *input_size) float32 (a cached array: do not modify it)."""
+        key = (view, case_id)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        spec = self.inputs[view]
+        data, _, props = self.source(view).load(case_id)
+        array = np.asarray(data[...], dtype=np.float32)
+        array = resample_to_spacing(array, props.spacing_after_resampling, spec.spacing)
+        array = center_pad_crop(array, spec.input_size)
+        if array.nbytes <= self.cache_bytes:
+            self._cache[key] = array
+            self._cached += array.nbytes
+            while self._cached > self.cache_bytes:
+                _, old = self._cache.popitem(last=False)
+                self._cached -= old.nbytes
+        return array
+
+
+# ---------------------------------------------------------------- sampling
+
+def balanced_case_weights(labels: np.ndarray) -> np.ndarray:
+    """Sampling probability per case so that, for every finding, positives and negatives weigh alike on average.
+
+    ``labels`` (cases, findings) 0/1. A case's weight is the mean over findings of 1/n_positive (when it is
+    positive) or 1/n_negative (when negative); findings with one class only are left out.
+    """
+    y = np.asarray(labels, dtype=float)
+    if y.size == 0:
+        return np.full(len(y), 1.0 / max(len(y), 1))
+    n_pos, n_neg = y.sum(0), (1 - y).sum(0)
+    informative = (n_pos > 0) & (n_neg > 0)
+    if not informative.any():
+        return np.full(len(y), 1.0 / len(y))
+    per = y[:, informative] / n_pos[informative] + (1 - y[:, informative]) / n_neg[informative]
+    w = per.mean(1)
+    return w / w.sum()
+
+
+def positive_weights(labels: np.ndarray, max_weight: float) -> np.ndarray:
+    """BCE ``pos_weight`` per finding: n_negative / n_positive, clamped to [1/max_weight, max_weight]."""
+    y = np.asarray(labels, dtype=float)
+    n_pos, n_neg = y.sum(0), (1 - y).sum(0)
+    ratio = n_neg / np.maximum(n_pos, 1.0)
+    return np.clip(ratio, 1.0 / max_weight, max_weight).astype(np.float32)
+
+
+def drop_views(present: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
+    """Each present view of each row dropped with ``probability``; a row keeps at least one of its views."""
+    present = np.asarray(present, dtype=bool)
+    keep = present & (rng.random(present.shape) >= probability)
+    for row in np.flatnonzero(~keep.any(1) & present.any(1)):
+        keep[row, rng.choice(np.flatnonzero(present[row]))] = True
+    return keep
+
+
+def _draw(rng: np.random.Generator, n: int, size: int, weights: np.ndarray | None) -> np.ndarray:
+    return rng.choice(n, size, replace=True, p=weights)
+
+
+# ---------------------------------------------------------------- batch datasets
+
+class ViewBatches(Dataset):
+    """Batches of one view: ``{"data": (B, 1, *input_size), "target": (B, F)}``."""
+
+    def __init__(self, loader: InputLoader, view: str, case_ids: Sequence[str], labels: np.ndarray, batch_size: int,
+                 transforms: Callable | None, start: int, total: int, seed: int, rank: int = 0,
+                 weights: np.ndarray | None = None):
+        if not len(case_ids):
+            raise ValueError("no cases to draw batches from")
+        self.loader, self.view = loader, view
+        self.case_ids = list(case_ids)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.batch_size = int(batch_size)
+        self.transforms = transforms
+        self.start, self.total = start, total
+        self.seed, self.rank = seed, rank
+        self.weights = weights
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        iteration = self.start + index
+        rng = np.random.default_rng([self.seed, self.rank, iteration])
+        chosen = _draw(rng, len(self.case_ids), self.batch_size, self.weights)
+        data = np.stack([self.loader.load(self.view, self.case_ids[c]) for c in chosen])
+        if self.transforms is not None:
+            with seeded_augmentation([self.seed, self.rank, iteration, 1]):
+                data = self.transforms(data=data)["data"]
+        return {"data": torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),
+                "target": torch.from_numpy(self.labels[chosen])}
+
+
+class FusedBatches(Dataset):
+    """Batches of every view of the drawn cases: ``{"data_<view>": (B, 1, *size_v), "present": (B, V) bool,
+    "target": (B, F)}``. A view a case lacks has ``present`` False and an all-zero placeholder that the fused
+    model never looks at."""
+
+    def __init__(self, loader: InputLoader, views: Sequence[str], case_ids: Sequence[str], present: np.ndarray,
+                 labels: np.ndarray, batch_size: int, transforms: Mapping[str, Callable | None], start: int,
+                 total: int, seed: int, rank: int = 0, weights: np.ndarray | None = None,
+                 view_dropout: float = 0.0):
+        if not len(case_ids):
+            raise ValueError("no cases to draw batches from")
+        self.loader, self.views = loader, list(views)
+        self.case_ids = list(case_ids)
+        self.present = np.asarray(present, dtype=bool)
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.batch_size = int(batch_size)
+        self.transforms = dict(transforms)
+        self.start, self.total = start, total
+        self.seed, self.rank = seed, rank
+        self.weights = weights
+        self.view_dropout = float(view_dropout)
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        iteration = self.start + index
+        rng = np.random.default_rng([self.seed, self.rank, iteration])
+        chosen = _draw(rng, len(self.case_ids), self.batch_size, self.weights)
+        present = self.present[chosen].copy()
+        if self.view_dropout > 0:
+            present = drop_views(present, self.view_dropout, rng)
+        out: dict[str, torch.Tensor] = {}
+        for v, view in enumerate(self.views):
+            size = self.loader.inputs[view].input_size
+            data = np.zeros((len(chosen), 1, *size), dtype=np.float32)
+            for j, c in enumerate(chosen):
+                if present[j, v]:
+                    data[j] = self.loader.load(view, self.case_ids[c])
+            transform = self.transforms.get(view)
+            if transform is not None:
+                with seeded_augmentation([self.seed, self.rank, iteration, 1 + v]):
+                    data = transform(data=data)["data"]
+            out[f"data_{view}"] = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+        out["present"] = torch.from_numpy(present)
+        out["target"] = torch.from_numpy(self.labels[chosen])
+        return out
+
+
+def build_transforms(input_spec: ViewInput, probability_scale: float, mirror: str, rotation_degrees: float,
+                     scale_range: tuple[float, float]):
+    """Mild batchgenerators augmentation of a whole field of view (None when ``probability_scale`` is 0)."""
+    if probability_scale <= 0:
+        return None
+    from batchgenerators.transforms.spatial_transforms import MirrorTransform
+
+    from orthodiff_auto.training.augmentation import (
+        AugmentationParams,
+        build_training_transforms,
+        through_plane_axis_for_dummy_2d,
+    )
+
+    params = AugmentationParams(rotation_degrees_3d=rotation_degrees, rotation_degrees_2d=rotation_degrees,
+                                scale_range=tuple(scale_range), mirror=False)
+    dummy_2d = through_plane_axis_for_dummy_2d(input_spec.spacing, input_spec.input_size)
+    compose = build_training_transforms(input_spec.input_size, dummy_2d, params, probability_scale=probability_scale,
+                                        with_seg=False)
+    axes = mirror_axes(input_spec.view, mirror)
+    if axes:
+        compose.transforms.append(MirrorTransform(axes))
+    return compose
+
+
+__all__ = [
+    "ViewInput", "InputLoader", "ViewBatches", "FusedBatches", "build_transforms", "left_right_axis", "mirror_axes",
+    "resample_to_spacing", "center_pad_crop", "balanced_case_weights", "positive_weights", "drop_views",
+]

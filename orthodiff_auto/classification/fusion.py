@@ -1,0 +1,136 @@
+"""Fusion of a fold's per-view classifiers into one prediction, with missing views masked out.
+
+Every view keeps its own ``ViewClassifier`` (encoder + attention pooling + head), run only on the cases that
+have that view. Two ways to combine them:
+
+``gate``
+    A learned logit ``g[f, v]`` per finding and view (``GATE_SCALE`` times a parameter). For a case, the
+    weights of finding ``f`` are the softmax of ``g[f, :]`` over the views the case has (absent views get
+    -inf, so the weights renormalise over the present ones and always sum to one); the fused logit is the
+    weighted sum of the views' logits. With all views present the weights are ``softmax(g[f])``: they say
+    which plane each decision leans on, and are saved with the model and reported in summary.json.
+
+``concat``
+    Per finding, the views' attention-pooled feature vectors are concatenated and a linear map per finding
+    gives the fused logit. An absent view's vector is replaced by a learned "missing" embedding of that view
+    (not by zeros: zero is an ordinary feature value, and a learned embedding lets the head learn what the
+    absence of a view should contribute; the placeholder input never reaches the output). Initialised to the
+    mean of the views' own heads, so the fused model starts as the average of the view classifiers.
+
+The forward pass also returns every view's own logits; the fused task adds their BCE (on present views
+only) as an auxiliary loss so each view stays a predictor on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from orthodiff_auto.classification.model import ViewClassifier
+
+
+#: the gate's logits are ``GATE_SCALE * gate_logits``: the gate then learns about GATE_SCALE**2 times faster
+#: under SGD (GATE_SCALE times under Adam) than the rest, as the loop has one learning rate for all parameters
+#: and a handful of gate parameters otherwise barely moves while the branches learn.
+GATE_SCALE = 10.0
+
+
+class FusedClassifier(nn.Module):
+    def __init__(self, views: Sequence[str], archs: Mapping, num_findings: int, mode: str = "gate",
+                 gate_scale: float = GATE_SCALE):
+        super().__init__()
+        if mode not in ("gate", "concat"):
+            raise ValueError(f"fusion mode must be 'gate' or 'concat', got {mode!r}")
+        if not views:
+            raise ValueError("fusion needs at least one view")
+        self.views = list(views)
+        self.mode = mode
+        self.num_findings = int(num_findings)
+        self.gate_scale = float(gate_scale)
+        self.branches = nn.ModuleDict({v: ViewClassifier(archs[v], num_findings) for v in self.views})
+        if mode == "gate":
+            self.gate_logits = nn.Parameter(torch.zeros(num_findings, len(self.views)))
+        else:
+            self.missing = nn.ParameterDict(
+                {v: nn.Parameter(torch.zeros(num_findings, self.branches[v].channels)) for v in self.views})
+            total = sum(self.branches[v].channels for v in self.views)
+            self.fusion_weight = nn.Parameter(torch.zeros(num_findings, total))
+            self.fusion_bias = nn.Parameter(torch.zeros(num_findings))
+            self.init_concat_head_from_branches()
+
+    @torch.no_grad()
+    def init_concat_head_from_branches(self) -> None:
+        """Concat head = mean of the views' heads (call again after loading the branches' weights)."""
+        if self.mode != "concat":
+            return
+        n = len(self.views)
+        self.fusion_weight.copy_(torch.cat([self.branches[v].head.weight for v in self.views], dim=1) / n)
+        self.fusion_bias.copy_(torch.stack([self.branches[v].head.bias for v in self.views]).mean(0))
+
+    def fusion_parameters(self) -> list[nn.Parameter]:
+        """Parameters outside the view branches (gate or concat head)."""
+        branch = {id(p) for p in self.branches.parameters()}
+        return [p for p in self.parameters() if id(p) not in branch]
+
+    def gate_weights(self) -> torch.Tensor | None:
+        """(F, V) weights with every view present (rows sum to one); None in concat mode."""
+        if self.mode != "gate":
+            return None
+        return torch.softmax(self.gate_scale * self.gate_logits.detach().float(), dim=-1)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``inputs[view]`` (B, 1, *size_v) (placeholders where absent), ``present`` (B, V) bool.
+
+        Returns ``logits`` (B, F), ``view_logits`` (B, F, V) (0 where absent) and, in gate mode, ``weights``
+        (B, F, V) (0 where absent, summing to one over the present views).
+        """
+        present = present.bool()
+        batch = present.shape[0]
+        pooled_all, logits_all = [], []
+        for v, view in enumerate(self.views):
+            branch = self.branches[view]
+            x = inputs[view]
+            idx = torch.nonzero(present[:, v], as_tuple=False).squeeze(1)
+            pooled = torch.zeros(batch, self.num_findings, branch.channels, device=present.device)
+            logits = torch.zeros(batch, self.num_findings, device=present.device)
+            if idx.numel() == 0:
+                # no case of the batch has this view: a zero-valued use of the branch keeps every parameter in
+                # the graph (DistributedDataParallel needs a gradient, here 0, for each) without affecting outputs
+                p, l = branch.forward_features(x[:1])
+                anchor = 0.0 * (p.sum() + l.sum())
+                pooled, logits = pooled + anchor, logits + anchor
+            else:
+                p, l = branch.forward_features(x.index_select(0, idx))
+                pooled = pooled.index_copy(0, idx, p)
+                logits = logits.index_copy(0, idx, l)
+            pooled_all.append(pooled)
+            logits_all.append(logits)
+        view_logits = torch.stack(logits_all, dim=-1)  # (B, F, V)
+        out = {"view_logits": view_logits}
+        if self.mode == "gate":
+            gate = (self.gate_scale * self.gate_logits.float())[None].expand(batch, -1, -1)
+            gate = gate.masked_fill(~present[:, None, :], float("-inf"))
+            weights = torch.nan_to_num(torch.softmax(gate, dim=-1), nan=0.0)  # a case without views: all 0
+            out["weights"] = weights
+            out["logits"] = (weights * view_logits).sum(-1)
+        else:
+            feats = []
+            for v, view in enumerate(self.views):
+                missing = self.missing[view].float()[None].expand(batch, -1, -1)
+                feats.append(torch.where(present[:, v, None, None], pooled_all[v], missing))
+            cat = torch.cat(feats, dim=-1)  # (B, F, sum C_v)
+            out["logits"] = (cat * self.fusion_weight.float()).sum(-1) + self.fusion_bias.float()
+        return out
+
+
+def gate_weights_table(weights: torch.Tensor | None, findings: Sequence[str], views: Sequence[str]) -> dict | None:
+    """{finding: {view: weight}} from an (F, V) tensor (None stays None)."""
+    if weights is None:
+        return None
+    w = weights.detach().cpu().double().numpy()
+    return {f: {v: float(w[i, j]) for j, v in enumerate(views)} for i, f in enumerate(findings)}
+
+
+__all__ = ["FusedClassifier", "gate_weights_table"]

@@ -1,0 +1,319 @@
+"""Classification as tasks of the generic training loop: one view (``ViewClassificationTask``) or the fusion
+of a fold's views (``FusedClassificationTask``).
+
+Both train with BCE-with-logits and per-finding positive weights (n_negative / n_positive on the fold's
+training cases, clamped), validate every epoch on the fold's validation cases (whole field of view, no
+augmentation: loss and macro AUROC, which picks ``checkpoint_best.pt``), and keep in their checkpoint extras
+everything inference needs: plans, findings order, input geometry per view, split, fusion mode and gate
+weights, and the decision thresholds once the fold's validation has chosen them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from orthodiff_auto.classification.config import ClassificationConfig
+from orthodiff_auto.classification.data import (
+    FusedBatches,
+    InputLoader,
+    ViewBatches,
+    ViewInput,
+    balanced_case_weights,
+    build_transforms,
+    positive_weights,
+)
+from orthodiff_auto.classification.fusion import FusedClassifier, gate_weights_table
+from orthodiff_auto.classification.model import ViewClassifier
+from orthodiff_auto.evaluation.classification_metrics import auroc
+from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.training.checkpoint import unwrap
+from orthodiff_auto.training.config import TrainingConfig
+
+
+def macro_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean AUROC over the findings where it is defined (NaN when none is)."""
+    values = [auroc(labels[:, f], scores[:, f]) for f in range(labels.shape[1])]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+class _ClassificationTask:
+    """What both tasks share: labels, loss weights, inputs, validation, extras."""
+
+    name = "cls"
+    selection_metric: str | None = "val_macro_auroc"
+
+    def __init__(self, plans: Plans, views: Sequence[str], config: TrainingConfig, cls_config: ClassificationConfig,
+                 preprocessed_dir: Path, findings: Sequence[str], labels: Mapping[str, np.ndarray],
+                 train_cases: Sequence[str], val_cases: Sequence[str], fold: int | str = 0,
+                 pretrained: dict[str, Any] | None = None):
+        self.plans = plans
+        self.views = list(views)
+        self.config = config
+        self.cls_config = cls_config
+        self.preprocessed_dir = Path(preprocessed_dir)
+        self.findings = list(findings)
+        self.labels = {c: np.asarray(v, dtype=np.float32) for c, v in labels.items()}
+        self.train_cases = sorted(train_cases)
+        self.val_cases = sorted(val_cases)
+        self.fold = fold
+        self.pretrained = pretrained
+        self.inputs = {v: ViewInput.from_plan(v, plans.view(v).classification) for v in self.views}
+        train_y = self.label_matrix(self.train_cases)
+        self.pos_weight = positive_weights(train_y, cls_config.pos_weight_max)
+        self.sample_weights = balanced_case_weights(train_y) if cls_config.balanced_sampling else None
+        self.thresholds: dict[str, float | None] | None = None
+        self.pretrained_info: dict[str, dict[str, Any]] = {}  # view -> what was loaded
+        self._model: nn.Module | None = None
+        self._loader: InputLoader | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def label_matrix(self, cases: Sequence[str]) -> np.ndarray:
+        if not cases:
+            return np.zeros((0, len(self.findings)), dtype=np.float32)
+        return np.stack([self.labels[c] for c in cases]).astype(np.float32)
+
+    def loader(self) -> InputLoader:
+        if self._loader is None:
+            self._loader = InputLoader(self.preprocessed_dir, self.inputs, self.cls_config.cache_gb * (1 << 30))
+        return self._loader
+
+    def _transforms(self, view: str):
+        cfg, ccfg = self.config, self.cls_config
+        p = cfg.augmentation_probability if cfg.augment else 0.0
+        return build_transforms(self.inputs[view], p, ccfg.mirror, ccfg.rotation_degrees,
+                                (ccfg.scale_low, ccfg.scale_high))
+
+    def _per_rank(self, ctx) -> int:
+        return max(1, -(-self.batch_size // ctx.world_size))  # the global batch is split over processes
+
+    def bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pw = torch.as_tensor(self.pos_weight, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=pw)
+
+    # ------------------------------------------------------------------ prediction
+    def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
+        """Probabilities (N, F) of whole fields of view (call under no_grad / autocast as wanted)."""
+        logits = self.predict_logits(model, cases, device)
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+    def epoch_validation(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        if not self.val_cases:
+            return {}
+        logits = self.predict_logits(model, self.val_cases, device)
+        y = self.label_matrix(self.val_cases)
+        loss = float(self.bce(torch.from_numpy(logits), torch.from_numpy(y)))
+        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        return {"val_loss": loss, "val_macro_auroc": macro_auroc(y, probs)}
+
+    # ------------------------------------------------------------------ checkpoint
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {
+            "plans": self.plans.to_dict(),
+            "findings": list(self.findings),
+            "views": list(self.views),
+            "inputs": {v: s.to_dict() for v, s in self.inputs.items()},
+            "fold": str(self.fold),
+            "split": {"train": list(self.train_cases), "val": list(self.val_cases)},
+            "pos_weight": [float(x) for x in self.pos_weight],
+            "classification_config": self.cls_config.to_dict(),
+            "threshold_method": self.cls_config.threshold_method,
+            "target_sensitivity": self.cls_config.target_sensitivity,
+            "thresholds": None if self.thresholds is None else dict(self.thresholds),
+            "pretrained_from": (self.pretrained or {}).get("source_path"),
+        }
+
+
+def _load_pretrained(encoder: nn.Module, pretrained: dict[str, Any], arch) -> dict[str, Any]:
+    """Load a pretrained encoder checkpoint (``diffusion.export``); what was loaded, for the summary."""
+    from orthodiff_auto.diffusion.export import load_pretrained_encoder
+
+    info = load_pretrained_encoder(encoder, pretrained, arch)
+    return info.to_dict() if hasattr(info, "to_dict") else {"path": pretrained.get("source_path")}
+
+
+class ViewClassificationTask(_ClassificationTask):
+    """One view: its encoder (scratch or pretrained), attention pooling, multi-label head."""
+
+    def __init__(self, plans: Plans, view: str, config: TrainingConfig, cls_config: ClassificationConfig,
+                 preprocessed_dir: Path, findings: Sequence[str], labels: Mapping[str, np.ndarray],
+                 train_cases: Sequence[str], val_cases: Sequence[str], fold: int | str = 0,
+                 pretrained: dict[str, Any] | None = None):
+        super().__init__(plans, [view], config, cls_config, preprocessed_dir, findings, labels, train_cases, val_cases,
+                         fold, pretrained)
+        self.view = view
+        self.cls_plan = plans.view(view).classification
+        self.batch_size = int(config.batch_size or self.cls_plan.batch_size)
+
+    def build_model(self) -> nn.Module:
+        model = ViewClassifier(self.cls_plan.architecture, len(self.findings))
+        if self.pretrained is not None:
+            self.pretrained_info[self.view] = _load_pretrained(model.encoder, self.pretrained, self.cls_plan.architecture)
+        self._model = model
+        return model
+
+    def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        model = unwrap(model)
+        if self.pretrained is None:
+            return [{"params": list(model.parameters())}]
+        encoder = {id(p) for p in model.encoder.parameters()}
+        return [
+            {"params": [p for p in model.parameters() if id(p) in encoder], "warmup": True},
+            {"params": [p for p in model.parameters() if id(p) not in encoder]},
+        ]
+
+    def batch_dataset(self, start: int, total: int, ctx) -> ViewBatches:
+        return ViewBatches(self.loader(), self.view, self.train_cases, self.label_matrix(self.train_cases),
+                           self._per_rank(ctx), self._transforms(self.view), start, total, seed=self.config.seed,
+                           rank=ctx.rank, weights=self.sample_weights)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.bce(model(batch["data"]), batch["target"])
+
+    def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
+        out = []
+        step = max(1, self.config.val_batch_size)
+        loader = self.loader()
+        for i in range(0, len(cases), step):
+            x = torch.from_numpy(np.stack([loader.load(self.view, c) for c in cases[i:i + step]])).to(device)
+            out.append(model(x).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.findings)), dtype=np.float32)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {**super().checkpoint_extras(), "kind": "view", "view": self.view}
+
+
+class FusedClassificationTask(_ClassificationTask):
+    """The fold's view classifiers fused by a per-finding gate or by concatenation (see ``fusion``).
+
+    ``present[case]`` lists, per view in ``views`` order, whether the case has that view. A branch starts from
+    ``init_states[view]`` (the model state of this fold's single-view classifier of that view) when given,
+    else from the encoder checkpoint ``pretrained_by_view[view]`` when given, else from scratch;
+    ``init_sources`` says which (for the summary). ``pretrained`` is the checkpoint named on the command line.
+    """
+
+    def __init__(self, plans: Plans, views: Sequence[str], config: TrainingConfig, cls_config: ClassificationConfig,
+                 preprocessed_dir: Path, findings: Sequence[str], labels: Mapping[str, np.ndarray],
+                 present: Mapping[str, Sequence[bool]], train_cases: Sequence[str], val_cases: Sequence[str],
+                 fold: int | str = 0, pretrained: dict[str, Any] | None = None,
+                 init_states: Mapping[str, dict[str, torch.Tensor]] | None = None,
+                 pretrained_by_view: Mapping[str, dict[str, Any]] | None = None):
+        super().__init__(plans, views, config, cls_config, preprocessed_dir, findings, labels, train_cases, val_cases,
+                         fold, pretrained)
+        self.present = {c: np.asarray(p, dtype=bool) for c, p in present.items()}
+        self.init_states = dict(init_states or {})
+        self.pretrained_by_view = dict(pretrained_by_view or {})
+        self.fusion = cls_config.fusion
+        self.view = "fused"
+        batches = [plans.view(v).classification.batch_size for v in self.views]
+        # each view's plan sized its batch for that encoder alone; the fused step runs all of them
+        self.batch_size = int(config.batch_size or max(2, min(batches) // len(self.views)))
+        self.init_sources: dict[str, str] = {}
+
+    def present_matrix(self, cases: Sequence[str]) -> np.ndarray:
+        if not cases:
+            return np.zeros((0, len(self.views)), dtype=bool)
+        return np.stack([self.present[c] for c in cases])
+
+    def build_model(self) -> nn.Module:
+        archs = {v: self.plans.view(v).classification.architecture for v in self.views}
+        model = FusedClassifier(self.views, archs, len(self.findings), self.fusion)
+        for view in self.views:
+            branch = model.branches[view]
+            if view in self.init_states:
+                try:
+                    branch.load_state_dict(self.init_states[view])
+                except RuntimeError as e:
+                    from orthodiff_auto.errors import UserInputError
+
+                    raise UserInputError(f"the single-view {view} classifier of this fold does not fit the plans "
+                                         f"({str(e).splitlines()[0]}); retrain it or delete it") from None
+                self.init_sources.setdefault(view, "single-view checkpoint")
+            elif view in self.pretrained_by_view:
+                ckpt = self.pretrained_by_view[view]
+                self.pretrained_info[view] = _load_pretrained(branch.encoder, ckpt, archs[view])
+                self.init_sources.setdefault(view, f"pretrained encoder {ckpt.get('source_path')}")
+            else:
+                self.init_sources.setdefault(view, "scratch")
+        model.init_concat_head_from_branches()
+        self._model = model
+        return model
+
+    def _warm_started(self, view: str) -> bool:
+        return view in self.init_states or view in self.pretrained_by_view
+
+    def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        model = unwrap(model)
+        warm = {id(p) for v in self.views if self._warm_started(v) for p in model.branches[v].encoder.parameters()}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in warm]}]
+        if warm:
+            groups.insert(0, {"params": [p for p in model.parameters() if id(p) in warm], "warmup": True})
+        return groups
+
+    def batch_dataset(self, start: int, total: int, ctx) -> FusedBatches:
+        return FusedBatches(self.loader(), self.views, self.train_cases, self.present_matrix(self.train_cases),
+                            self.label_matrix(self.train_cases), self._per_rank(ctx),
+                            {v: self._transforms(v) for v in self.views}, start, total, seed=self.config.seed,
+                            rank=ctx.rank, weights=self.sample_weights, view_dropout=self.cls_config.view_dropout)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        present = batch["present"].bool()
+        target = batch["target"].float()
+        out = model({v: batch[f"data_{v}"] for v in self.views}, present)
+        loss = self.bce(out["logits"], target)
+        if self.cls_config.aux_weight > 0:
+            pw = torch.as_tensor(self.pos_weight, device=target.device)[:, None]
+            per = F.binary_cross_entropy_with_logits(
+                out["view_logits"].float(), target[..., None].expand_as(out["view_logits"]), pos_weight=pw,
+                reduction="none")
+            mask = present[:, None, :].expand_as(per).float()
+            loss = loss + self.cls_config.aux_weight * (per * mask).sum() / mask.sum().clamp_min(1.0)
+        return loss
+
+    def forward_cases(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:
+        """Fused logits, per-view logits and (gate) per-case weights of whole fields of view."""
+        loader = self.loader()
+        step = max(1, self.config.val_batch_size)
+        parts: dict[str, list[np.ndarray]] = {}
+        for i in range(0, len(cases), step):
+            chunk = list(cases[i:i + step])
+            present = self.present_matrix(chunk)
+            inputs = {}
+            for v, view in enumerate(self.views):
+                x = np.zeros((len(chunk), 1, *self.inputs[view].input_size), dtype=np.float32)
+                for j, c in enumerate(chunk):
+                    if present[j, v]:
+                        x[j] = loader.load(view, c)
+                inputs[view] = torch.from_numpy(x).to(device)
+            out = model(inputs, torch.from_numpy(present).to(device))
+            for k, t in out.items():
+                parts.setdefault(k, []).append(t.float().cpu().numpy())
+        if not parts:
+            f, v = len(self.findings), len(self.views)
+            return {"logits": np.zeros((0, f)), "view_logits": np.zeros((0, f, v))}
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+    def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
+        return self.forward_cases(model, cases, device)["logits"]
+
+    def gate_weights(self) -> dict[str, dict[str, float]] | None:
+        if self._model is None:
+            return None
+        return gate_weights_table(unwrap(self._model).gate_weights(), self.findings, self.views)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        return {**super().checkpoint_extras(), "kind": "fused", "view": "fused", "fusion": self.fusion,
+                "gate_weights": self.gate_weights(), "init_sources": dict(self.init_sources)}
+
+
+__all__ = ["ViewClassificationTask", "FusedClassificationTask", "macro_auroc"]
