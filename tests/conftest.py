@@ -7,6 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+# One intra-op thread: on a busy 2-core machine two threads per process were measured 4-7x slower (the tests
+# also start worker and torchrun processes of their own).
+torch.set_num_threads(1)
 
 from orthodiff_auto.data.image_io import ImageGeometry, write_image
 

@@ -40,6 +40,9 @@ class TrainingConfig:
     # fine-tuning from a pretrained encoder: encoder learns at lr * encoder_lr_factor during warm-up
     encoder_lr_factor: float = 0.1
     encoder_warmup_epochs: int = 10
+    # classification (see classification.config.ClassificationConfig for the rest of its settings)
+    fusion: str = "gate"  # fused model: "gate" (learned weight per finding over views) or "concat"
+    target_sensitivity: float | None = None  # thresholds: Youden when None, else reach this sensitivity
     # hardware
     mixed_precision: bool = True  # on CUDA only; bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = False
@@ -69,6 +72,8 @@ class TrainingConfig:
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
             raise UserInputError(f"config optimizer: choose 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.fusion not in ("gate", "concat"):
+            raise UserInputError(f"config fusion: choose 'gate' or 'concat', got {self.fusion!r}")
 
     @property
     def total_iterations(self) -> int:

@@ -39,6 +39,8 @@ class FoldRequest:
     @property
     def variant(self) -> str:
         name = "pretrained" if self.pretrained else "scratch"
+        if self.task == "cls" and self.view == "fused":
+            name += f"_{self.config.fusion}"  # gate and concat runs of a fold must not share a folder
         if self.label_fraction < 1.0:
             name += f"_frac{self.label_fraction:g}"
         return name
