@@ -1,14 +1,16 @@
-"""Findings for new cases: the fold classifiers of the chosen configuration, ensembled.
+"""Findings of new cases from the fold checkpoints of one classification configuration (a view, or fused).
 
-Each fold's probability is a sigmoid of its logits; the case's probability is the mean over folds, its
-uncertainty the spread (standard deviation) across folds, and the call compares the mean with the mean of
-the folds' stored thresholds (each chosen on its own validation fold). Views the case lacks are masked out
-by the fused model; a single-view model without its view gives no probability (NaN).
+``FindingsEnsemble.load(checkpoints, device)`` reads the ``checkpoint_final.pt`` files of the folds (each holds
+its plans, findings order, input geometry, fusion mode and the thresholds chosen on its validation fold);
+``predict(scans)`` preprocesses each scan exactly as training did (the view's plan, then the classification
+spacing and input size), averages the folds' probabilities, and calls a finding positive when the mean
+probability reaches the mean of the folds' thresholds (0.5 where no fold has one, e.g. fold ``all``).
+A fused ensemble uses whichever of its views a case has (missing views are masked); a single-view one needs
+its view and raises ``UserInputError`` without it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -18,93 +20,122 @@ import torch
 from orthodiff_auto.classification.data import ViewInput, center_pad_crop, resample_to_spacing
 from orthodiff_auto.classification.fusion import FusedClassifier
 from orthodiff_auto.classification.model import ViewClassifier
-from orthodiff_auto.data.image_io import ImageGeometry
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.preprocessing.case import preprocess_case
 from orthodiff_auto.training.checkpoint import load_checkpoint
 
+DEFAULT_THRESHOLD = 0.5
 
-@dataclass
+
+def build_classifier(extras: Mapping, plans: Plans) -> torch.nn.Module:
+    """The network a classification checkpoint's extras describe (weights not loaded)."""
+    findings = list(extras["findings"])
+    if extras.get("kind") == "fused":
+        views = list(extras["views"])
+        archs = {v: plans.view(v).classification.architecture for v in views}
+        return FusedClassifier(views, archs, len(findings), extras.get("fusion", "gate"))
+    return ViewClassifier(plans.view(extras["view"]).classification.architecture, len(findings))
+
+
 class FindingsEnsemble:
-    findings: list[str]
-    kind: str  # "view" or "fused"
-    views: list[str]
-    inputs: dict[str, ViewInput]
-    plans: Plans
-    models: list[torch.nn.Module]
-    thresholds: np.ndarray  # (F,) mean of the folds' thresholds
-    device: torch.device
+    def __init__(self, name: str, views: Sequence[str], findings: Sequence[str], plans: Plans,
+                 inputs: Mapping[str, ViewInput], models: Sequence[torch.nn.Module],
+                 fold_thresholds: Sequence[Mapping[str, float | None] | None], device: torch.device,
+                 mixed_precision: bool = True):
+        self.name = name  # a view, or "fused"
+        self.views = list(views)
+        self.findings = list(findings)
+        self.plans = plans
+        self.inputs = dict(inputs)
+        self.models = list(models)
+        self.fold_thresholds = list(fold_thresholds)
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.thresholds = self._ensemble_thresholds()
 
     @classmethod
-    def load(cls, checkpoints: Sequence[Path], device: torch.device) -> "FindingsEnsemble":
+    def load(cls, checkpoints: Sequence[Path | str], device: torch.device | str = "cpu") -> "FindingsEnsemble":
         if not checkpoints:
-            raise UserInputError("no classification checkpoints in the model folder")
+            raise UserInputError("no classification checkpoints")
+        device = torch.device(device)
         models, thresholds, first = [], [], None
+        plans = None
         for path in checkpoints:
             ckpt = load_checkpoint(path, map_location="cpu")
             extras = ckpt.get("extras", {})
-            if "findings" not in extras or "inputs" not in extras:
+            if ckpt.get("task") != "cls" or "findings" not in extras:
                 raise UserInputError(f"{path}: not a classification checkpoint")
-            plans = Plans.from_dict(extras["plans"])
-            findings = list(extras["findings"])
-            views = list(extras["views"])
+            key = (extras.get("kind"), extras.get("view"), tuple(extras["findings"]), tuple(extras.get("views", [])),
+                   extras.get("fusion"))
             if first is None:
-                first = (findings, extras.get("kind", "view"), views, plans, extras["inputs"])
-            elif (findings, views) != (first[0], first[2]):
-                raise UserInputError(f"{path}: findings or views differ from the other folds")
-            archs = {v: plans.view(v).classification.architecture for v in views}
-            if extras.get("kind") == "fused":
-                model = FusedClassifier(views, archs, len(findings), extras.get("fusion", "gate"))
-            else:
-                model = ViewClassifier(archs[views[0]], len(findings))
+                first = key
+                plans = Plans.from_dict(extras["plans"])
+                inputs = {v: ViewInput(v, tuple(d["spacing"]), tuple(d["input_size"]))
+                          for v, d in extras["inputs"].items()}
+            elif key != first:
+                raise UserInputError(f"{path}: a different classification model than {checkpoints[0]} "
+                                     f"(view/fusion/findings differ); an ensemble needs folds of one configuration")
+            model = build_classifier(extras, plans)
             model.load_state_dict(ckpt["model"])
             models.append(model.to(device).eval())
-            stored = extras.get("thresholds") or {}
-            thresholds.append([np.nan if stored.get(f) is None else float(stored[f]) for f in findings])
-        findings, kind, views, plans, inputs = first
-        inputs = {v: ViewInput(v, tuple(d["spacing"]), tuple(d["input_size"])) for v, d in inputs.items()}
-        with np.errstate(all="ignore"):
-            mean_thresholds = np.nanmean(np.asarray(thresholds, dtype=float), axis=0)
-        mean_thresholds = np.where(np.isnan(mean_thresholds), 0.5, mean_thresholds)
-        return cls(findings, kind, views, inputs, plans, models, mean_thresholds, device)
+            thresholds.append(extras.get("thresholds"))
+        kind, view, findings, views, _ = first
+        return cls(view, list(views) or [view], list(findings), plans, inputs, models, thresholds, device)
+
+    def _ensemble_thresholds(self) -> dict[str, float]:
+        out = {}
+        for f in self.findings:
+            values = [t[f] for t in self.fold_thresholds if t and t.get(f) is not None]
+            out[f] = float(np.mean(values)) if values else DEFAULT_THRESHOLD
+        return out
 
     def thresholds_table(self) -> dict[str, float]:
-        return {f: float(t) for f, t in zip(self.findings, self.thresholds)}
+        """{finding: threshold} behind the calls (the mean of the folds' validation thresholds)."""
+        return dict(self.thresholds)
 
-    def _input(self, view: str, image: np.ndarray, geometry: ImageGeometry) -> np.ndarray:
-        view_plan = self.plans.view(view)
-        data, _, _ = preprocess_case(image, geometry, view_plan)
+    # ------------------------------------------------------------------ inputs
+    def prepare(self, view: str, image: np.ndarray, geometry) -> np.ndarray:
+        """(1, *input_size) network input of one scan (array in SimpleITK order with its geometry)."""
+        from orthodiff_auto.preprocessing.case import preprocess_case
+
+        data, _, props = preprocess_case(image, geometry, self.plans.view(view))
         spec = self.inputs[view]
-        data = resample_to_spacing(data, view_plan.target_spacing, spec.spacing)
+        data = resample_to_spacing(data, props.spacing_after_resampling, spec.spacing)
         return center_pad_crop(data, spec.input_size)
 
-    @torch.no_grad()
-    def fold_probabilities(self, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]]) -> np.ndarray | None:
-        """(folds, F) probabilities, or None when the model's view(s) are all missing."""
-        present = [v in scans for v in self.views]
-        if not any(present):
-            return None
-        inputs = {}
-        for v in self.views:
-            size = self.inputs[v].input_size
-            x = self._input(v, *scans[v]) if v in scans else np.zeros((1, *size), np.float32)
-            inputs[v] = torch.from_numpy(x[None]).to(self.device)
-        mask = torch.tensor([present], device=self.device)
-        out = []
-        for model in self.models:
-            logits = model(inputs, mask)["logits"] if self.kind == "fused" else model(inputs[self.views[0]])
-            out.append(torch.sigmoid(logits.float())[0].cpu().numpy())
-        return np.stack(out)
+    # ------------------------------------------------------------------ prediction
+    def fold_probabilities(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(folds, F) probabilities from prepared inputs ``{view: (1, *input_size)}`` (any subset of views)."""
+        from orthodiff_auto.inference.segmentation import autocast_for
 
-    def predict(self, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]]) -> dict[str, dict[str, float]]:
-        probs = self.fold_probabilities(scans)
-        result = {}
-        for i, f in enumerate(self.findings):
-            if probs is None:
-                result[f] = {"probability": float("nan"), "call": 0, "spread": float("nan")}
-                continue
-            mean = float(probs[:, i].mean())
-            result[f] = {"probability": mean, "call": int(mean >= self.thresholds[i]),
-                         "spread": float(probs[:, i].std())}
-        return result
+        available = [v for v in self.views if v in inputs]
+        if not available:
+            raise UserInputError(f"the classifier needs a scan of {' or '.join(self.views)}; the case has "
+                                 f"{sorted(inputs) or 'none'}")
+        out = []
+        with torch.no_grad(), autocast_for(self.device, self.mixed_precision):
+            for model in self.models:
+                if isinstance(model, FusedClassifier):
+                    present = torch.tensor([[v in inputs for v in self.views]], device=self.device)
+                    x = {v: torch.from_numpy(np.asarray(inputs[v], np.float32)[None]).to(self.device) if v in inputs
+                         else torch.zeros(1, 1, *self.inputs[v].input_size, device=self.device) for v in self.views}
+                    logits = model(x, present)["logits"]
+                else:
+                    logits = model(torch.from_numpy(np.asarray(inputs[self.views[0]], np.float32)[None]).to(self.device))
+                out.append(torch.sigmoid(logits.float())[0].cpu().numpy())
+        return np.stack(out).astype(np.float64)
+
+    def predict_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+        probs = self.fold_probabilities(inputs)
+        mean, spread = probs.mean(0), probs.std(0)
+        return {f: {"probability": float(mean[i]), "call": bool(mean[i] >= self.thresholds[f]),
+                    "spread": float(spread[i])} for i, f in enumerate(self.findings)}
+
+    def predict(self, scans: Mapping[str, tuple[np.ndarray, object]]) -> dict[str, dict[str, float]]:
+        """``scans``: view -> (array in SimpleITK order, geometry). Returns {finding: {probability, call, spread}}
+        in dataset.json's order (``spread``: standard deviation of the folds' probabilities)."""
+        inputs = {v: self.prepare(v, image, geometry) for v, (image, geometry) in scans.items() if v in self.views}
+        return self.predict_inputs(inputs)
+
+
+__all__ = ["FindingsEnsemble", "build_classifier", "DEFAULT_THRESHOLD"]

@@ -87,7 +87,7 @@ def test_single_view_lowers_loss_and_writes_outputs(results, cls_preprocessed):
 def test_fused_gate_masks_missing_view_and_reports_weights(results, cls_preprocessed):
     assert main(["train_fold", str(cls_preprocessed), "cls", "fused", "0", "--results", str(results), "--config", "smoke",
                  "--set", "num_epochs=1", "--set", "iterations_per_epoch=3"]) == 0
-    fold = results / "cls" / "fused" / "scratch" / "fold_0"
+    fold = results / "cls" / "fused" / "scratch_gate" / "fold_0"
     summary = json.loads((fold / "summary.json").read_text())
     assert summary["fusion"] == "gate" and summary["views"] == ["sag", "cor"]
     assert summary["init_sources"] == {"sag": "single-view checkpoint", "cor": "scratch"}
@@ -130,7 +130,7 @@ def test_fused_gate_masks_missing_view_and_reports_weights(results, cls_preproce
 def test_fused_gate_learns_where_each_finding_is_visible(cls_preprocessed, tmp_path):
     """zeta is drawn only in the sagittal scans, alpha only in the coronal ones (branches from scratch)."""
     assert main(["train_fold", str(cls_preprocessed), "cls", "fused", "0", "--results", str(tmp_path), *SMOKE]) == 0
-    summary = json.loads((tmp_path / "cls" / "fused" / "scratch" / "fold_0" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "cls" / "fused" / "scratch_gate" / "fold_0" / "summary.json").read_text())
     assert summary["init_sources"] == {"sag": "scratch", "cor": "scratch"}
     weights = summary["gate_weights"]
     assert weights["zeta"]["sag"] > 0.6 and weights["alpha"]["cor"] > 0.55
@@ -152,10 +152,11 @@ def test_cor_skips_case_without_cor_scan(cls_preprocessed, tmp_path):
 
 def test_concat_fusion_and_target_sensitivity(cls_preprocessed, tmp_path):
     plans = Plans.load(cls_preprocessed / "plans.json")
-    config = make_config("smoke", ["num_epochs=1", "iterations_per_epoch=2"])
+    # the command line's --set fusion=concat --set target_sensitivity=1 reach the classification config
+    config = make_config("smoke", ["num_epochs=1", "iterations_per_epoch=2", "fusion=concat", "target_sensitivity=1.0"])
     request = FoldRequest(cls_preprocessed, "cls", "fused", 1, config, results_dir=tmp_path)
-    summary = train_classification_fold(request, plans, log=lambda *_: None,
-                                         cls_config=ClassificationConfig(fusion="concat", target_sensitivity=1.0))
+    assert request.output_dir().parent.name == "scratch_concat"
+    summary = train_classification_fold(request, plans, log=lambda *_: None)
     assert summary["fusion"] == "concat" and summary["gate_weights"] is None
     assert summary["threshold_method"] == "sensitivity"
     for name in FINDINGS:
@@ -220,7 +221,7 @@ def test_pretrained_encoders_load_for_view_and_fused(cls_preprocessed, tmp_path)
     # fused: encoder_<view>.pt beside the named file serves each view without a single-view classifier
     assert main(["train_fold", str(cls_preprocessed), "cls", "fused", "3", "--pretrained", str(tmp_path / "enc" / "encoder_sag.pt"),
                  "--results", str(tmp_path / "b"), *frozen]) == 0
-    fold = tmp_path / "b" / "cls" / "fused" / "pretrained" / "fold_3"
+    fold = tmp_path / "b" / "cls" / "fused" / "pretrained_gate" / "fold_3"
     summary = json.loads((fold / "summary.json").read_text())
     assert summary["init_sources"]["sag"].endswith("encoder_sag.pt") and summary["init_sources"]["cor"].endswith("encoder_cor.pt")
     model = torch.load(fold / "checkpoint_final.pt", weights_only=True)["model"]
