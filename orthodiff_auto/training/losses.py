@@ -77,8 +77,11 @@ class DeepSupervisionLoss(nn.Module):
         if isinstance(outputs, Tensor):
             return self.loss(outputs, targets if isinstance(targets, Tensor) else targets[0])
         total = None
+        # Under DDP every parameter needs a gradient, so zero-weight outputs still enter (times 0), as nnU-Net
+        # does with its 1e-6 weight; single-process training skips them.
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         for w, out, tgt in zip(self.weights, outputs, targets):
-            if w == 0:
+            if w == 0 and not distributed:
                 continue
             term = w * self.loss(out, tgt)
             total = term if total is None else total + term
