@@ -2,20 +2,21 @@
 
     python benchmarks/bench_classification_fusion.py --work WORK [--cases 60] [--size demo] [--config demo]
         [--folds 0] [--fusion gate,concat] [--budget cpu] [--set KEY=VALUE ...] [--fused-set KEY=VALUE ...]
+        [--fused-init auto|scratch] [--results-suffix _NAME]
 
 Steps (each skipped when its output already exists, so an interrupted run continues):
   1. ``orthodiff generate_synthetic WORK/raw --cases N --size SIZE``
   2. ``orthodiff plan_and_preprocess WORK/raw --out WORK/pp --budget BUDGET``
   3. per fold: ``orthodiff train_fold WORK/pp cls VIEW FOLD`` for every planned view, then
-     ``orthodiff train_fold WORK/pp cls fused FOLD`` per fusion mode (branches start from the single-view models)
+     ``orthodiff train_fold WORK/pp cls fused FOLD`` per fusion mode (branches start from the single-view models,
+     or from scratch with ``--fused-init scratch``)
   4. AUROC per finding and macro, per model, on the validation predictions of all the folds run (pooled), the
      gate weights per finding (mean over folds), and whether each finding's largest gate weight is on the view
      the generator renders it best in (``orthodiff_auto.synthetic.spec.BEST_VIEW``; findings without one,
      e.g. effusion, are visible in every view).
 
-Writes WORK/bench_classification_fusion.json and prints a markdown table. The fusion mode is chosen with
-``--set fusion=...`` when the training config knows that field; until then this script passes it through the
-Python API (``train_classification_fold(..., cls_config=...)``).
+Writes WORK/bench_classification_fusion.json and prints a markdown table. Each fusion mode trains under its
+own results folder (WORK/results_<mode>, holding copies of the single-view checkpoints it starts from).
 """
 
 from __future__ import annotations
@@ -40,13 +41,15 @@ def orthodiff(*args: str) -> None:
     sh(sys.executable, "-m", "orthodiff_auto", *args)
 
 
-def train_fused(pp: Path, results: Path, fold: int, fusion: str, preset: str, overrides: list[str]) -> None:
-    """``train_fold cls fused`` with a fusion mode (via --set when the training config has the field)."""
+def train_fused(pp: Path, results: Path, fold: int, preset: str, overrides: list[str], fused_init: str) -> None:
+    """``train_fold cls fused``; ``fused_init`` through --set when the training config has that field, else
+    through the Python API."""
     from orthodiff_auto.training.config import TrainingConfig
 
-    if "fusion" in TrainingConfig.__dataclass_fields__:
+    if fused_init == "auto" or "fused_init" in TrainingConfig.__dataclass_fields__:
+        extra = [] if fused_init == "auto" else [f"fused_init={fused_init}"]
         orthodiff("train_fold", str(pp), "cls", "fused", str(fold), "--config", preset, "--results", str(results),
-                  *sum((["--set", o] for o in overrides + [f"fusion={fusion}"]), []))
+                  *sum((["--set", o] for o in overrides + extra), []))
         return
     code = (
         "import sys; from pathlib import Path\n"
@@ -55,13 +58,13 @@ def train_fused(pp: Path, results: Path, fold: int, fusion: str, preset: str, ov
         "from orthodiff_auto.plans.schema import Plans\n"
         "from orthodiff_auto.training.config import make_config\n"
         "from orthodiff_auto.training.run import FoldRequest\n"
-        "pp, results, fold, fusion, preset = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]\n"
+        "pp, results, fold, init, preset = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]\n"
         "config = make_config(preset, sys.argv[6:])\n"
         "request = FoldRequest(pp, 'cls', 'fused', fold, config, results_dir=results)\n"
         "train_classification_fold(request, Plans.load(pp / 'plans.json'),"
-        " cls_config=ClassificationConfig.from_training(config, fusion=fusion))\n"
+        " cls_config=ClassificationConfig.from_training(config, fused_init=init))\n"
     )
-    sh(sys.executable, "-c", code, str(pp), str(results), str(fold), fusion, preset, *overrides)
+    sh(sys.executable, "-c", code, str(pp), str(results), str(fold), fused_init, preset, *overrides)
 
 
 def pooled_auroc(folds_dirs: list[Path], findings: list[str]) -> dict:
@@ -91,6 +94,9 @@ def main() -> int:
     ap.add_argument("--fusion", default="gate,concat")
     ap.add_argument("--set", action="append", default=[], help="override for every training run")
     ap.add_argument("--fused-set", action="append", default=[], help="extra override for the fused runs only")
+    ap.add_argument("--fused-init", default="auto", choices=("auto", "scratch"),
+                    help="fused branches from the single-view models (auto) or from scratch")
+    ap.add_argument("--results-suffix", default="", help="suffix of the fused results folders (compare settings)")
     ap.add_argument("-np", "--num-processes", default="2")
     args = ap.parse_args()
 
@@ -119,10 +125,14 @@ def main() -> int:
     fusions = [f for f in args.fusion.split(",") if f]
     results = {"single": work / "results"}
     for fusion in fusions:
-        results[fusion] = work / f"results_{fusion}"
+        results[fusion] = work / f"results_{fusion}{args.results_suffix}"
 
-    def fold_dir(root: Path, name: str, fold: int) -> Path:
-        return root / "cls" / name / "scratch" / f"fold_{fold}"
+    from orthodiff_auto.training.config import make_config
+    from orthodiff_auto.training.run import FoldRequest
+
+    def fold_dir(root: Path, name: str, fold: int, fusion: str = "gate") -> Path:
+        config = make_config(args.config, [f"fusion={fusion}"])
+        return FoldRequest(pp, "cls", name, fold, config, results_dir=root).output_dir()
 
     for fold in folds:
         for view in views:
@@ -132,25 +142,26 @@ def main() -> int:
                           str(results["single"]), *sum((["--set", o] for o in args.set), []))
                 timing[f"{view}_fold{fold}_s"] = time.perf_counter() - t
         for fusion in fusions:
-            if (fold_dir(results[fusion], "fused", fold) / "summary.json").is_file():
+            if (fold_dir(results[fusion], "fused", fold, fusion) / "summary.json").is_file():
                 continue
-            for view in views:  # the fused model's branches start from this fold's single-view models
+            for view in views:  # with --fused-init auto the branches start from this fold's single-view models
                 src = fold_dir(results["single"], view, fold) / "checkpoint_final.pt"
                 dst = fold_dir(results[fusion], view, fold) / "checkpoint_final.pt"
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 if not dst.is_file():
                     shutil.copy(src, dst)
             t = time.perf_counter()
-            train_fused(pp, results[fusion], fold, fusion, args.config, args.set + args.fused_set)
+            train_fused(pp, results[fusion], fold, args.config, args.set + args.fused_set + [f"fusion={fusion}"],
+                        args.fused_init)
             timing[f"fused_{fusion}_fold{fold}_s"] = time.perf_counter() - t
 
     report: dict = {"dataset": {"cases": args.cases, "size": args.size, "seed": args.seed, "budget": args.budget},
-                    "config": args.config, "overrides": args.set, "fused_overrides": args.fused_set, "folds": folds,
+                    "config": args.config, "fused_init": args.fused_init, "overrides": args.set, "fused_overrides": args.fused_set, "folds": folds,
                     "findings": findings, "views": views, "models": {}, "timing_s": timing}
     for view in views:
         report["models"][view] = pooled_auroc([fold_dir(results["single"], view, f) for f in folds], findings)
     for fusion in fusions:
-        dirs = [fold_dir(results[fusion], "fused", f) for f in folds]
+        dirs = [fold_dir(results[fusion], "fused", f, fusion) for f in folds]
         entry = pooled_auroc(dirs, findings)
         summaries = [json.loads((d / "summary.json").read_text()) for d in dirs]
         if fusion == "gate":
@@ -177,7 +188,7 @@ def main() -> int:
                 agree[f] = {"best_view": BEST_VIEW[f], "gate_argmax": max(ws, key=ws.get),
                             "agrees": max(ws, key=ws.get) == BEST_VIEW[f]}
         report["gate_vs_best_view"] = agree
-    out = work / "bench_classification_fusion.json"
+    out = work / f"bench_classification_fusion{args.results_suffix}.json"
     out.write_text(json.dumps(report, indent=2, default=lambda o: None if o != o else o) + "\n")
 
     models = list(report["models"])

@@ -30,9 +30,13 @@ class ClassificationConfig:
     # BCE positive weight per finding is n_negative / n_positive on the fold's training cases, clamped to
     # [1 / pos_weight_max, pos_weight_max]
     pos_weight_max: float = 50.0
-    # fused model: weight of the per-view auxiliary BCE losses (keeps every view's logits a predictor on
-    # its own, so the gate compares calibrated views)
+    # fused concat model: weight of the per-view auxiliary BCE losses (keeps every view's logits a predictor
+    # on its own); in gate mode the branches always learn from their own losses only (weight 1)
     aux_weight: float = 0.5
+    # fused model: branches start from this fold's single-view classifiers when they exist ("auto"), or never
+    # ("scratch": from scratch, or from --pretrained encoders). Single-view classifiers have fitted the same
+    # training cases, so a gate learned on top of them favours the view that fitted its training cases best
+    fused_init: str = "auto"
     # fused model: during training each present view of a case with several views is dropped with this
     # probability (at least one stays), so the fused model learns to predict from any subset of views
     view_dropout: float = 0.1
@@ -46,6 +50,8 @@ class ClassificationConfig:
     def __post_init__(self):
         if self.fusion not in FUSION_MODES:
             raise UserInputError(f"config fusion: choose one of {list(FUSION_MODES)}, got {self.fusion!r}")
+        if self.fused_init not in ("auto", "scratch"):
+            raise UserInputError(f"config fused_init: choose 'auto' or 'scratch', got {self.fused_init!r}")
         if self.mirror not in MIRROR_MODES:
             raise UserInputError(f"config mirror: choose one of {list(MIRROR_MODES)}, got {self.mirror!r}")
         if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:

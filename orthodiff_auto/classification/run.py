@@ -188,7 +188,8 @@ def _train(request, plans: Plans, cls_config: ClassificationConfig, device: torc
     if request.view == FUSED:
         present = {c: [c in view_cases[v] for v in views] for c in set(train) | set(val)}
         # also on resume: which branches were warm-started decides the optimizer's parameter groups
-        init_states = _single_view_states(request, views, findings, val_ids, log)
+        init_states = (_single_view_states(request, views, findings, val_ids, log)
+                       if cls_config.fused_init == "auto" else {})
         by_view = _pretrained_by_view(request, pretrained, [v for v in views if v not in init_states], log)
         task = FusedClassificationTask(plans, views, present=present, init_states=init_states,
                                        pretrained_by_view=by_view, **common)

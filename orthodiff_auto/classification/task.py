@@ -271,13 +271,15 @@ class FusedClassificationTask(_ClassificationTask):
         target = batch["target"].float()
         out = model({v: batch[f"data_{v}"] for v in self.views}, present)
         loss = self.bce(out["logits"], target)
-        if self.cls_config.aux_weight > 0:
+        # gate: the branches learn only from their own loss (the gate sees them detached); concat: auxiliary
+        branch_weight = 1.0 if self.fusion == "gate" else self.cls_config.aux_weight
+        if branch_weight > 0:
             pw = torch.as_tensor(self.pos_weight, device=target.device)[:, None]
             per = F.binary_cross_entropy_with_logits(
                 out["view_logits"].float(), target[..., None].expand_as(out["view_logits"]), pos_weight=pw,
                 reduction="none")
             mask = present[:, None, :].expand_as(per).float()
-            loss = loss + self.cls_config.aux_weight * (per * mask).sum() / mask.sum().clamp_min(1.0)
+            loss = loss + branch_weight * (per * mask).sum() / mask.sum().clamp_min(1.0)
         return loss
 
     def forward_cases(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:

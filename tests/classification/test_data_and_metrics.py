@@ -85,6 +85,8 @@ def test_config_checks_and_from_training():
         ClassificationConfig(fusion="max")
     with pytest.raises(UserInputError, match="target_sensitivity"):
         ClassificationConfig(target_sensitivity=1.5)
+    with pytest.raises(UserInputError, match="fused_init"):
+        ClassificationConfig(fused_init="single")
 
     class WithFields:
         fusion = "concat"

@@ -106,3 +106,12 @@ def test_view_absent_from_whole_batch_keeps_every_parameter_in_the_graph(mode):
     for name, p in model.named_parameters():
         assert p.grad is not None, name
     assert all(p.grad.abs().sum() == 0 for p in model.branches["ax"].parameters())
+
+
+def test_gate_learns_from_fused_loss_branches_from_their_own():
+    """Gate mode: the fused logit sees the branches detached, so only the gate learns from it."""
+    model = _model("gate").train()
+    out = model(_inputs(2), torch.ones(2, 3, dtype=torch.bool))
+    out["logits"].sum().backward()
+    assert model.gate_logits.grad is not None and model.gate_logits.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.branches.parameters())
