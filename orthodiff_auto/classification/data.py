@@ -10,7 +10,6 @@ augmentation seeded the same way, so a resumed run replays exactly the batches i
 from __future__ import annotations
 
 import contextlib
-import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,16 +42,10 @@ class ViewInput:
 
 @contextlib.contextmanager
 def seeded_augmentation(seed_sequence: Sequence[int]):
-    """Seed every generator batchgenerators draws from for one batch, then restore them: numpy's global one
-    (``training.batches.seeded_numpy_global``) and Python's ``random`` (``get_range_val``, used by the noise and
-    blur transforms, draws from it)."""
-    state = random.getstate()
-    random.seed(int(np.random.SeedSequence(list(seed_sequence)).generate_state(1)[0]))
-    try:
-        with seeded_numpy_global(seed_sequence):
-            yield
-    finally:
-        random.setstate(state)
+    """Seed every generator batchgenerators draws from for one batch (numpy's and Python's global ones, see
+    ``training.batches.seeded_numpy_global``), then restore them."""
+    with seeded_numpy_global(seed_sequence):
+        yield
 
 
 # ---------------------------------------------------------------- geometry of one input
