@@ -7,12 +7,10 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from orthodiff_auto.classification.config import ClassificationConfig
 from orthodiff_auto.classification.inference import FindingsEnsemble
 from orthodiff_auto.classification.metrics_io import read_validation_predictions
 from orthodiff_auto.classification.run import train_classification_fold
