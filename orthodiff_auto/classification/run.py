@@ -116,8 +116,8 @@ def _single_view_states(request, views: Sequence[str], findings: Sequence[str], 
 def _pretrained_by_view(request, pretrained: dict[str, Any] | None, views: Sequence[str],
                         log) -> dict[str, dict[str, Any]]:
     """Fused model: an encoder checkpoint per view without a single-view classifier. ``--pretrained`` names one
-    file; ``encoder_<view>.pt`` beside it (as ``orthodiff pretrain`` writes them) serves each view, and the named
-    file serves the view it was pretrained on."""
+    file; ``encoder_<view>.pt`` beside it or in a sibling folder named after the view (``pretrain/<view>/``, as
+    ``orthodiff pretrain`` writes them) serves each view, and the named file serves the view it was pretrained on."""
     if pretrained is None:
         return {}
     from orthodiff_auto.diffusion.export import read_encoder_checkpoint
@@ -125,8 +125,9 @@ def _pretrained_by_view(request, pretrained: dict[str, Any] | None, views: Seque
     given = Path(request.pretrained).resolve()
     out: dict[str, dict[str, Any]] = {}
     for view in views:
-        candidate = given.parent / f"encoder_{view}.pt"
-        if candidate.is_file():
+        candidates = [given.parent / f"encoder_{view}.pt", given.parent.parent / view / f"encoder_{view}.pt"]
+        candidate = next((c for c in candidates if c.is_file()), None)
+        if candidate is not None:
             out[view] = pretrained if candidate.resolve() == given else read_encoder_checkpoint(candidate)
         elif pretrained.get("view") == view:
             out[view] = pretrained

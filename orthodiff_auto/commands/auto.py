@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--pretrain-set", dest="pretrain_overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--no-pretrain", action="store_true", help="skip diffusion pretraining (from-scratch only)")
+    p.add_argument("--no-scratch", action="store_true",
+                   help="with pretraining, train only the pretrained variants (no from-scratch comparison)")
     p.add_argument("--fusion", nargs="+", default=["gate"], help="fusion modes to train: gate and/or concat")
     p.add_argument("-np", "--num-processes", type=int, default=2)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
@@ -36,7 +38,7 @@ def run(args) -> int:
 
     options = AutoOptions(
         budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=check_folds(args.folds),
-        pretrain=not args.no_pretrain, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
+        pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
         pretrain_overrides=tuple(args.pretrain_overrides), num_processes=args.num_processes, device=args.device,
     )
     model_dir = run_auto(args.dataset, args.work, options)

@@ -55,7 +55,7 @@ DIFFUSION_PRESETS: dict[str, DiffusionConfig] = {
 # only (the loop's spatial transforms are not used at all), no encoder warm-up (everything is trained from scratch).
 PRETRAIN_TRAINING_DEFAULTS: dict[str, list[str]] = {
     "smoke": ["encoder_warmup_epochs=0"],
-    "demo": ["encoder_warmup_epochs=0"],
+    "demo": ["encoder_warmup_epochs=0", "num_epochs=10"],  # fewer steps than fine-tuning: the demo fits 15 min
     "full": ["encoder_warmup_epochs=0"],
 }
 

@@ -1,7 +1,7 @@
 """``auto``: every stage in order, skipping what is already done, ending with a cross-validation report.
 
 validate -> plan_and_preprocess -> pretrain per view -> train all folds (segmentation per view, from scratch
-and pretrained; classification per view and fused) -> find_best_configuration -> DIR/model.
+and pretrained unless ``compare_scratch`` is off; classification per view and fused) -> find_best_configuration -> DIR/model.
 A stage counts as done when its artifact exists (plans.json, encoder_<view>.pt, a fold's summary.json); an
 interrupted fold resumes from its latest checkpoint.
 """
@@ -26,6 +26,7 @@ class AutoOptions:
     pretrain_config: str | None = None  # default: same as config
     folds: tuple[int, ...] = FOLDS
     pretrain: bool = True
+    compare_scratch: bool = True  # with pretraining: also train from scratch, and let model selection choose
     classification: bool = True
     fusion_modes: tuple[str, ...] = ("gate",)
     overrides: tuple[str, ...] = ()
@@ -82,20 +83,27 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
                 log(f"== pretrain {view}: done ({encoder})")
             encoders[view] = encoder
 
+    def variants(view):
+        if view not in encoders:
+            return [None]
+        return ([None] if options.compare_scratch else []) + [encoders[view]]
+
     for view in views:
-        for pretrained in [None] + ([encoders[view]] if view in encoders else []):
+        for pretrained in variants(view):
             for fold in options.folds:
                 _train(clock, preprocessed, results, "seg", view, fold, options, pretrained, log)
     if options.classification and plans.findings:
         for view in views:
-            for pretrained in [None] + ([encoders[view]] if view in encoders else []):
+            for pretrained in variants(view):
                 for fold in options.folds:
                     _train(clock, preprocessed, results, "cls", view, fold, options, pretrained, log)
         if len(views) > 1:
-            for mode in options.fusion_modes:
-                for fold in options.folds:
-                    _train(clock, preprocessed, results, "cls", FUSED, fold, options, None, log,
-                           extra=(f"fusion={mode}",))
+            # one fused model per single-view variant: its branches start from that variant's classifiers
+            for pretrained in variants(views[0]):
+                for mode in options.fusion_modes:
+                    for fold in options.folds:
+                        _train(clock, preprocessed, results, "cls", FUSED, fold, options, pretrained, log,
+                               extra=(f"fusion={mode}",))
 
     from orthodiff_auto.pipeline.model_selection import find_best_configuration
 

@@ -31,10 +31,10 @@ Diffusion pretraining
 
 Budgets
     ``gpu:<GB>``: the rules above with nnU-Net's constants (32 features doubling to 320).
-    ``cpu``: ``CPU_PRESET``: 16 features doubling to 128, an initial patch of 96**3 voxels (isotropic in mm)
-    clipped to at most 96 voxels per axis, a 0.25 GB memory-estimate target, batch 2 -- for 0.4x0.4x3 mm knee
-    data a 16x80x80 patch whose training step (batch 2) took 1.8 s on a shared 2-core machine, so a few
-    hundred steps take minutes (documentation/planning.md).
+    ``cpu``: ``CPU_PRESET``, a low-resolution plan that trains in about a minute per fold on 2 CPU cores:
+    the target spacing is coarsened (as nnU-Net's 3d_lowres: finer axes first) until the median image has at
+    most 32**3 voxels, then 8 features doubling to 64, an initial patch of 64**3 voxels clipped to 64 per
+    axis (so usually the whole median image), a 0.25 GB target, batch 2 (documentation/planning.md).
 """
 
 from __future__ import annotations
@@ -81,11 +81,13 @@ class PlannerPreset:
     max_patch_edge: int | None = None  # clip of the initial patch per axis (voxels)
     max_classification_batch: int = 16
     classification_size_percentile: float = 95.0
+    # low-resolution rule (cpu): coarsen the target spacing until the median image has at most this many voxels
+    max_image_voxels: int | None = None
 
 
 GPU_PRESET = PlannerPreset()
-CPU_PRESET = PlannerPreset(base_features=16, max_features=128, initial_patch_voxels=96**3, max_patch_edge=96,
-                           max_batch_size=2, max_classification_batch=4)
+CPU_PRESET = PlannerPreset(base_features=8, max_features=64, initial_patch_voxels=64**3, max_patch_edge=64,
+                           max_batch_size=2, max_classification_batch=4, max_image_voxels=32**3)
 
 
 def preset_for(budget: Budget) -> PlannerPreset:
@@ -108,6 +110,18 @@ def determine_target_spacing(spacings: Sequence[Sequence[float]], shapes_after_c
         if t < finest_allowed:
             t = finest_allowed + 1e-5
         target[worst] = t
+    return tuple(float(v) for v in target)
+
+
+def coarsen_to_fit(spacing: Sequence[float], median_shape: Sequence[float], max_voxels: int) -> tuple[float, ...]:
+    """The spacing, coarsened in 3% steps (the finer axes first until they are within 2x of the coarsest, as
+    nnU-Net's 3d_lowres), at which an image of ``median_shape`` voxels at ``spacing`` has at most ``max_voxels``."""
+    spacing = np.asarray(spacing, dtype=float)
+    extent = spacing * np.asarray(median_shape, dtype=float)
+    target = spacing.copy()
+    while np.prod(np.maximum(1.0, np.round(extent / target))) > max_voxels:
+        finer = target.max() / target > 2
+        target = np.where(finer, target * 1.03, target) if finer.any() else target * 1.03
     return tuple(float(v) for v in target)
 
 
@@ -242,12 +256,19 @@ def plan_normalization(vf: ViewFingerprint, modality: str) -> NormalizationPlan:
     return NormalizationPlan(scheme="zscore", use_mask_for_norm=vf.median_relative_size_after_crop < 0.75, **stats)
 
 
+def _median_shape(vf: ViewFingerprint, target: Sequence[float]) -> tuple[float, ...]:
+    shapes = [new_shape(sh, sp, target) for sh, sp in zip(vf.shapes_after_crop, vf.spacings)]
+    return tuple(float(v) for v in np.median(np.asarray(shapes, dtype=float), axis=0))
+
+
 def plan_view(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget: Budget,
               preset: PlannerPreset | None = None) -> ViewPlan:
     preset = preset or preset_for(budget)
-    target = tuple(round(t, 6) for t in determine_target_spacing(vf.spacings, vf.shapes_after_crop))
-    shapes = [new_shape(sh, sp, target) for sh, sp in zip(vf.shapes_after_crop, vf.spacings)]
-    median_shape = tuple(float(v) for v in np.median(np.asarray(shapes, dtype=float), axis=0))
+    target = determine_target_spacing(vf.spacings, vf.shapes_after_crop)
+    if preset.max_image_voxels is not None:
+        target = coarsen_to_fit(target, _median_shape(vf, target), preset.max_image_voxels)
+    target = tuple(round(t, 6) for t in target)
+    median_shape = _median_shape(vf, target)
     num_classes = len(fingerprint.labels)
     seg_cases = vf.num_labelled or len(vf.spacings)
     seg = plan_segmentation(target, median_shape, num_classes, seg_cases, budget, preset)
@@ -286,6 +307,7 @@ __all__ = [
     "CPU_PRESET",
     "GPU_PRESET",
     "PlannerPreset",
+    "coarsen_to_fit",
     "determine_target_spacing",
     "plan_classification",
     "plan_diffusion",

@@ -204,10 +204,12 @@ def test_pretrained_encoders_load_for_view_and_fused(cls_preprocessed, tmp_path)
     for view in ("sag", "cor"):
         torch.manual_seed(len(view))
         unet = build_segmentation_network(plans.view(view).segmentation.architecture, 1, 1, deep_supervision=False)
-        export_encoder(tmp_path / "enc" / f"encoder_{view}.pt", unet.state_dict(), plans.view(view), iterations=1)
+        # the layout `orthodiff pretrain` writes: pretrain/<view>/encoder_<view>.pt
+        export_encoder(tmp_path / "pretrain" / view / f"encoder_{view}.pt", unet.state_dict(), plans.view(view),
+                       iterations=1)
         exported[view] = {k[len("encoder."):]: v for k, v in unet.state_dict().items() if k.startswith("encoder.")}
     frozen = ["--config", "smoke", "--set", "num_epochs=1", "--set", "iterations_per_epoch=1", "--set", "initial_lr=0"]
-    assert main(["train_fold", str(cls_preprocessed), "cls", "sag", "3", "--pretrained", str(tmp_path / "enc" / "encoder_sag.pt"),
+    assert main(["train_fold", str(cls_preprocessed), "cls", "sag", "3", "--pretrained", str(tmp_path / "pretrain" / "sag" / "encoder_sag.pt"),
                  "--results", str(tmp_path / "a"), *frozen]) == 0
     fold = tmp_path / "a" / "cls" / "sag" / "pretrained" / "fold_3"
     model = torch.load(fold / "checkpoint_final.pt", weights_only=True)["model"]
@@ -216,8 +218,8 @@ def test_pretrained_encoders_load_for_view_and_fused(cls_preprocessed, tmp_path)
     summary = json.loads((fold / "summary.json").read_text())
     assert summary["pretrained_from"].endswith("encoder_sag.pt") and summary["variant"] == "pretrained"
 
-    # fused: encoder_<view>.pt beside the named file serves each view without a single-view classifier
-    assert main(["train_fold", str(cls_preprocessed), "cls", "fused", "3", "--pretrained", str(tmp_path / "enc" / "encoder_sag.pt"),
+    # fused: pretrain/<view>/encoder_<view>.pt next to the named file's folder serves each other view
+    assert main(["train_fold", str(cls_preprocessed), "cls", "fused", "3", "--pretrained", str(tmp_path / "pretrain" / "sag" / "encoder_sag.pt"),
                  "--results", str(tmp_path / "b"), *frozen]) == 0
     fold = tmp_path / "b" / "cls" / "fused" / "pretrained_gate" / "fold_3"
     summary = json.loads((fold / "summary.json").read_text())

@@ -11,6 +11,7 @@ from orthodiff_auto.plans.memory import (
     feature_map_count,
 )
 from orthodiff_auto.plans.planner import (
+    coarsen_to_fit,
     CPU_PRESET,
     GPU_PRESET,
     architecture_from_topology,
@@ -192,11 +193,26 @@ def test_cpu_budget_gives_small_fast_plan():
     plans = plan_experiment(fp, Budget("cpu", 0.25, "preset"))
     for vp in plans.views.values():
         seg = vp.segmentation
-        assert max(seg.architecture.features_per_stage) <= 128 and seg.architecture.features_per_stage[0] == 16
-        assert max(seg.patch_size[1:]) <= 96 and seg.batch_size == 2
+        assert max(seg.architecture.features_per_stage) <= 64 and seg.architecture.features_per_stage[0] == 8
+        assert max(seg.patch_size) <= 64 and seg.batch_size == 2
         assert 2 <= seg.architecture.n_stages <= 6
         assert seg.memory_estimate_gb <= 0.25
         assert vp.classification.memory_estimate_gb <= 0.25
+        # low-resolution rule: the median image is coarsened to at most 32**3 voxels
+        assert np.prod(vp.median_shape_after_resampling) <= 32**3 * 1.05
+    sag = plans.views["sag"]
+    # the finer in-plane axes are coarsened first (to within 2x of the thick-slice axis), then all together
+    assert sag.target_spacing[0] > 3.0 and sag.target_spacing[0] / sag.target_spacing[1] == pytest.approx(2, rel=0.05)
+
+
+def test_coarsen_to_fit_leaves_small_images_alone_and_prefers_finer_axes():
+    assert coarsen_to_fit((3.0, 1.0, 1.0), (10, 40, 40), 100_000) == (3.0, 1.0, 1.0)
+    sp = coarsen_to_fit((4.0, 0.5, 0.5), (30, 300, 300), 200_000)
+    assert sp[0] == 4.0 and sp[1] == sp[2] > 0.5
+    voxels = np.prod([round(e / s) for e, s in zip((120.0, 150.0, 150.0), sp)])
+    assert voxels <= 200_000
+    iso = coarsen_to_fit((1.0, 1.0, 1.0), (100, 100, 100), 50_000)
+    assert iso[0] == iso[1] == iso[2] > 2.5
 
 
 def test_plan_experiment_views_share_encoder_and_record_budget():
