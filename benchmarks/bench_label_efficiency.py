@@ -116,7 +116,8 @@ def _train_variant(args, pre, results, encoder, task, fraction, fold, variant, d
         return None
     summary = json.loads(summary_path.read_text())
     return {"task": task, "fraction": fraction, "fold": fold, "variant": variant,
-            "metric": METRICS[task][1](summary), "num_training_scans": summary.get("num_training_scans"),
+            "metric": METRICS[task][1](summary),
+            "num_training_scans": summary.get("num_training_scans", summary.get("num_training_cases")),
             "seconds_per_iteration": (summary.get("timing") or {}).get("seconds_per_iteration_median"),
             "summary": str(summary_path)}
 
