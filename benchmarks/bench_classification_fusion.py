@@ -1,22 +1,24 @@
 """Single-view vs fused abnormality classification on the synthetic knee dataset, end to end.
 
     python benchmarks/bench_classification_fusion.py --work WORK [--cases 60] [--size demo] [--config demo]
-        [--folds 0] [--fusion gate,concat] [--budget cpu] [--set KEY=VALUE ...] [--fused-set KEY=VALUE ...]
+        [--folds 0] [--fusion gate,stacked,concat] [--budget cpu] [--set KEY=VALUE ...] [--fused-set KEY=VALUE ...]
         [--fused-init auto|scratch] [--results-suffix _NAME]
 
 Steps (each skipped when its output already exists, so an interrupted run continues):
   1. ``orthodiff generate_synthetic WORK/raw --cases N --size SIZE``
   2. ``orthodiff plan_and_preprocess WORK/raw --out WORK/pp --budget BUDGET``
-  3. per fold: ``orthodiff train_fold WORK/pp cls VIEW FOLD`` for every planned view, then
-     ``orthodiff train_fold WORK/pp cls fused FOLD`` per fusion mode (branches start from the single-view models,
-     or from scratch with ``--fused-init scratch``)
+  3. ``orthodiff train_fold WORK/pp cls VIEW FOLD`` for every planned view and fold, then per fold
+     ``orthodiff train_fold WORK/pp cls fused FOLD`` per fusion mode (gate/concat: branches start from the
+     single-view models, or from scratch with ``--fused-init scratch``; stacked: the single-view models are the
+     branches and the gate is fitted on the other folds' out-of-fold predictions, so it needs all five folds)
   4. AUROC per finding and macro, per model, on the validation predictions of all the folds run (pooled), the
-     gate weights per finding (mean over folds), and whether each finding's largest gate weight is on the view
-     the generator renders it best in (``orthodiff_auto.synthetic.spec.BEST_VIEW``; findings without one,
-     e.g. effusion, are visible in every view).
+     gate weights per finding (mean over folds) of the gate and stacked modes, and whether each finding's
+     largest gate weight is on the view the generator renders it best in
+     (``orthodiff_auto.synthetic.spec.BEST_VIEW``; findings without one, e.g. effusion, are visible in every view).
 
 Writes WORK/bench_classification_fusion.json and prints a markdown table. Each fusion mode trains under its
-own results folder (WORK/results_<mode>, holding copies of the single-view checkpoints it starts from).
+own results folder (WORK/results_<mode>, holding copies of the single-view checkpoints it starts from, and for
+stacked also of their validation predictions).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", default="cpu")
     ap.add_argument("--config", default="demo")
-    ap.add_argument("--folds", default="0", help="comma-separated folds (0-4)")
+    ap.add_argument("--folds", nargs="+", default=["0"], help="folds (0-4), space- or comma-separated")
     ap.add_argument("--fusion", default="gate,concat")
     ap.add_argument("--set", action="append", default=[], help="override for every training run")
     ap.add_argument("--fused-set", action="append", default=[], help="extra override for the fused runs only")
@@ -121,7 +123,7 @@ def main() -> int:
     plans = Plans.load(pp / "plans.json")
     findings = list(plans.findings)
     views = list(plans.views)
-    folds = [int(f) for f in args.folds.split(",")]
+    folds = [int(f) for f in ",".join(args.folds).split(",") if f]
     fusions = [f for f in args.fusion.split(",") if f]
     results = {"single": work / "results"}
     for fusion in fusions:
@@ -134,25 +136,31 @@ def main() -> int:
         config = make_config(args.config, [f"fusion={fusion}"])
         return FoldRequest(pp, "cls", name, fold, config, results_dir=root).output_dir()
 
-    for fold in folds:
+    for fold in folds:  # every single-view fold first: the stacked gate of a fold reads the other folds'
         for view in views:
             if not (fold_dir(results["single"], view, fold) / "summary.json").is_file():
                 t = time.perf_counter()
                 orthodiff("train_fold", str(pp), "cls", view, str(fold), "--config", args.config, "--results",
                           str(results["single"]), *sum((["--set", o] for o in args.set), []))
                 timing[f"{view}_fold{fold}_s"] = time.perf_counter() - t
+    for fold in folds:
         for fusion in fusions:
             if (fold_dir(results[fusion], "fused", fold, fusion) / "summary.json").is_file():
                 continue
-            for view in views:  # with --fused-init auto the branches start from this fold's single-view models
-                src = fold_dir(results["single"], view, fold) / "checkpoint_final.pt"
-                dst = fold_dir(results[fusion], view, fold) / "checkpoint_final.pt"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                if not dst.is_file():
-                    shutil.copy(src, dst)
+            # with --fused-init auto the branches start from this fold's single-view models; stacked also reads
+            # the other folds' validation predictions
+            for view in views:
+                for j in (folds if fusion == "stacked" else [fold]):
+                    names = ("checkpoint_final.pt", "validation_predictions.csv") if fusion == "stacked" else (
+                        "checkpoint_final.pt",)
+                    for name in names:
+                        src, dst = fold_dir(results["single"], view, j) / name, fold_dir(results[fusion], view, j) / name
+                        dst.parent.mkdir(parents=True, exist_ok=True)
+                        if not dst.is_file():
+                            shutil.copy(src, dst)
             t = time.perf_counter()
             train_fused(pp, results[fusion], fold, args.config, args.set + args.fused_set + [f"fusion={fusion}"],
-                        args.fused_init)
+                        "auto" if fusion == "stacked" else args.fused_init)
             timing[f"fused_{fusion}_fold{fold}_s"] = time.perf_counter() - t
 
     report: dict = {"dataset": {"cases": args.cases, "size": args.size, "seed": args.seed, "budget": args.budget},
@@ -164,9 +172,14 @@ def main() -> int:
         dirs = [fold_dir(results[fusion], "fused", f, fusion) for f in folds]
         entry = pooled_auroc(dirs, findings)
         summaries = [json.loads((d / "summary.json").read_text()) for d in dirs]
-        if fusion == "gate":
+        if fusion in ("gate", "stacked"):
             gates = {f: {v: float(np.mean([s["gate_weights"][f][v] for s in summaries])) for v in views} for f in findings}
             entry["gate_weights"] = gates
+        if fusion == "stacked":  # AUROC of the other folds' OOF single-view logits on each fold's fitting cases
+            entry["oof_auroc_fold_mean"] = {
+                k: {f: float(np.nanmean([np.nan if s["stacked_gate"]["oof_auroc"][k][f] is None
+                                         else s["stacked_gate"]["oof_auroc"][k][f] for s in summaries]))
+                    for f in findings + ["macro"]} for k in views + ["stacked"]}
         entry["branch_auroc_fold_mean"] = {
             v: {f: float(np.nanmean([np.nan if s["branch_auroc"][v][f] is None else s["branch_auroc"][v][f]
                                      for s in summaries])) for f in findings} for v in views}
@@ -181,13 +194,14 @@ def main() -> int:
     for fusion in fusions:
         m = report["models"][f"fused_{fusion}"]
         m["beats_best_single_view"] = bool(m["macro"] > report["best_single_view"]["macro_auroc"])
-    if "gate" in fusions:
+    gated = [f for f in fusions if f in ("gate", "stacked")]
+    for fusion in gated:
         agree = {}
-        for f, ws in report["models"]["fused_gate"]["gate_weights"].items():
+        for f, ws in report["models"][f"fused_{fusion}"]["gate_weights"].items():
             if f in BEST_VIEW:
                 agree[f] = {"best_view": BEST_VIEW[f], "gate_argmax": max(ws, key=ws.get),
                             "agrees": max(ws, key=ws.get) == BEST_VIEW[f]}
-        report["gate_vs_best_view"] = agree
+        report["gate_vs_best_view" if fusion == "gate" else f"{fusion}_vs_best_view"] = agree
     out = work / f"bench_classification_fusion{args.results_suffix}.json"
     out.write_text(json.dumps(report, indent=2, default=lambda o: None if o != o else o) + "\n")
 
@@ -198,12 +212,19 @@ def main() -> int:
     for f in findings + ["macro"]:
         cells = [report["models"][m]["macro"] if f == "macro" else report["models"][m]["per_finding"][f] for m in models]
         print(f"| {f} | " + " | ".join("n/a" if c != c else f"{c:.3f}" for c in cells) + " |")
-    if "gate" in fusions:
-        print("\ngate weights (mean over folds)")
+    for fusion in gated:
+        print(f"\n{fusion} gate weights (mean over folds)")
         print("| finding | " + " | ".join(views) + " | generator's best view |")
         print("|---|" + "---|" * (len(views) + 1))
-        for f, ws in report["models"]["fused_gate"]["gate_weights"].items():
+        for f, ws in report["models"][f"fused_{fusion}"]["gate_weights"].items():
             print(f"| {f} | " + " | ".join(f"{ws[v]:.2f}" for v in views) + f" | {BEST_VIEW.get(f, 'all')} |")
+    if "stacked" in fusions:
+        oof = report["models"]["fused_stacked"]["oof_auroc_fold_mean"]
+        print("\nout-of-fold AUROC on the stacked gates' fitting cases (mean over folds)")
+        print("| finding | " + " | ".join(oof) + " |")
+        print("|---|" + "---|" * len(oof))
+        for f in findings + ["macro"]:
+            print(f"| {f} | " + " | ".join("n/a" if oof[k][f] != oof[k][f] else f"{oof[k][f]:.3f}" for k in oof) + " |")
     print(f"\nwrote {out}")
     return 0
 

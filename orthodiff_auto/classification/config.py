@@ -11,17 +11,23 @@ from typing import Any
 
 from orthodiff_auto.errors import UserInputError
 
-FUSION_MODES = ("gate", "concat")
+FUSION_MODES = ("gate", "stacked", "concat")
+FEATURE_MODES = ("finetune", "diffusion")
 MIRROR_MODES = ("left_right", "all", "none")
 
 
 @dataclass(frozen=True)
 class ClassificationConfig:
-    # fused model: "gate" (a learned weight per finding over the views) or "concat" (pooled features concatenated)
+    # fused model: "gate" (a learned weight per finding over the views), "stacked" (the same gate fitted on the
+    # other folds' out-of-fold single-view predictions, branches = this fold's single-view classifiers
+    # unchanged; classification.stacked) or "concat" (pooled features concatenated)
     fusion: str = "gate"
     # decision thresholds chosen on the validation fold: Youden's J, or the largest threshold reaching this
     # sensitivity when it is given (in (0, 1])
     target_sensitivity: float | None = None
+    # "finetune": the encoder is trained (from scratch or a pretrained encoder); "diffusion": only a light head
+    # on pooled features of the frozen pretrained denoiser at the timestep and block `orthodiff probe` chose
+    classifier_features: str = "finetune"
     # draw training cases so that positives and negatives of every finding weigh alike (default: uniformly;
     # imbalance is handled by the loss' per-finding positive weights)
     balanced_sampling: bool = False
@@ -40,6 +46,10 @@ class ClassificationConfig:
     # fused model: during training each present view of a case with several views is dropped with this
     # probability (at least one stays), so the fused model learns to predict from any subset of views
     view_dropout: float = 0.1
+    # stacked fusion: strength of the L2 pull of the gate towards equal weights (and of the calibration towards
+    # the identity), per fitting case: the penalty is stacked_l2 / n_cases * sum of squares, a Gaussian prior
+    # of standard deviation 1 / sqrt(2 * stacked_l2) on the centred gate logits
+    stacked_l2: float = 0.5
     # mild spatial augmentation of the whole field of view
     rotation_degrees: float = 15.0
     scale_low: float = 0.85
@@ -50,6 +60,9 @@ class ClassificationConfig:
     def __post_init__(self):
         if self.fusion not in FUSION_MODES:
             raise UserInputError(f"config fusion: choose one of {list(FUSION_MODES)}, got {self.fusion!r}")
+        if self.classifier_features not in FEATURE_MODES:
+            raise UserInputError(f"config classifier_features: choose one of {list(FEATURE_MODES)}, got "
+                                 f"{self.classifier_features!r}")
         if self.fused_init not in ("auto", "scratch"):
             raise UserInputError(f"config fused_init: choose 'auto' or 'scratch', got {self.fused_init!r}")
         if self.mirror not in MIRROR_MODES:
@@ -60,6 +73,8 @@ class ClassificationConfig:
             raise UserInputError(f"config pos_weight_max must be >= 1, got {self.pos_weight_max}")
         if self.aux_weight < 0:
             raise UserInputError(f"config aux_weight must be >= 0, got {self.aux_weight}")
+        if self.stacked_l2 < 0:
+            raise UserInputError(f"config stacked_l2 must be >= 0, got {self.stacked_l2}")
         if not 0 <= self.view_dropout < 1:
             raise UserInputError(f"config view_dropout must be in [0, 1), got {self.view_dropout}")
         if not 0 < self.scale_low <= self.scale_high:
@@ -80,4 +95,4 @@ class ClassificationConfig:
         return replace(cls(), **values)
 
 
-__all__ = ["ClassificationConfig", "FUSION_MODES", "MIRROR_MODES"]
+__all__ = ["ClassificationConfig", "FEATURE_MODES", "FUSION_MODES", "MIRROR_MODES"]

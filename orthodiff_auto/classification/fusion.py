@@ -10,6 +10,13 @@ have that view. Two ways to combine them:
     weighted sum of the views' logits. With all views present the weights are ``softmax(g[f])``: they say
     which plane each decision leans on, and are saved with the model and reported in summary.json.
 
+``stacked``
+    The gate's form, fitted differently: the branches are the fold's single-view classifiers, unchanged, and
+    the gate is fitted by ``classification.stacked`` on out-of-fold branch logits of the fold's training
+    cases (the other folds' single-view validation predictions), not on logits of cases the branches were
+    trained on. The weights are ``softmax(g[f, :])`` over the present views (no ``GATE_SCALE``: nothing is
+    trained by the loop).
+
 ``concat``
     Per finding, the views' attention-pooled feature vectors are concatenated and a linear map per finding
     gives the fused logit. An absent view's vector is replaced by a learned "missing" embedding of that view
@@ -35,6 +42,8 @@ from torch import nn
 from orthodiff_auto.classification.model import ViewClassifier
 
 
+FUSION_MODES = ("gate", "stacked", "concat")
+
 #: the gate's logits are ``GATE_SCALE * gate_logits``: the gate then learns about GATE_SCALE**2 times faster
 #: under SGD (GATE_SCALE times under Adam) than the rest, as the loop has one learning rate for all parameters
 #: and a handful of gate parameters otherwise barely moves while the branches learn.
@@ -43,18 +52,18 @@ GATE_SCALE = 10.0
 
 class FusedClassifier(nn.Module):
     def __init__(self, views: Sequence[str], archs: Mapping, num_findings: int, mode: str = "gate",
-                 gate_scale: float = GATE_SCALE):
+                 gate_scale: float | None = None):
         super().__init__()
-        if mode not in ("gate", "concat"):
-            raise ValueError(f"fusion mode must be 'gate' or 'concat', got {mode!r}")
+        if mode not in FUSION_MODES:
+            raise ValueError(f"fusion mode must be one of {list(FUSION_MODES)}, got {mode!r}")
         if not views:
             raise ValueError("fusion needs at least one view")
         self.views = list(views)
         self.mode = mode
         self.num_findings = int(num_findings)
-        self.gate_scale = float(gate_scale)
+        self.gate_scale = float(gate_scale if gate_scale is not None else GATE_SCALE if mode == "gate" else 1.0)
         self.branches = nn.ModuleDict({v: ViewClassifier(archs[v], num_findings) for v in self.views})
-        if mode == "gate":
+        if mode in ("gate", "stacked"):
             self.gate_logits = nn.Parameter(torch.zeros(num_findings, len(self.views)))
         else:
             self.missing = nn.ParameterDict(
@@ -80,7 +89,7 @@ class FusedClassifier(nn.Module):
 
     def gate_weights(self) -> torch.Tensor | None:
         """(F, V) weights with every view present (rows sum to one); None in concat mode."""
-        if self.mode != "gate":
+        if self.mode == "concat":
             return None
         return torch.softmax(self.gate_scale * self.gate_logits.detach().float(), dim=-1)
 
@@ -88,7 +97,7 @@ class FusedClassifier(nn.Module):
         """``inputs[view]`` (B, 1, *size_v) (placeholders where absent), ``present`` (B, V) bool.
 
         Returns ``logits`` (B, F), ``view_logits`` (B, F, V) (0 where absent) and, in gate mode, ``weights``
-        (B, F, V) (0 where absent, summing to one over the present views).
+        (B, F, V) (0 where absent, summing to one over the present views); likewise in stacked mode.
         """
         present = present.bool()
         batch = present.shape[0]
@@ -113,7 +122,7 @@ class FusedClassifier(nn.Module):
             logits_all.append(logits)
         view_logits = torch.stack(logits_all, dim=-1)  # (B, F, V)
         out = {"view_logits": view_logits}
-        if self.mode == "gate":
+        if self.mode in ("gate", "stacked"):
             gate = (self.gate_scale * self.gate_logits.float())[None].expand(batch, -1, -1)
             gate = gate.masked_fill(~present[:, None, :], float("-inf"))
             weights = torch.nan_to_num(torch.softmax(gate, dim=-1), nan=0.0)  # a case without views: all 0
@@ -139,4 +148,4 @@ def gate_weights_table(weights: torch.Tensor | None, findings: Sequence[str], vi
     return {f: {v: float(w[i, j]) for j, v in enumerate(views)} for i, f in enumerate(findings)}
 
 
-__all__ = ["FusedClassifier", "gate_weights_table"]
+__all__ = ["FUSION_MODES", "FusedClassifier", "gate_weights_table"]

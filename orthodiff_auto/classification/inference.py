@@ -6,7 +6,8 @@ its plans, findings order, input geometry, fusion mode and the thresholds chosen
 spacing and input size), averages the folds' probabilities, and calls a finding positive when the mean
 probability reaches the mean of the folds' thresholds (0.5 where no fold has one, e.g. fold ``all``).
 A fused ensemble uses whichever of its views a case has (missing views are masked); a single-view one needs
-its view and raises ``UserInputError`` without it.
+its view and raises ``UserInputError`` without it. A frozen-feature model (``classification.frozen``) carries
+its denoiser weights and probe choice in its final checkpoint and runs the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from orthodiff_auto.classification.data import ViewInput, center_pad_crop, resample_to_spacing
+from orthodiff_auto.classification.frozen import FROZEN_KIND, FrozenFeatureClassifier, frozen_classifier_from_extras
 from orthodiff_auto.classification.fusion import FusedClassifier
 from orthodiff_auto.classification.model import ViewClassifier
 from orthodiff_auto.errors import UserInputError
@@ -27,9 +29,12 @@ from orthodiff_auto.training.checkpoint import load_checkpoint
 DEFAULT_THRESHOLD = 0.5
 
 
-def build_classifier(extras: Mapping, plans: Plans) -> torch.nn.Module:
-    """The network a classification checkpoint's extras describe (weights not loaded)."""
+def build_classifier(extras: Mapping, plans: Plans, where: str = "checkpoint") -> torch.nn.Module:
+    """The network a classification checkpoint's extras describe (weights not loaded; a frozen-feature model
+    comes with its denoisers loaded and takes the checkpoint's weights into ``.head``)."""
     findings = list(extras["findings"])
+    if extras.get("kind") == FROZEN_KIND:
+        return frozen_classifier_from_extras(extras, where)
     if extras.get("kind") == "fused":
         views = list(extras["views"])
         archs = {v: plans.view(v).classification.architecture for v in views}
@@ -75,8 +80,8 @@ class FindingsEnsemble:
             elif key != first:
                 raise UserInputError(f"{path}: a different classification model than {checkpoints[0]} "
                                      f"(view/fusion/findings differ); an ensemble needs folds of one configuration")
-            model = build_classifier(extras, plans)
-            model.load_state_dict(ckpt["model"])
+            model = build_classifier(extras, plans, str(path))
+            (model.head if isinstance(model, FrozenFeatureClassifier) else model).load_state_dict(ckpt["model"])
             models.append(model.to(device).eval())
             thresholds.append(extras.get("thresholds"))
         kind, view, findings, views, _ = first
@@ -115,7 +120,7 @@ class FindingsEnsemble:
         out = []
         with torch.no_grad(), autocast_for(self.device, self.mixed_precision):
             for model in self.models:
-                if isinstance(model, FusedClassifier):
+                if isinstance(model, (FusedClassifier, FrozenFeatureClassifier)):
                     present = torch.tensor([[v in inputs for v in self.views]], device=self.device)
                     x = {v: torch.from_numpy(np.asarray(inputs[v], np.float32)[None]).to(self.device) if v in inputs
                          else torch.zeros(1, 1, *self.inputs[v].input_size, device=self.device) for v in self.views}
@@ -130,6 +135,10 @@ class FindingsEnsemble:
         mean, spread = probs.mean(0), probs.std(0)
         return {f: {"probability": float(mean[i]), "call": bool(mean[i] >= self.thresholds[f]),
                     "spread": float(spread[i])} for i, f in enumerate(self.findings)}
+
+    def can_assess(self, views) -> bool:
+        """Whether a case with these views has a scan the classifier reads (a fused one masks the others)."""
+        return any(v in self.views for v in views)
 
     def predict(self, scans: Mapping[str, tuple[np.ndarray, object]]) -> dict[str, dict[str, float]]:
         """``scans``: view -> (array in SimpleITK order, geometry). Returns {finding: {probability, call, spread}}

@@ -178,6 +178,17 @@ def _train(request, plans: Plans, cls_config: ClassificationConfig, device: torc
         raise UserInputError(f"{out}: this fold is already trained; use --continue to finish it or delete the folder")
     if latest.is_file() and not request.resume:
         raise UserInputError(f"{out}: a previous run left checkpoints; use --continue to resume it or delete the folder")
+    if request.view == FUSED and cls_config.fusion == "stacked":  # nothing to train: a gate fitted out of fold
+        from orthodiff_auto.classification.stacked import train_stacked_fold
+
+        present = {c: [c in view_cases[v] for v in views] for c in set(train) | set(val)}
+        return train_stacked_fold(request, plans, cls_config, device, ctx, log, views=views, findings=findings,
+                                  labels=labels, train=train, val=val, val_ids=val_ids, present=present, sites=sites,
+                                  skipped=skipped)
+    frozen = cls_config.classifier_features == "diffusion"
+    if frozen and request.pretrained is not None:
+        raise UserInputError(f"{request.pretrained}: --pretrained does not apply to classifier_features=diffusion, "
+                             "which reads each view's frozen denoiser and probe.json from RESULTS/pretrain/VIEW")
     pretrained = None
     if request.pretrained is not None:
         from orthodiff_auto.diffusion.export import read_encoder_checkpoint
@@ -185,19 +196,25 @@ def _train(request, plans: Plans, cls_config: ClassificationConfig, device: torc
         pretrained = read_encoder_checkpoint(request.pretrained)
 
     common = dict(config=request.config, cls_config=cls_config, preprocessed_dir=pp, findings=findings, labels=labels,
-                  train_cases=train, val_cases=val, fold=request.fold, pretrained=pretrained)
-    if request.view == FUSED:
-        present = {c: [c in view_cases[v] for v in views] for c in set(train) | set(val)}
+                  train_cases=train, val_cases=val, fold=request.fold)
+    present = {c: [c in view_cases[v] for v in views] for c in set(train) | set(val)}
+    if frozen:
+        from orthodiff_auto.classification.frozen import build_frozen_task
+
+        task = build_frozen_task(request, plans, views, present, device, log, **common)
+    elif request.view == FUSED:
         # also on resume: which branches were warm-started decides the optimizer's parameter groups
         init_states = (_single_view_states(request, views, findings, val_ids, log)
                        if cls_config.fused_init == "auto" else {})
         by_view = _pretrained_by_view(request, pretrained, [v for v in views if v not in init_states], log)
         task = FusedClassificationTask(plans, views, present=present, init_states=init_states,
-                                       pretrained_by_view=by_view, **common)
+                                       pretrained_by_view=by_view, pretrained=pretrained, **common)
     else:
-        task = ViewClassificationTask(plans, request.view, **common)
+        task = ViewClassificationTask(plans, request.view, pretrained=pretrained, **common)
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(task, request.config, out, device, ctx, log=log)
+    # cached feature vectors: data-loading workers would only add their start-up time
+    loop_config = replace(request.config, num_workers=0) if frozen else request.config
+    trainer = Trainer(task, loop_config, out, device, ctx, log=log)
     if request.resume and latest.is_file():
         trainer.resume(latest)
     n_skipped = len(skipped["train"]) + len(skipped["val"])
@@ -231,7 +248,7 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
     findings, val = task.findings, task.val_cases
     start = time.perf_counter()
     with torch.no_grad(), autocast_for(device, cfg.mixed_precision):
-        if isinstance(task, FusedClassificationTask):
+        if task.view == FUSED:
             outputs = task.forward_cases(model, val, device)
         else:
             outputs = {"logits": task.predict_logits(model, val, device)}
@@ -240,7 +257,7 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
     extra: dict[str, list] = {}
     if sites is not None:
         extra["site"] = [sites.get(c, "") for c in val]
-    if isinstance(task, FusedClassificationTask):
+    if task.view == FUSED:
         present = task.present_matrix(val)
         extra["views"] = ["+".join(v for v, p in zip(task.views, row) if p) for row in present]
     metrics: dict[str, Any] | None = None
@@ -248,7 +265,7 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
     if val:
         thresholds = select_thresholds(y, probs, ccfg.threshold_method, ccfg.target_sensitivity)
         metrics = fold_metrics(y, probs, findings, thresholds, [sites.get(c, "") for c in val] if sites else None)
-        if isinstance(task, FusedClassificationTask):
+        if task.view == FUSED:
             branch_auroc = _branch_auroc(task, outputs["view_logits"], y, present)
     else:
         thresholds = np.full(len(findings), np.nan)
@@ -259,6 +276,8 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
     final = out / "checkpoint_final.pt"
     payload = load_checkpoint(final)
     payload["extras"] = task.checkpoint_extras()  # now with the thresholds (and the final gate weights)
+    if hasattr(task, "inference_extras"):  # frozen features: the denoiser weights, in this checkpoint only
+        payload["extras"].update(task.inference_extras())
     save_checkpoint(final, payload)
 
     history = trainer.history
@@ -290,11 +309,13 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
         },
         "final_train_loss": history["train_loss"][-1] if history.get("train_loss") else None,
     }
-    if isinstance(task, FusedClassificationTask):
+    if task.view == FUSED:
         summary.update(fusion=task.fusion, gate_weights=task.gate_weights(), init_sources=dict(task.init_sources),
                        branch_auroc=branch_auroc)
     if task.pretrained_info:
         summary["pretrained"] = task.pretrained_info
+    if hasattr(task, "specs"):
+        summary["diffusion_features"] = {v: s.to_dict() for v, s in task.specs.items()}
     write_json_atomic(out / "summary.json", _finite(summary))
     if metrics is not None:
         per = metrics["per_finding"]

@@ -98,6 +98,21 @@ class _ClassificationTask:
         pw = torch.as_tensor(self.pos_weight, device=logits.device)
         return F.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=pw)
 
+    def fused_loss(self, out: dict[str, torch.Tensor], target: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Fused BCE plus the view branches' own BCE on the views each case has: gate mode with weight 1 (the
+        gate sees the branches detached, so they learn only from this), concat mode with ``aux_weight``."""
+        target = target.float()
+        loss = self.bce(out["logits"], target)
+        branch_weight = 1.0 if self.cls_config.fusion == "gate" else self.cls_config.aux_weight
+        if branch_weight > 0:
+            pw = torch.as_tensor(self.pos_weight, device=target.device)[:, None]
+            per = F.binary_cross_entropy_with_logits(
+                out["view_logits"].float(), target[..., None].expand_as(out["view_logits"]), pos_weight=pw,
+                reduction="none")
+            mask = present.bool()[:, None, :].expand_as(per).float()
+            loss = loss + branch_weight * (per * mask).sum() / mask.sum().clamp_min(1.0)
+        return loss
+
     # ------------------------------------------------------------------ prediction
     def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
         raise NotImplementedError
@@ -268,19 +283,8 @@ class FusedClassificationTask(_ClassificationTask):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         present = batch["present"].bool()
-        target = batch["target"].float()
         out = model({v: batch[f"data_{v}"] for v in self.views}, present)
-        loss = self.bce(out["logits"], target)
-        # gate: the branches learn only from their own loss (the gate sees them detached); concat: auxiliary
-        branch_weight = 1.0 if self.fusion == "gate" else self.cls_config.aux_weight
-        if branch_weight > 0:
-            pw = torch.as_tensor(self.pos_weight, device=target.device)[:, None]
-            per = F.binary_cross_entropy_with_logits(
-                out["view_logits"].float(), target[..., None].expand_as(out["view_logits"]), pos_weight=pw,
-                reduction="none")
-            mask = present[:, None, :].expand_as(per).float()
-            loss = loss + branch_weight * (per * mask).sum() / mask.sum().clamp_min(1.0)
-        return loss
+        return self.fused_loss(out, batch["target"], present)
 
     def forward_cases(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:
         """Fused logits, per-view logits and (gate) per-case weights of whole fields of view."""

@@ -1,8 +1,8 @@
 """``find_best_configuration``: pool the folds' validation results, choose per task, fill the model folder.
 
 Segmentation: per view, the variant (e.g. scratch or pretrained) with the highest mean validation Dice over
-its folds. Classification: among every single-view and fused configuration, the one with the highest macro
-AUROC of the validation predictions pooled over the folds (every case is predicted once, by the fold that
+its folds. Classification: among every single-view and fused configuration (fine-tuned, or frozen diffusion
+features: variant ``diffusion``), the one with the highest macro AUROC of the validation predictions pooled over the folds (every case is predicted once, by the fold that
 did not train on it). Only configurations trained on all labels (no label-fraction runs) and on every
 requested fold compete.
 """

@@ -41,8 +41,9 @@ class TrainingConfig:
     encoder_lr_factor: float = 0.1
     encoder_warmup_epochs: int = 10
     # classification (see classification.config.ClassificationConfig for the rest of its settings)
-    fusion: str = "gate"  # fused model: "gate" (learned weight per finding over views) or "concat"
+    fusion: str = "gate"  # fused model: "gate" (learned weight per finding over views), "stacked" (gate fitted out of fold) or "concat"
     target_sensitivity: float | None = None  # thresholds: Youden when None, else reach this sensitivity
+    classifier_features: str = "finetune"  # "finetune" (encoder trained) or "diffusion" (frozen denoiser features at the probe's timestep and block)
     # hardware
     mixed_precision: bool = True  # on CUDA only; bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = False
@@ -72,8 +73,11 @@ class TrainingConfig:
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
             raise UserInputError(f"config optimizer: choose 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.fusion not in ("gate", "concat"):
-            raise UserInputError(f"config fusion: choose 'gate' or 'concat', got {self.fusion!r}")
+        if self.fusion not in ("gate", "stacked", "concat"):
+            raise UserInputError(f"config fusion: choose 'gate', 'stacked' or 'concat', got {self.fusion!r}")
+        if self.classifier_features not in ("finetune", "diffusion"):
+            raise UserInputError(f"config classifier_features: choose 'finetune' or 'diffusion', got "
+                                 f"{self.classifier_features!r}")
 
     @property
     def total_iterations(self) -> int:
@@ -87,7 +91,7 @@ PRESETS: dict[str, TrainingConfig] = {
                             initial_lr=1e-2, encoder_warmup_epochs=1, batch_size=2, mixed_precision=False),
     # minutes on a 2-core CPU with the cpu plan: the demo's budget. AdamW, because in a few hundred steps
     # nnU-Net's SGD (lr 0.01, momentum 0.99) had not left the all-background solution (documentation/training.md)
-    "demo": TrainingConfig(optimizer="adamw", initial_lr=3e-3, weight_decay=1e-4, num_epochs=32,
+    "demo": TrainingConfig(optimizer="adamw", initial_lr=1e-2, weight_decay=1e-4, num_epochs=32,
                            iterations_per_epoch=25, num_workers=2, checkpoint_every_epochs=8,
                            encoder_warmup_epochs=4, val_batches_per_epoch=4),
     # nnU-Net-length training on a GPU

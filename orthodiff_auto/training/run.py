@@ -39,6 +39,8 @@ class FoldRequest:
     @property
     def variant(self) -> str:
         name = "pretrained" if self.pretrained else "scratch"
+        if self.task == "cls" and self.config.classifier_features == "diffusion":
+            name = "diffusion"  # frozen denoiser features: never shares a folder with fine-tuned runs
         if self.task == "cls" and self.view == "fused":
             name += f"_{self.config.fusion}"  # gate and concat runs of a fold must not share a folder
         if self.label_fraction < 1.0:

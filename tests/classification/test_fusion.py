@@ -20,7 +20,7 @@ SIZE = (4, 8, 8)
 def _model(mode: str, findings: int = 3) -> FusedClassifier:
     torch.manual_seed(0)
     model = FusedClassifier(VIEWS, {v: ARCH for v in VIEWS}, findings, mode).eval()
-    if mode == "gate":
+    if mode in ("gate", "stacked"):
         with torch.no_grad():
             model.gate_logits.copy_(torch.randn_like(model.gate_logits) / model.gate_scale)
     return model
@@ -65,7 +65,7 @@ def test_gate_renormalises_over_present_views():
     torch.testing.assert_close(w[0], model.gate_weights())
 
 
-@pytest.mark.parametrize("mode", ["gate", "concat"])
+@pytest.mark.parametrize("mode", ["gate", "stacked", "concat"])
 def test_missing_view_is_masked_not_zero_filled(mode):
     """The output of a case without a view does not depend on what stands in for that view."""
     model = _model(mode)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from orthodiff_auto.classification.inference import FindingsEnsemble
+from orthodiff_auto.inference.predictor import Predictor
 from orthodiff_auto.classification.metrics_io import read_validation_predictions
 from orthodiff_auto.classification.run import train_classification_fold
 from orthodiff_auto.cli import main
@@ -123,6 +124,12 @@ def test_fused_gate_masks_missing_view_and_reports_weights(results, cls_preproce
     single = FindingsEnsemble.load([results / "cls" / "sag" / "scratch" / "fold_0" / "checkpoint_final.pt"] * 2)
     with pytest.raises(UserInputError, match="needs a scan of sag"):
         single.predict({"cor": read_image(raw / f"{CASES[0]}_cor.nii.gz")})
+    # through the Predictor a case without the classifier's view still gets its segmentations, with a note
+    assert single.can_assess({"sag", "cor"}) and not single.can_assess({"cor"})
+    predictor = Predictor.__new__(Predictor)
+    predictor.segmenters, predictor.classifier = {}, single
+    case = predictor.predict_case(CASES[0], {"cor": read_image(raw / f"{CASES[0]}_cor.nii.gz")})
+    assert case.findings == {} and "reads sag" in case.findings_note
 
 
 def test_fused_gate_learns_where_each_finding_is_visible(cls_preprocessed, tmp_path):
