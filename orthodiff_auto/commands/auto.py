@@ -22,12 +22,18 @@ def register(subparsers) -> None:
     p.add_argument("--pretrain-config", default=None, help="preset for diffusion pretraining (default: --config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training config value for every fold")
+    p.add_argument("--cls-set", dest="classification_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for classification runs only, after --set (e.g. --cls-set num_epochs=12)")
     p.add_argument("--pretrain-set", dest="pretrain_overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--no-pretrain", action="store_true", help="skip diffusion pretraining (from-scratch only)")
+    p.add_argument("--no-frozen-features", action="store_true",
+                   help="with pretraining, skip probe and the classifiers on frozen diffusion features")
     p.add_argument("--no-scratch", action="store_true",
                    help="with pretraining, train only the pretrained variants (no from-scratch comparison)")
-    p.add_argument("--fusion", nargs="+", default=["gate"], help="fusion modes to train: gate and/or concat")
+    p.add_argument("--fusion", nargs="+", default=["gate"],
+                   help="fusion modes to train: gate, stacked and/or concat (the first one also fuses the "
+                        "frozen-feature classifiers, which have no stacked mode)")
     p.add_argument("-np", "--num-processes", type=int, default=2)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.set_defaults(func=run)
@@ -38,7 +44,9 @@ def run(args) -> int:
 
     options = AutoOptions(
         budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=check_folds(args.folds),
-        pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
+        pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch,
+        frozen_features=not args.no_frozen_features, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
+        classification_overrides=tuple(args.classification_overrides),
         pretrain_overrides=tuple(args.pretrain_overrides), num_processes=args.num_processes, device=args.device,
     )
     model_dir = run_auto(args.dataset, args.work, options)

@@ -83,9 +83,12 @@ def _evaluate_findings(pred_dir: Path, reference: pd.DataFrame, findings, bootst
     missing_cols = [f for f in findings if f not in table.columns]
     if missing_cols:
         raise UserInputError(f"{path}: missing probability columns {missing_cols}")
-    cases = [c for c in reference.index if c in table.index]
+    listed = [c for c in reference.index if c in table.index]
+    # a row without probabilities: the model could not assess that case (e.g. no scan of its classifier's view)
+    assessed = table.loc[listed, list(findings)].notna().all(axis=1) if listed else pd.Series(dtype=bool)
+    cases = [c for c in listed if assessed[c]]
     if not cases:
-        raise UserInputError(f"{path}: no case in common with the reference findings")
+        raise UserInputError(f"{path}: no assessed case in common with the reference findings")
     y = reference.loc[cases, list(findings)].to_numpy(dtype=int)
     scores = table.loc[cases, list(findings)].to_numpy(dtype=float)
     thresholds = None
@@ -96,6 +99,7 @@ def _evaluate_findings(pred_dir: Path, reference: pd.DataFrame, findings, bootst
     groups = reference.loc[cases, "site"].astype(str).tolist() if "site" in reference.columns else None
     result = evaluate_findings(y, scores, findings, thresholds=thresholds, groups=groups, bootstrap=bootstrap, seed=seed)
     result["missing_predictions"] = [c for c in reference.index if c not in table.index]
+    result["not_assessed"] = [c for c in listed if not assessed[c]]
     result["roc"] = {f: _roc_points(y[:, i], scores[:, i]) for i, f in enumerate(findings)}
     return result
 
@@ -179,4 +183,6 @@ def report_table(summary: dict[str, Any]) -> str:
             ci = f"{m.get('auroc_ci_low', float('nan')):.2f}-{m.get('auroc_ci_high', float('nan')):.2f}"
             lines.append(f"{name:<24} {m['auroc']:>6.3f} {ci:>13} {m['sensitivity']:>5.2f} {m['specificity']:>5.2f}")
         lines.append(f"{'macro':<24} {fnd['macro']['auroc']:>6.3f}")
+        if fnd.get("not_assessed"):
+            lines.append(f"not assessed (no scan the classifier reads): {', '.join(fnd['not_assessed'])}")
     return "\n".join(lines)

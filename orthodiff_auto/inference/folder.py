@@ -136,7 +136,8 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
                 with atomic_path(_findings_part(output_dir, case_id)) as tmp:
                     pd.DataFrame([row]).to_csv(tmp, index=False)
             report.predicted.append(case_id)
-            log(f"predicted {case_id} ({', '.join(s.view for s in scans)})")
+            note = f"; {prediction.findings_note}" if prediction.findings_note else ""
+            log(f"predicted {case_id} ({', '.join(s.view for s in scans)}){note}")
         except (UserInputError, ValueError, RuntimeError, OSError) as e:
             report.failed[case_id] = f"{type(e).__name__}: {e}"
             log(f"FAILED {case_id}: {e}")

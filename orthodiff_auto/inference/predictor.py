@@ -80,6 +80,7 @@ class CasePrediction:
     case_id: str
     segmentations: dict[str, np.ndarray] = field(default_factory=dict)  # view -> label map (original geometry)
     findings: dict[str, dict[str, float]] = field(default_factory=dict)  # finding -> probability, call, spread
+    findings_note: str | None = None  # why ``findings`` is empty when a classifier exists
 
 
 class Predictor:
@@ -126,7 +127,11 @@ class Predictor:
                 result.segmentations[view] = self.segmenters[view].segment(
                     image, geometry, self.device, self.overlap, self.tta)
         if self.classifier is not None:
-            result.findings = self.classifier.predict(scans)
+            if self.classifier.can_assess(scans):
+                result.findings = self.classifier.predict(scans)
+            else:  # a single-view classifier and a case without that view: segmentations, no findings
+                result.findings_note = (f"no findings: the classifier reads {' or '.join(self.classifier.views)}, "
+                                        f"the case has {', '.join(sorted(scans))}")
         return result
 
     def predict_files(self, case_id: str, files: Mapping[str, Path]) -> CasePrediction:

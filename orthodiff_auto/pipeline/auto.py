@@ -1,7 +1,9 @@
 """``auto``: every stage in order, skipping what is already done, ending with a cross-validation report.
 
 validate -> plan_and_preprocess -> pretrain per view -> train all folds (segmentation per view, from scratch
-and pretrained unless ``compare_scratch`` is off; classification per view and fused) -> find_best_configuration -> DIR/model.
+and pretrained unless ``compare_scratch`` is off; classification per view and fused; with pretraining also
+``probe`` per view and classifiers on frozen diffusion features unless ``frozen_features`` is off)
+-> find_best_configuration -> DIR/model.
 A stage counts as done when its artifact exists (plans.json, encoder_<view>.pt, a fold's summary.json); an
 interrupted fold resumes from its latest checkpoint.
 """
@@ -27,9 +29,11 @@ class AutoOptions:
     folds: tuple[int, ...] = FOLDS
     pretrain: bool = True
     compare_scratch: bool = True  # with pretraining: also train from scratch, and let model selection choose
+    frozen_features: bool = True  # with pretraining: probe, then classifiers on frozen diffusion features
     classification: bool = True
     fusion_modes: tuple[str, ...] = ("gate",)
     overrides: tuple[str, ...] = ()
+    classification_overrides: tuple[str, ...] = ()  # applied after ``overrides`` to classification runs only
     pretrain_overrides: tuple[str, ...] = ()
     num_processes: int = 2
     device: str | None = None
@@ -104,6 +108,8 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
                     for fold in options.folds:
                         _train(clock, preprocessed, results, "cls", FUSED, fold, options, pretrained, log,
                                extra=(f"fusion={mode}",))
+        if options.frozen_features and encoders:
+            _frozen_feature_classifiers(clock, preprocessed, results, list(encoders), options, log)
 
     from orthodiff_auto.pipeline.model_selection import find_best_configuration
 
@@ -115,11 +121,36 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
     return model_dir
 
 
+def _frozen_feature_classifiers(clock, preprocessed, results, views, options, log) -> None:
+    """The paper's frozen-feature mode: probe each pretrained view for its timestep and block, then train light
+    heads on those features, per view and fused (the first trained fusion mode)."""
+    from orthodiff_auto.classification.run import FUSED
+    from orthodiff_auto.commands.pretrain import output_dir_for
+    from orthodiff_auto.diffusion.probe import run_probe
+
+    for view in views:
+        if (output_dir_for(preprocessed, view, results) / "probe.json").is_file():
+            log(f"== probe {view}: done")
+        else:
+            clock.run(f"probe {view}", run_probe, preprocessed, view, results=results, device=options.device, log=log)
+    frozen = ("classifier_features=diffusion",)
+    for view in views:
+        for fold in options.folds:
+            _train(clock, preprocessed, results, "cls", view, fold, options, None, log, extra=frozen)
+    # frozen-feature heads are trained directly, so "stacked" (fitted on other folds' predictions) does not apply
+    mode = next((m for m in options.fusion_modes if m != "stacked"), "gate")
+    if len(views) > 1:
+        for fold in options.folds:
+            _train(clock, preprocessed, results, "cls", FUSED, fold, options, None, log,
+                   extra=frozen + (f"fusion={mode}",))
+
+
 def _train(clock, preprocessed, results, task, view, fold, options, pretrained, log, extra: Sequence[str] = ()):
     from orthodiff_auto.training.config import make_config
     from orthodiff_auto.training.run import FoldRequest, train_fold
 
-    config = make_config(options.config, list(options.overrides) + list(extra))
+    task_overrides = options.classification_overrides if task == "cls" else ()
+    config = make_config(options.config, list(options.overrides) + list(task_overrides) + list(extra))
     request = FoldRequest(preprocessed, task, view, fold, config, results_dir=results, pretrained=pretrained,
                           device=options.device)
     out = request.output_dir()

@@ -82,3 +82,21 @@ def test_no_references_exit_2(tmp_path, capsys):
     (tmp_path / "pred").mkdir()
     assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "raw")]) == 2
     assert "no test references" in capsys.readouterr().err
+
+
+def test_case_the_classifier_could_not_assess_is_left_out_and_listed(tmp_path):
+    from orthodiff_auto.evaluation.evaluate_folder import evaluate_predictions, report_table
+
+    g, refs = _dataset(tmp_path / "raw")
+    pred_dir = tmp_path / "pred"
+    for case, ref in refs.items():
+        write_image(pred_dir / f"{case}_ax.nii.gz", ref, g)
+    # t1 has an empty findings row (predict_folder writes one when no scan of the classifier's view exists);
+    # tear over t0, t2, t3: labels [0, 1, 1], scores [0.1, 0.35, 0.8] -> AUROC 1
+    (pred_dir / "findings.csv").write_text(
+        "case_id,views,tear,tear_call,tear_spread,fluid,fluid_call,fluid_spread\n"
+        "t0,ax,0.1,0,0,0.9,1,0\nt1,ax,,,,,,\nt2,ax,0.35,0,0,0.8,1,0\nt3,ax,0.8,1,0,0.3,0,0\n")
+    summary = evaluate_predictions(pred_dir, tmp_path / "raw", bootstrap=0)
+    assert summary["findings"]["not_assessed"] == ["t1"]
+    assert summary["findings"]["per_finding"]["tear"]["auroc"] == pytest.approx(1.0)
+    assert "not assessed (no scan the classifier reads): t1" in report_table(summary)

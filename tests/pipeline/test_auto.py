@@ -19,6 +19,11 @@ def test_auto_predict_evaluate_end_to_end(tmp_path, capsys):
     assert model["classification"] is not None
     for view in ("sag", "cor", "ax"):
         assert (work / "results" / "pretrain" / view / f"encoder_{view}.pt").is_file()
+        assert (work / "results" / "pretrain" / view / "probe.json").is_file()
+        assert (work / "results" / "cls" / view / "diffusion" / "fold_0" / "summary.json").is_file()
+    # every classifier family competed in model selection: fine-tuned per view and fused, frozen-feature fused
+    assert (work / "results" / "cls" / "fused" / "scratch_gate" / "fold_0" / "summary.json").is_file()
+    assert (work / "results" / "cls" / "fused" / "diffusion_gate" / "fold_0" / "summary.json").is_file()
     # a second run finds every stage done
     assert main(["auto", str(raw), "--work", str(work), "--budget", "cpu", "--config", "smoke", "--folds", "0",
                  "-np", "1"]) == 0
