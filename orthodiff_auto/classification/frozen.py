@@ -36,8 +36,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from orthodiff_auto.classification.data import InputLoader, drop_views
-from orthodiff_auto.classification.fusion import GATE_SCALE, gate_weights_table
-from orthodiff_auto.classification.task import _ClassificationTask
+from orthodiff_auto.classification.fusion import GATE_SCALE
+from orthodiff_auto.classification.task import MultiViewOutputs, _ClassificationTask
 from orthodiff_auto.diffusion.features import BlockFeatures, denoiser_from_state, load_frozen_denoiser, truncated_state
 from orthodiff_auto.diffusion.schedule import make_alphas_cumprod
 from orthodiff_auto.errors import UserInputError
@@ -255,7 +255,7 @@ class FeatureBatches(Dataset):
         return out
 
 
-class FrozenFeatureTask(_ClassificationTask):
+class FrozenFeatureTask(MultiViewOutputs, _ClassificationTask):
     """A view (``fused`` False) or the fusion of views on cached frozen-denoiser features."""
 
     def __init__(self, plans, views: Sequence[str], config, cls_config, preprocessed_dir, findings, labels,
@@ -313,14 +313,6 @@ class FrozenFeatureTask(_ClassificationTask):
         feats = {v: torch.from_numpy(f[rows]).to(device) for v, f in self._features.items()}
         out = model(feats, torch.from_numpy(self._present[rows]).to(device))
         return {k: t.float().cpu().numpy() for k, t in out.items()}
-
-    def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
-        return self.forward_cases(model, cases, device)["logits"]
-
-    def gate_weights(self) -> dict[str, dict[str, float]] | None:
-        if self._model is None:
-            return None
-        return gate_weights_table(unwrap(self._model).gate_weights(), self.findings, self.views)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {**super().checkpoint_extras(), "kind": FROZEN_KIND, "view": self.view, "fusion": self.fusion,

@@ -208,7 +208,20 @@ class ViewClassificationTask(_ClassificationTask):
         return {**super().checkpoint_extras(), "kind": "view", "view": self.view}
 
 
-class FusedClassificationTask(_ClassificationTask):
+class MultiViewOutputs:
+    """For tasks whose ``forward_cases`` returns a dict with ``logits`` and whose model may carry a gate over
+    views (the fine-tuned fused task and the frozen-feature task)."""
+
+    def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
+        return self.forward_cases(model, cases, device)["logits"]
+
+    def gate_weights(self) -> dict[str, dict[str, float]] | None:
+        if self._model is None:
+            return None
+        return gate_weights_table(unwrap(self._model).gate_weights(), self.findings, self.views)
+
+
+class FusedClassificationTask(MultiViewOutputs, _ClassificationTask):
     """The fold's view classifiers fused by a per-finding gate or by concatenation (see ``fusion``).
 
     ``present[case]`` lists, per view in ``views`` order, whether the case has that view. A branch starts from
@@ -308,14 +321,6 @@ class FusedClassificationTask(_ClassificationTask):
             f, v = len(self.findings), len(self.views)
             return {"logits": np.zeros((0, f)), "view_logits": np.zeros((0, f, v))}
         return {k: np.concatenate(v) for k, v in parts.items()}
-
-    def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
-        return self.forward_cases(model, cases, device)["logits"]
-
-    def gate_weights(self) -> dict[str, dict[str, float]] | None:
-        if self._model is None:
-            return None
-        return gate_weights_table(unwrap(self._model).gate_weights(), self.findings, self.views)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {**super().checkpoint_extras(), "kind": "fused", "view": "fused", "fusion": self.fusion,
