@@ -30,6 +30,7 @@ from orthodiff_auto.errors import DatasetError, Problem, UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.training.distributed import DistributedContext, barrier, init_distributed, shutdown
 from orthodiff_auto.utils.atomic import write_json_atomic
+from orthodiff_auto.utils.json_safe import json_safe
 
 FUSED = "fused"
 
@@ -240,7 +241,6 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
     """Predict the validation cases with the final model, choose thresholds, write CSV, summary, checkpoint."""
     from orthodiff_auto.inference.segmentation import autocast_for
     from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint
-    from orthodiff_auto.training.run import _finite
 
     cfg, ccfg = task.config, task.cls_config
     model = trainer.model
@@ -316,7 +316,7 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
         summary["pretrained"] = task.pretrained_info
     if hasattr(task, "specs"):
         summary["diffusion_features"] = {v: s.to_dict() for v, s in task.specs.items()}
-    write_json_atomic(out / "summary.json", _finite(summary))
+    write_json_atomic(out / "summary.json", json_safe(summary))
     if metrics is not None:
         per = metrics["per_finding"]
         log("validation AUROC: " + ", ".join(f"{f} {per[f]['auroc']:.3f}" for f in findings)

@@ -49,6 +49,7 @@ from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV
 from orthodiff_auto.classification.task import FusedClassificationTask
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.utils.atomic import write_json_atomic
+from orthodiff_auto.utils.json_safe import json_safe
 
 STACKED_JSON = "stacked_gate.json"
 #: probabilities read back from a CSV are clipped to [EPS, 1 - EPS] before taking their logit (|logit| <= 27.6)
@@ -281,7 +282,7 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
     from orthodiff_auto.training.distributed import barrier
     from orthodiff_auto.training.loop import CHECKPOINT_FORMAT
     from orthodiff_auto.training.checkpoint import save_checkpoint
-    from orthodiff_auto.training.run import SPLITS_JSON, _finite
+    from orthodiff_auto.training.run import SPLITS_JSON
 
     if cls_config.classifier_features != "finetune":
         raise UserInputError("fusion=stacked combines the fine-tuned single-view classifiers; it does not apply to "
@@ -327,7 +328,7 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
     with torch.no_grad():
         model.gate_logits.copy_(torch.from_numpy(params.gate_logits))
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / STACKED_JSON, _finite(fit.to_dict()))
+    write_json_atomic(out / STACKED_JSON, json_safe(fit.to_dict()))
     save_checkpoint(out / "checkpoint_final.pt", {
         "format": CHECKPOINT_FORMAT, "task": task.name, "model": model.state_dict(), "epoch": 0, "history": {},
         "best_metric": None, "smoothed_metric": None, "config": request.config.to_dict(),
@@ -348,7 +349,7 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
     summary = validate_classification_fold(task, SimpleNamespace(model=model.to(device), history={}), device, out,
                                            request, sites, skipped, fit.fit_seconds, trainer_log)
     summary["stacked_gate"] = fit.summary_dict()
-    write_json_atomic(out / "summary.json", _finite(summary))
+    write_json_atomic(out / "summary.json", json_safe(summary))
     barrier(ctx)
     return summary
 

@@ -15,6 +15,7 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.evaluation.classification_metrics import evaluate_findings
 from orthodiff_auto.evaluation.segmentation_metrics import aggregate, evaluate_segmentation
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
+from orthodiff_auto.utils.json_safe import json_safe
 
 THRESHOLDS_JSON = "thresholds.json"
 
@@ -38,7 +39,7 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
         summary["findings"] = _evaluate_findings(pred_dir, ds.test_findings, desc.findings, bootstrap, seed)
     out_dir = Path(out_dir) if out_dir else pred_dir / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "summary.json", _json_safe(summary))
+    write_json_atomic(out_dir / "summary.json", json_safe(summary))
     _plots(summary, out_dir)
     return summary
 
@@ -149,19 +150,6 @@ def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
-
-
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return None if v != v else ("inf" if v == float("inf") else ("-inf" if v == float("-inf") else v))
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def report_table(summary: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.distributed import DistributedContext, barrier, init_distributed, shutdown
 from orthodiff_auto.training.splits import fold_cases, load_or_create_splits, subsample_labelled
 from orthodiff_auto.utils.atomic import write_json_atomic
+from orthodiff_auto.utils.json_safe import json_safe
 
 TASKS = ("seg", "cls")
 SPLITS_JSON = "splits.json"
@@ -237,7 +238,7 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
         "mean": agg,
         "per_case": per_case,
     }
-    write_json_atomic(out / "summary.json", _finite(summary))
+    write_json_atomic(out / "summary.json", json_safe(summary))
     if agg:
         dice = {k: v["dice"]["mean"] for k, v in agg.items() if k != "mean"}
         log("validation Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items())
@@ -258,17 +259,3 @@ def raw_label_paths(preprocessed_dir: Path, view: str) -> dict[str, Path]:
     except UserInputError:
         return {}
     return {s.case_id: s.label for s in ds.select("train", view) if s.label is not None}
-
-
-def _finite(obj):
-    """JSON has no NaN/inf: write them as null (NaN) and strings ("inf")."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float):
-        if obj != obj:
-            return None
-        if obj in (float("inf"), float("-inf")):
-            return "inf" if obj > 0 else "-inf"
-    return obj
