@@ -189,7 +189,7 @@ def write_canonical(src: Path, dst: Path, dtype) -> None:
     import SimpleITK as sitk
 
     from orthodiff_auto.data.image_io import read_image
-    from orthodiff_auto.preprocessing.orientation import canonical_orientation
+    from orthodiff_auto.data.orientation import canonical_orientation
 
     array, geometry = read_image(src, dtype=None)
     orientation = canonical_orientation(geometry)
@@ -202,7 +202,7 @@ def write_canonical(src: Path, dst: Path, dtype) -> None:
 def read_canonical(path: Path) -> np.ndarray:
     """A raw scan's array in our canonical orientation (what ``write_canonical`` writes)."""
     from orthodiff_auto.data.image_io import read_image
-    from orthodiff_auto.preprocessing.orientation import canonical_orientation
+    from orthodiff_auto.data.orientation import canonical_orientation
 
     array, geometry = read_image(path, dtype=None)
     return np.ascontiguousarray(canonical_orientation(geometry).to_canonical(array))

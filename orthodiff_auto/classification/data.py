@@ -54,7 +54,7 @@ def left_right_axis(view: str) -> int | None:
     """The preprocessed array axis running left-right in a view's canonical orientation.
 
     Canonical axis 0 is the view's slice normal, axes 1 and 2 the remaining physical (LPS) axes in the order
-    z, y, x (see ``preprocessing.orientation``); the left-right axis is physical x.
+    z, y, x (see ``data.orientation``); the left-right axis is physical x.
     """
     if view not in VIEW_NORMAL_AXIS:
         return None

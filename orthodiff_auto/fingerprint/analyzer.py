@@ -9,9 +9,9 @@ import numpy as np
 
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.fingerprint.schema import CaseFingerprint, IntensityStats
-from orthodiff_auto.preprocessing.cropping import crop, nonzero_bbox
-from orthodiff_auto.preprocessing.orientation import canonical_orientation, orientation_code
-from orthodiff_auto.preprocessing.seeding import stable_seed
+from orthodiff_auto.data.cropping import crop, nonzero_bbox
+from orthodiff_auto.data.orientation import canonical_orientation, orientation_code
+from orthodiff_auto.utils.seeding import stable_seed
 
 SAMPLES_PER_CASE = 10_000  # intensity samples each scan contributes to the pooled statistics (nnU-Net: 10e7 / n)
 

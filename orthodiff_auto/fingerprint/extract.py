@@ -7,7 +7,7 @@ from orthodiff_auto.data.views import VIEWS
 from orthodiff_auto.fingerprint.analyzer import SAMPLES_PER_CASE, CaseTask, analyze_case
 from orthodiff_auto.fingerprint.reducer import reduce_dataset
 from orthodiff_auto.fingerprint.schema import DatasetFingerprint
-from orthodiff_auto.preprocessing.parallel import run_parallel
+from orthodiff_auto.utils.parallel import run_parallel
 
 FINGERPRINT_SUBSETS = ("train", "unlabeled")
 

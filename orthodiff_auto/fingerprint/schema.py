@@ -1,7 +1,7 @@
 """Dataset fingerprint: per-case records and per-view reductions, saved as fingerprint.json.
 
 All spatial tuples named without ``original_`` are in each view's canonical array order (through-plane axis
-first, see ``preprocessing.orientation``), the order plans and preprocessed data use. The fingerprint is a pure
+first, see ``data.orientation``), the order plans and preprocessed data use. The fingerprint is a pure
 function of the dataset: no paths outside the dataset, no timestamps, fixed random seeds, sorted records.
 """
 

@@ -2,7 +2,7 @@
 
 ``Plans`` holds one ``ViewPlan`` per imaging view (sag, cor, ax). All spatial tuples (spacing, shapes, patch
 sizes, kernel sizes, strides) are in *preprocessed array order*: every case is first brought into its view's
-canonical orientation (see ``orthodiff_auto.preprocessing.orientation``) whose axis 0 is the through-plane
+canonical orientation (see ``orthodiff_auto.data.orientation``) whose axis 0 is the through-plane
 axis, then axes 1 and 2 in-plane. A plan file can be edited by hand and loaded again: ``Plans.load`` checks
 the schema version and every field and raises ``UserInputError`` naming the file and the field.
 """

@@ -18,8 +18,8 @@ import importlib
 _EXPORTS = {
     "preprocess_case": "orthodiff_auto.preprocessing.case",
     "revert_to_original": "orthodiff_auto.preprocessing.case",
-    "Orientation": "orthodiff_auto.preprocessing.orientation",
-    "canonical_orientation": "orthodiff_auto.preprocessing.orientation",
+    "Orientation": "orthodiff_auto.data.orientation",
+    "canonical_orientation": "orthodiff_auto.data.orientation",
     "CaseProperties": "orthodiff_auto.preprocessing.properties",
     "PreprocessSummary": "orthodiff_auto.preprocessing.runner",
     "preprocess_dataset": "orthodiff_auto.preprocessing.runner",

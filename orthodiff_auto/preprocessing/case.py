@@ -12,9 +12,9 @@ import numpy as np
 
 from orthodiff_auto.data.image_io import ImageGeometry
 from orthodiff_auto.plans.schema import ViewPlan
-from orthodiff_auto.preprocessing.cropping import crop, nonzero_bbox, paste
+from orthodiff_auto.data.cropping import crop, nonzero_bbox, paste
 from orthodiff_auto.preprocessing.normalization import normalize_image
-from orthodiff_auto.preprocessing.orientation import canonical_orientation
+from orthodiff_auto.data.orientation import canonical_orientation
 from orthodiff_auto.preprocessing.properties import CaseProperties
 from orthodiff_auto.preprocessing.resampling import compute_new_shape, present_labels, resample_image, resample_labels
 

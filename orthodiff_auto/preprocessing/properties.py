@@ -17,7 +17,7 @@ import numpy as np
 
 from orthodiff_auto.data.image_io import ImageGeometry
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.preprocessing.orientation import Orientation
+from orthodiff_auto.data.orientation import Orientation
 from orthodiff_auto.utils.atomic import write_text_atomic
 
 PROPERTIES_SCHEMA_VERSION = 1

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.plans.schema import Plans, ViewPlan
 from orthodiff_auto.preprocessing.case import preprocess_case
-from orthodiff_auto.preprocessing.parallel import run_parallel
+from orthodiff_auto.utils.parallel import run_parallel
 from orthodiff_auto.preprocessing.properties import CaseProperties, file_signature, preprocessing_key
-from orthodiff_auto.preprocessing.seeding import stable_seed
+from orthodiff_auto.utils.seeding import stable_seed
 from orthodiff_auto.preprocessing.storage import case_paths, remove_case, remove_temporaries, write_case
 
 if TYPE_CHECKING:  # pragma: no cover - workers must not import pandas via the dataset module

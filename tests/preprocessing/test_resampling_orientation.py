@@ -5,8 +5,8 @@ import pytest
 
 from orthodiff_auto.data.image_io import ImageGeometry
 from orthodiff_auto.plans.schema import ResamplingPlan
-from orthodiff_auto.preprocessing.cropping import crop, nonzero_bbox, paste
-from orthodiff_auto.preprocessing.orientation import Orientation, canonical_orientation
+from orthodiff_auto.data.cropping import crop, nonzero_bbox, paste
+from orthodiff_auto.data.orientation import Orientation, canonical_orientation
 from orthodiff_auto.preprocessing.resampling import (
     axis_orders,
     compute_new_shape,
