@@ -24,7 +24,7 @@ from torch import nn
 
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.networks.builder import build_segmentation_network
-from orthodiff_auto.plans.schema import ArchitectureSpec
+from orthodiff_auto.networks.spec import ArchitectureSpec
 
 #: top-level submodules that only exist for diffusion (export and fine-tuning ignore them)
 CONDITIONING_MODULES = ("time_mlp", "film_encoder", "film_decoder")

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.plans.schema import ArchitectureSpec, PlanError, ViewPlan
+from orthodiff_auto.networks.spec import ArchitectureSpec
+from orthodiff_auto.plans.schema import ViewPlan
 from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint, unwrap
 
 ENCODER_FORMAT = "orthodiff_auto.encoder/1"
@@ -190,7 +191,7 @@ def load_pretrained_encoder(network_encoder: nn.Module, ckpt: Path | str | Mappi
     _check_container(dict(ckpt) if isinstance(ckpt, Mapping) else ckpt, path)
     try:
         saved = ArchitectureSpec.from_dict(dict(ckpt["architecture"]))
-    except (PlanError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # FieldError is a ValueError
         raise UserInputError(f"{path}: invalid architecture in encoder checkpoint: {e}") from None
     problems = architecture_mismatches(saved, expected_arch)
     if problems:

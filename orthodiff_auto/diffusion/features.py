@@ -30,7 +30,7 @@ from torch import nn
 from orthodiff_auto.diffusion.denoiser import Denoiser
 from orthodiff_auto.diffusion.schedule import make_alphas_cumprod, q_sample
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.plans.schema import ArchitectureSpec, PlanError
+from orthodiff_auto.networks.spec import ArchitectureSpec
 
 DENOISER_CHECKPOINT = "checkpoint_final.pt"
 DEFAULT_NOISE_SEED = 0
@@ -88,7 +88,7 @@ def denoiser_from_state(architecture: Mapping[str, Any], state: Mapping[str, tor
     block needs (the rest keeps its random initialisation and is never run: the forward stops at the block)."""
     try:
         spec = ArchitectureSpec.from_dict(dict(architecture))
-    except (PlanError, KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # FieldError is a ValueError
         raise UserInputError(f"{where}: invalid denoiser architecture ({e})") from None
     model = Denoiser(spec)
     missing, unexpected = model.load_state_dict(dict(state), strict=False)

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.networks.registry import get_network_class
+from orthodiff_auto.networks.spec import ArchitectureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
-
-    from orthodiff_auto.plans.schema import ArchitectureSpec
 
 NORMS = ("instance", "batch", "none")
 NONLINS = ("leaky_relu", "relu", "gelu")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.plans.schema import Budget
+from orthodiff_auto.plans.subplans import Budget
 
 DEFAULT_GPU_GB = 8.0  # nnU-Net's default GPU memory target
 CPU_BUDGET_GB = 0.25  # memory-estimate target of the cpu preset (see plans.planner.CPU_PRESET)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
-from orthodiff_auto.plans.schema import ArchitectureSpec
+from orthodiff_auto.networks.spec import ArchitectureSpec
 
 REFERENCE_FEATURE_MAP_3D = 560_000_000
 REFERENCE_FEATURE_MAP_2D = 85_000_000

@@ -51,16 +51,15 @@ from orthodiff_auto.plans.memory import (
     encoder_feature_map_count,
     feature_map_count,
 )
-from orthodiff_auto.plans.schema import (
-    ArchitectureSpec,
+from orthodiff_auto.networks.spec import ArchitectureSpec
+from orthodiff_auto.plans.schema import Plans, ViewPlan
+from orthodiff_auto.plans.subplans import (
     Budget,
     ClassificationPlan,
     DiffusionPlan,
     NormalizationPlan,
-    Plans,
     ResamplingPlan,
     SegmentationPlan,
-    ViewPlan,
 )
 from orthodiff_auto.plans.topology import Topology, get_topology, pad_to_multiple
 

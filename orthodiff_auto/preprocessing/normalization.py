@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from orthodiff_auto.plans.schema import NormalizationPlan
+from orthodiff_auto.plans.subplans import NormalizationPlan
 
 _EPS = 1e-8
 

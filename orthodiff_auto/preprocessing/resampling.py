@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from orthodiff_auto.plans.schema import ResamplingPlan
+from orthodiff_auto.plans.subplans import ResamplingPlan
 
 _TIE_BREAK = 1e-4
 

@@ -23,7 +23,8 @@ from orthodiff_auto.data.dataset import RawDataset
 from orthodiff_auto.errors import DatasetError, UserInputError
 from orthodiff_auto.fingerprint.extract import extract_fingerprint
 from orthodiff_auto.fingerprint.schema import DatasetFingerprint
-from orthodiff_auto.plans.schema import Budget, Plans
+from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.plans.subplans import Budget
 from orthodiff_auto.preprocessing.runner import PreprocessSummary, preprocess_dataset
 from orthodiff_auto.utils.atomic import write_json_atomic, write_text_atomic
 
