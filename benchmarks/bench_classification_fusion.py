@@ -71,7 +71,7 @@ def train_fused(pp: Path, results: Path, fold: int, preset: str, overrides: list
 
 def pooled_auroc(folds_dirs: list[Path], findings: list[str]) -> dict:
     from orthodiff_auto.classification.metrics_io import read_validation_predictions
-    from orthodiff_auto.evaluation.classification_metrics import auroc
+    from orthodiff_auto.training.classification_metrics import auroc
 
     probs, labels = [], []
     for d in folds_dirs:

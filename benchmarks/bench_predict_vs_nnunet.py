@@ -218,7 +218,7 @@ def per_case_seconds(timed: dict, n_cases: int) -> dict:
 
 
 def mean_foreground_dice(prediction: np.ndarray, reference: np.ndarray, labels: list[int]) -> float:
-    from orthodiff_auto.evaluation.segmentation_metrics import dice_per_class
+    from orthodiff_auto.training.segmentation_metrics import dice_per_class
 
     values = [d for d in dice_per_class(prediction, reference, labels).values() if d == d]
     return float(np.mean(values)) if values else float("nan")
@@ -242,7 +242,7 @@ def dice_summary(pred: dict[str, np.ndarray], references: dict[str, np.ndarray],
 def windows_per_case(scans, view_plan, patch) -> list[int]:
     """Sliding windows each case needs after our preprocessing (the same placement as nnU-Net's)."""
     from orthodiff_auto.data.image_io import read_image
-    from orthodiff_auto.inference.sliding_window import compute_window_starts
+    from orthodiff_auto.training.sliding_window import compute_window_starts
     from orthodiff_auto.preprocessing.case import preprocess_case
 
     counts = []

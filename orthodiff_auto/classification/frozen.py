@@ -42,6 +42,8 @@ from orthodiff_auto.diffusion.features import BlockFeatures, denoiser_from_state
 from orthodiff_auto.diffusion.schedule import make_alphas_cumprod
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.training.checkpoint import unwrap
+from orthodiff_auto.training.device import autocast_for
+from orthodiff_auto.training.distributed import per_rank_batch_size
 
 FROZEN_KIND = "diffusion_features"
 # the features are cached vectors, so a large batch costs nothing and gives low-noise gradients
@@ -101,8 +103,6 @@ def load_view_features(pretrain_dir: Path | str, view: str) -> tuple[DiffusionFe
 def extract_features(extractor: BlockFeatures, loader: InputLoader, view: str, cases: Sequence[str],
                      device: torch.device, mixed_precision: bool = True, batch_size: int = 1) -> np.ndarray:
     """(N, C) float32 features of ``cases`` (their unaugmented whole-field-of-view inputs)."""
-    from orthodiff_auto.inference.segmentation import autocast_for
-
     extractor = extractor.to(device)
     out = []
     for i in range(0, len(cases), max(1, batch_size)):
@@ -297,7 +297,7 @@ class FrozenFeatureTask(MultiViewOutputs, _ClassificationTask):
     def batch_dataset(self, start: int, total: int, ctx) -> FeatureBatches:
         rows = self._rows(self.train_cases)
         return FeatureBatches({v: f[rows] for v, f in self._features.items()}, self._present[rows],
-                              self.label_matrix(self.train_cases), self._per_rank(ctx), start, total,
+                              self.label_matrix(self.train_cases), per_rank_batch_size(self.batch_size, ctx), start, total,
                               seed=self.config.seed, rank=ctx.rank, weights=self.sample_weights,
                               view_dropout=self.cls_config.view_dropout)
 

@@ -25,6 +25,7 @@ from orthodiff_auto.classification.model import ViewClassifier
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.training.checkpoint import load_checkpoint
+from orthodiff_auto.training.device import autocast_for
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -111,8 +112,6 @@ class FindingsEnsemble:
     # ------------------------------------------------------------------ prediction
     def fold_probabilities(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """(folds, F) probabilities from prepared inputs ``{view: (1, *input_size)}`` (any subset of views)."""
-        from orthodiff_auto.inference.segmentation import autocast_for
-
         available = [v for v in self.views if v in inputs]
         if not available:
             raise UserInputError(f"the classifier needs a scan of {' or '.join(self.views)}; the case has "

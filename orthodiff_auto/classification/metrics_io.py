@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from orthodiff_auto.evaluation.classification_metrics import choose_thresholds, evaluate_findings
+from orthodiff_auto.training.classification_metrics import choose_thresholds, evaluate_findings
 from orthodiff_auto.utils.atomic import atomic_path
 
 PREDICTIONS_CSV = "validation_predictions.csv"

@@ -25,10 +25,13 @@ from orthodiff_auto.classification.metrics_io import (
     thresholds_table,
     write_validation_predictions,
 )
-from orthodiff_auto.classification.task import FusedClassificationTask, ViewClassificationTask, macro_auroc
+from orthodiff_auto.classification.task import FusedClassificationTask, ViewClassificationTask
 from orthodiff_auto.errors import DatasetError, Problem, UserInputError
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.training.distributed import DistributedContext, barrier, init_distributed, shutdown
+from orthodiff_auto.training.classification_metrics import auroc, macro_auroc
+from orthodiff_auto.training.checkpoint import refuse_to_overwrite
+from orthodiff_auto.training.device import autocast_for
+from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 
@@ -68,13 +71,8 @@ def load_findings(preprocessed_dir: Path, plans: Plans, cases: Sequence[str]):
 def train_classification_fold(request, plans: Plans, log=print,
                               cls_config: ClassificationConfig | None = None) -> dict[str, Any]:
     """Train one classification fold (a view, or ``fused``) and validate it; returns the summary."""
-    from orthodiff_auto.training.run import resolve_device
-
     cls_config = cls_config or ClassificationConfig.from_training(request.config)
-    device = resolve_device(request.device)
-    ctx = init_distributed(device.type)
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
+    device, ctx = distributed_device(request.device)
     try:
         return _train(request, plans, cls_config, device, ctx, log)
     finally:
@@ -175,10 +173,7 @@ def _train(request, plans: Plans, cls_config: ClassificationConfig, device: torc
 
     out = request.output_dir()
     latest = out / "checkpoint_latest.pt"
-    if (out / "checkpoint_final.pt").is_file() and not request.resume:
-        raise UserInputError(f"{out}: this fold is already trained; use --continue to finish it or delete the folder")
-    if latest.is_file() and not request.resume:
-        raise UserInputError(f"{out}: a previous run left checkpoints; use --continue to resume it or delete the folder")
+    refuse_to_overwrite(out, request.resume)
     if request.view == FUSED and cls_config.fusion == "stacked":  # nothing to train: a gate fitted out of fold
         from orthodiff_auto.classification.stacked import train_stacked_fold
 
@@ -239,7 +234,6 @@ def _train(request, plans: Plans, cls_config: ClassificationConfig, device: torc
 def validate_classification_fold(task, trainer, device, out: Path, request, sites, skipped, train_seconds,
                                  log) -> dict[str, Any]:
     """Predict the validation cases with the final model, choose thresholds, write CSV, summary, checkpoint."""
-    from orthodiff_auto.inference.segmentation import autocast_for
     from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint
 
     cfg, ccfg = task.config, task.cls_config
@@ -329,8 +323,6 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
 
 def _branch_auroc(task, view_logits: np.ndarray, y: np.ndarray, present: np.ndarray) -> dict[str, dict[str, float]]:
     """AUROC of each view branch's own logits inside the fused model, on the validation cases with that view."""
-    from orthodiff_auto.evaluation.classification_metrics import auroc
-
     out = {}
     for v, view in enumerate(task.views):
         rows = present[:, v]

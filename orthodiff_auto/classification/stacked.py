@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV
 from orthodiff_auto.classification.task import FusedClassificationTask
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.training.classification_metrics import auroc, macro_auroc
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 
@@ -260,9 +261,6 @@ def collect_out_of_fold(request, views: Sequence[str], findings: Sequence[str], 
 
 def _auroc_table(logits: np.ndarray, present: np.ndarray, labels: np.ndarray, findings: Sequence[str],
                  views: Sequence[str], stacked: np.ndarray) -> dict[str, dict[str, float]]:
-    from orthodiff_auto.classification.task import macro_auroc
-    from orthodiff_auto.evaluation.classification_metrics import auroc
-
     out = {}
     for name, scores, rows in [(v, logits[:, :, i], present[:, i]) for i, v in enumerate(views)] + [
             ("stacked", stacked, present.any(1))]:

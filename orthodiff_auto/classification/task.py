@@ -10,7 +10,6 @@ weights, and the decision thresholds once the fold's validation has chosen them.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -31,17 +30,11 @@ from orthodiff_auto.classification.data import (
 )
 from orthodiff_auto.classification.fusion import FusedClassifier, gate_weights_table
 from orthodiff_auto.classification.model import ViewClassifier
-from orthodiff_auto.evaluation.classification_metrics import auroc
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.training.checkpoint import unwrap
+from orthodiff_auto.training.classification_metrics import macro_auroc
 from orthodiff_auto.training.config import TrainingConfig
-
-
-def macro_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Mean AUROC over the findings where it is defined (NaN when none is)."""
-    values = [auroc(labels[:, f], scores[:, f]) for f in range(labels.shape[1])]
-    values = [v for v in values if not math.isnan(v)]
-    return float(np.mean(values)) if values else float("nan")
+from orthodiff_auto.training.distributed import per_rank_batch_size
 
 
 class _ClassificationTask:
@@ -90,9 +83,6 @@ class _ClassificationTask:
         p = cfg.augmentation_probability if cfg.augment else 0.0
         return build_transforms(self.inputs[view], p, ccfg.mirror, ccfg.rotation_degrees,
                                 (ccfg.scale_low, ccfg.scale_high))
-
-    def _per_rank(self, ctx) -> int:
-        return max(1, -(-self.batch_size // ctx.world_size))  # the global batch is split over processes
 
     def bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         pw = torch.as_tensor(self.pos_weight, device=logits.device)
@@ -189,7 +179,7 @@ class ViewClassificationTask(_ClassificationTask):
 
     def batch_dataset(self, start: int, total: int, ctx) -> ViewBatches:
         return ViewBatches(self.loader(), self.view, self.train_cases, self.label_matrix(self.train_cases),
-                           self._per_rank(ctx), self._transforms(self.view), start, total, seed=self.config.seed,
+                           per_rank_batch_size(self.batch_size, ctx), self._transforms(self.view), start, total, seed=self.config.seed,
                            rank=ctx.rank, weights=self.sample_weights)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -290,7 +280,7 @@ class FusedClassificationTask(MultiViewOutputs, _ClassificationTask):
 
     def batch_dataset(self, start: int, total: int, ctx) -> FusedBatches:
         return FusedBatches(self.loader(), self.views, self.train_cases, self.present_matrix(self.train_cases),
-                            self.label_matrix(self.train_cases), self._per_rank(ctx),
+                            self.label_matrix(self.train_cases), per_rank_batch_size(self.batch_size, ctx),
                             {v: self._transforms(v) for v in self.views}, start, total, seed=self.config.seed,
                             rank=ctx.rank, weights=self.sample_weights, view_dropout=self.cls_config.view_dropout)
 
@@ -327,4 +317,4 @@ class FusedClassificationTask(MultiViewOutputs, _ClassificationTask):
                 "gate_weights": self.gate_weights(), "init_sources": dict(self.init_sources)}
 
 
-__all__ = ["ViewClassificationTask", "FusedClassificationTask", "macro_auroc"]
+__all__ = ["ViewClassificationTask", "FusedClassificationTask"]

@@ -43,24 +43,6 @@ def output_dir_for(preprocessed_dir: Path | str, view: str, results: Path | str 
     return root / "pretrain" / view
 
 
-def _device(name: str, local_rank: int, distributed: bool = False):
-    """"auto" (cuda if available), "cpu", "cuda" or "cuda:N" (under torchrun: the process's local rank)."""
-    import torch
-
-    from orthodiff_auto.errors import UserInputError
-
-    name = (name or "auto").strip().lower()
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if name == "auto" or name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserInputError(f"--device {name}: no CUDA device available")
-        if ":" in name and not distributed:
-            return torch.device(name)
-        return torch.device("cuda", local_rank)
-    raise UserInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
-
-
 def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", overrides=(), resume: bool = False,
              results: Path | str | None = None, device: str = "auto", log=print) -> dict:
     """Run pretraining for one view; returns the summary (also written to ``pretrain_summary.json``)."""
@@ -72,7 +54,7 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
     from orthodiff_auto.errors import UserInputError
     from orthodiff_auto.plans.schema import Plans
     from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-    from orthodiff_auto.training.distributed import barrier, init_distributed, shutdown
+    from orthodiff_auto.training.distributed import barrier, distributed_device, shutdown
     from orthodiff_auto.training.loop import Trainer
     from orthodiff_auto.utils.atomic import write_json_atomic
 
@@ -94,9 +76,7 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
         raise UserInputError(f"{out} already holds a pretraining run ({existing.name}); pass --continue to resume "
                              "it, or remove the folder to start over")
 
-    probe_device = _device(device, 0)
-    ctx = init_distributed(probe_device.type)
-    dev = _device(device, ctx.local_rank, ctx.enabled)
+    dev, ctx = distributed_device(device)
     try:
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.training.classification_metrics import auroc_scores
+from orthodiff_auto.training.device import autocast_for, resolve_device
 
 PROBE_JSON = "probe.json"
 PROBE_FORMAT = "orthodiff_auto.probe/1"
@@ -150,15 +152,6 @@ def cross_validated_probabilities(x: torch.Tensor | np.ndarray, y: torch.Tensor 
     return out
 
 
-def auroc_scores(labels: np.ndarray, scores: np.ndarray, findings: Sequence[str]) -> tuple[float, dict[str, float]]:
-    """(macro AUROC, {finding: AUROC}); NaN where a finding has one class only (left out of the macro mean)."""
-    from orthodiff_auto.evaluation.classification_metrics import auroc
-
-    per = {f: auroc(labels[:, i], scores[:, i]) for i, f in enumerate(findings)}
-    defined = [v for v in per.values() if not math.isnan(v)]
-    return (float(np.mean(defined)) if defined else float("nan")), per
-
-
 # ---------------------------------------------------------------- the probe
 
 def probe_folds(splits: Sequence[dict[str, list[str]]], case_ids: Sequence[str]) -> list[Fold]:
@@ -179,7 +172,6 @@ def extract_probe_features(frozen, inputs: Callable[[str], np.ndarray], case_ids
     """{(t, block): (N, C)} pooled features of every case; one forward pass per case and timestep reads all
     blocks. ``inputs(case_id)`` gives the case's (1, *size) classification input."""
     from orthodiff_auto.diffusion.features import noised, pooled_block_outputs
-    from orthodiff_auto.inference.segmentation import autocast_for
 
     model = frozen.model.to(device)
     ab = frozen.alphas_cumprod.to(device)
@@ -273,7 +265,7 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
     from orthodiff_auto.diffusion.features import DEFAULT_NOISE_SEED, candidate_blocks, load_frozen_denoiser
     from orthodiff_auto.plans.schema import Plans
     from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-    from orthodiff_auto.training.run import SPLITS_JSON, resolve_device, training_cases_and_findings
+    from orthodiff_auto.training.run import SPLITS_JSON, training_cases_and_findings
     from orthodiff_auto.training.splits import load_or_create_splits
     from orthodiff_auto.utils.atomic import write_json_atomic
 
@@ -334,7 +326,7 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
 
 __all__ = [
     "DEFAULT_L2", "DEFAULT_TIMESTEPS", "PROBE_FORMAT", "PROBE_JSON", "ProbeChoice", "ProbeResult", "ProbeRow",
-    "auroc_scores", "choose", "cross_validated_probabilities", "extract_probe_features", "fit_logistic",
+    "choose", "cross_validated_probabilities", "extract_probe_features", "fit_logistic",
     "format_table", "parse_blocks", "parse_timesteps", "probe_folds", "read_probe", "run_probe", "score_table",
     "standardize",
 ]

@@ -34,7 +34,7 @@ from orthodiff_auto.training.augmentation import (
 from orthodiff_auto.training.batches import CaseSource, PatchBatches
 from orthodiff_auto.training.checkpoint import unwrap
 from orthodiff_auto.training.config import TrainingConfig
-from orthodiff_auto.training.distributed import DistributedContext
+from orthodiff_auto.training.distributed import DistributedContext, per_rank_batch_size
 
 EXTRAS_FORMAT = "orthodiff_auto.diffusion_extras/1"
 
@@ -171,9 +171,8 @@ class DiffusionTask:
                                          self.config.augmentation_probability, with_seg=False)
 
     def batch_dataset(self, start_iteration: int, total_iterations: int, ctx: DistributedContext) -> Dataset:
-        per_rank = max(1, -(-self.batch_size // ctx.world_size))  # the global batch is split over processes
         patches = self._patches(start_iteration, total_iterations, self.config.seed, ctx.rank, self.transforms(),
-                                per_rank)
+                                per_rank_batch_size(self.batch_size, ctx))
         return DiffusionBatches(patches, self.plan.timesteps, self.config.seed, ctx.rank)
 
     def validation_batches(self) -> list[dict[str, torch.Tensor]]:

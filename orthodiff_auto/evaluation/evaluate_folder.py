@@ -12,8 +12,8 @@ import pandas as pd
 from orthodiff_auto.data.dataset import scan_raw_dataset
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.evaluation.classification_metrics import evaluate_findings
-from orthodiff_auto.evaluation.segmentation_metrics import aggregate, evaluate_segmentation
+from orthodiff_auto.training.classification_metrics import evaluate_findings
+from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 

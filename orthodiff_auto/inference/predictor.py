@@ -22,6 +22,7 @@ from orthodiff_auto.networks.builder import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.case import preprocess_case, revert_to_original
 from orthodiff_auto.training.checkpoint import load_checkpoint
+from orthodiff_auto.training.device import resolve_device
 
 
 @dataclass
@@ -88,8 +89,6 @@ class Predictor:
 
     def __init__(self, model_dir: Path | str, folds: Sequence[int] | None = None, device: str | None = None,
                  tta: bool = False, overlap: float = 0.5):
-        from orthodiff_auto.training.run import resolve_device
-
         self.model_dir = Path(model_dir)
         self.description = ModelDescription.load(self.model_dir)
         self.device = resolve_device(device)

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from orthodiff_auto.inference.sliding_window import sliding_window_predict
-
-
-def autocast_for(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA where supported (fp16 otherwise); nothing on the CPU."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+from orthodiff_auto.training.device import autocast_for
+from orthodiff_auto.training.sliding_window import sliding_window_predict
 
 
 def predict_logits(

@@ -18,6 +18,7 @@ import numpy as np
 
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice
+from orthodiff_auto.training.classification_metrics import auroc_scores
 from orthodiff_auto.utils.atomic import atomic_path
 
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
@@ -62,7 +63,6 @@ def segmentation_candidates(results: Path, folds: Sequence[int]) -> dict[str, di
 
 def classification_candidates(results: Path, folds: Sequence[int], findings: Sequence[str]) -> dict[str, dict[str, Any]]:
     from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV, read_validation_predictions
-    from orthodiff_auto.evaluation.classification_metrics import auroc
 
     out: dict[str, dict[str, Any]] = {}
     for (name, variant), fold_dirs in _complete_runs(results / "cls", folds, PREDICTIONS_CSV).items():
@@ -72,10 +72,9 @@ def classification_candidates(results: Path, folds: Sequence[int], findings: Seq
             probs.append(p)
             labels.append(y)
         p, y = np.concatenate(probs), np.concatenate(labels)
-        per_finding = {f: auroc(y[:, i], p[:, i]) if len(y) else float("nan") for i, f in enumerate(findings)}
-        values = [v for v in per_finding.values() if v == v]
+        macro, per_finding = auroc_scores(y, p, findings)
         out.setdefault(name, {})[variant] = {
-            "macro_auroc": float(np.mean(values)) if values else float("nan"),
+            "macro_auroc": macro,
             "per_finding_auroc": per_finding, "n_cases": int(len(y)), "fold_dirs": [str(d) for d in fold_dirs],
         }
     return out

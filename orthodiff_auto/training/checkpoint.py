@@ -27,6 +27,16 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
         raise UserInputError(f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
+def refuse_to_overwrite(out: Path, resume: bool) -> None:
+    """A run folder holding a finished or an interrupted run is only touched with ``--continue`` (``resume``)."""
+    if resume:
+        return
+    if (out / "checkpoint_final.pt").is_file():
+        raise UserInputError(f"{out}: this fold is already trained; use --continue to finish it or delete the folder")
+    if (out / "checkpoint_latest.pt").is_file():
+        raise UserInputError(f"{out}: a previous run left checkpoints; use --continue to resume it or delete the folder")
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside DistributedDataParallel / torch.compile wrappers."""
     while True:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from orthodiff_auto.training.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -37,6 +39,18 @@ def init_distributed(device_type: str) -> DistributedContext:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
     return DistributedContext(rank, world_size, local_rank)
+
+
+def distributed_device(requested: str | None) -> tuple[torch.device, DistributedContext]:
+    """The device of a training run (``training.device.resolve_device``) and, under torchrun, its process
+    group (a CUDA device is then the process's own GPU). Call ``shutdown(ctx)`` when the run ends."""
+    ctx = init_distributed(resolve_device(requested).type)
+    return resolve_device(requested, ctx.local_rank, ctx.enabled), ctx
+
+
+def per_rank_batch_size(batch_size: int, ctx: DistributedContext) -> int:
+    """Each process's share of the global batch (rounded up, at least 1)."""
+    return max(1, -(-batch_size // ctx.world_size))
 
 
 def barrier(ctx: DistributedContext) -> None:

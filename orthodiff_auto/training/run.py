@@ -15,7 +15,8 @@ import torch
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.training.config import TrainingConfig
-from orthodiff_auto.training.distributed import DistributedContext, barrier, init_distributed, shutdown
+from orthodiff_auto.training.checkpoint import refuse_to_overwrite
+from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
 from orthodiff_auto.training.splits import fold_cases, load_or_create_splits, subsample_labelled
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
@@ -60,16 +61,6 @@ def parse_fold(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise UserInputError(f"fold must be 0-4 or 'all', got {text!r}") from None
-
-
-def resolve_device(requested: str | None) -> torch.device:
-    if requested in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested not in ("cpu", "cuda") and not requested.startswith("cuda:"):
-        raise UserInputError(f"device must be cpu or cuda, got {requested!r}")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError("--device cuda requested but no CUDA device is available")
-    return torch.device(requested)
 
 
 def read_preprocessed_description(preprocessed_dir: Path) -> dict[str, Any]:
@@ -127,10 +118,7 @@ def train_fold(request: FoldRequest, log=None) -> dict[str, Any]:
         from orthodiff_auto.classification.run import train_classification_fold
 
         return train_classification_fold(request, plans, log=log)
-    device = resolve_device(request.device)
-    ctx = init_distributed(device.type)
-    if ctx.enabled and device.type == "cuda":
-        device = torch.device("cuda", ctx.local_rank)
+    device, ctx = distributed_device(request.device)
     try:
         return _train_segmentation(request, plans, device, ctx, log)
     finally:
@@ -157,10 +145,7 @@ def _train_segmentation(request: FoldRequest, plans: Plans, device: torch.device
 
         pretrained = read_encoder_checkpoint(request.pretrained)
     latest = out / "checkpoint_latest.pt"
-    if (out / "checkpoint_final.pt").is_file() and not request.resume:
-        raise UserInputError(f"{out}: this fold is already trained; use --continue to finish it or delete the folder")
-    if latest.is_file() and not request.resume:
-        raise UserInputError(f"{out}: a previous run left checkpoints; use --continue to resume it or delete the folder")
+    refuse_to_overwrite(out, request.resume)
     out.mkdir(parents=True, exist_ok=True)
     task = SegmentationTask(plans, request.view, request.config, request.preprocessed_dir, train_ids, val_ids,
                             fold=request.fold, pretrained=pretrained)
@@ -181,7 +166,7 @@ def _train_segmentation(request: FoldRequest, plans: Plans, device: torch.device
 def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequest, history, log) -> dict[str, Any]:
     """Predict the fold's validation scans in their original geometry; Dice and HD95 per structure."""
     from orthodiff_auto.data.image_io import read_image, write_image
-    from orthodiff_auto.evaluation.segmentation_metrics import aggregate, evaluate_segmentation
+    from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
     from orthodiff_auto.inference.segmentation import predict_probabilities
     from orthodiff_auto.preprocessing.case import revert_to_original
     from orthodiff_auto.preprocessing.storage import PreprocessedDataset

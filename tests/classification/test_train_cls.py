@@ -18,7 +18,7 @@ from orthodiff_auto.classification.run import train_classification_fold
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.evaluation.classification_metrics import evaluate_findings
+from orthodiff_auto.training.classification_metrics import evaluate_findings
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.training.config import make_config
 from orthodiff_auto.training.run import FoldRequest

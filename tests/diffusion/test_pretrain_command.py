@@ -106,7 +106,7 @@ def test_end_to_end_after_plan_and_preprocess(make_native_dataset, tmp_path):
 
 
 def test_device_names():
-    from orthodiff_auto.commands.pretrain import _device
+    from orthodiff_auto.training.device import resolve_device as _device
     from orthodiff_auto.errors import UserInputError
 
     assert _device("cpu", 0).type == "cpu"

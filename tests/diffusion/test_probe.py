@@ -16,13 +16,13 @@ from orthodiff_auto.diffusion.features import (
     truncated_state,
 )
 from orthodiff_auto.diffusion.probe import (
-    auroc_scores,
     choose,
     cross_validated_probabilities,
     probe_folds,
     read_probe,
 )
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.training.classification_metrics import auroc_scores
 from orthodiff_auto.training.splits import make_splits
 
 from .conftest import tiny_arch

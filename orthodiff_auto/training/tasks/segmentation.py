@@ -22,6 +22,7 @@ from orthodiff_auto.training.augmentation import (
 from orthodiff_auto.training.batches import PatchBatches
 from orthodiff_auto.training.checkpoint import unwrap
 from orthodiff_auto.training.config import TrainingConfig
+from orthodiff_auto.training.distributed import per_rank_batch_size
 from orthodiff_auto.training.losses import DeepSupervisionLoss, DiceCELoss, deep_supervision_weights, downsample_target
 
 
@@ -93,9 +94,9 @@ class SegmentationTask:
             self.patch_size, self.dummy_2d_axis, self.augmentation,
             probability_scale=self.config.augmentation_probability if augment else 0.0,
         )
-        per_rank = max(1, -(-self.batch_size // ctx.world_size))  # the global batch is split over processes
         return PatchBatches(
-            self._source(), self.train_cases, sample_patch, per_rank, transforms, start, total,
+            self._source(), self.train_cases, sample_patch, per_rank_batch_size(self.batch_size, ctx), transforms,
+            start, total,
             seed=self.config.seed, rank=ctx.rank, oversample_foreground=self.config.oversample_foreground,
             foreground_locations=_class_locations,
         )

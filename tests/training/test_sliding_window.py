@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from orthodiff_auto.inference.sliding_window import (
+from orthodiff_auto.training.sliding_window import (
     compute_window_starts,
     gaussian_importance_map,
     sliding_window_predict,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from orthodiff_auto.evaluation import classification_metrics as cm
-from orthodiff_auto.evaluation.classification_metrics import (
+from orthodiff_auto.training import classification_metrics as cm
+from orthodiff_auto.training.classification_metrics import (
     auroc,
     average_precision,
     binary_metrics_at_threshold,

@@ -10,6 +10,7 @@ together. Conventions:
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -105,6 +106,20 @@ def average_precision(y_true, y_score) -> float:
     """Average precision (sklearn's step-wise definition, no interpolation); NaN when only one class is present."""
     y, s = _labels_1d(y_true, y_score)
     return float(_ranking_metrics_rows(y[None], s[None])[1][0])
+
+
+def auroc_scores(labels, scores, findings: Sequence[str]) -> tuple[float, dict[str, float]]:
+    """(macro AUROC, {finding: AUROC}) of (cases, findings) labels and scores, one column per finding. A finding
+    with one class only has NaN and is left out of the macro mean (NaN when no finding has both classes)."""
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    per = {f: auroc(labels[:, i], scores[:, i]) for i, f in enumerate(findings)}
+    defined = [v for v in per.values() if not math.isnan(v)]
+    return (float(np.mean(defined)) if defined else float("nan")), per
+
+
+def macro_auroc(labels, scores) -> float:
+    """Mean AUROC over the findings (columns) where it is defined (NaN when none is)."""
+    return auroc_scores(labels, scores, range(np.shape(labels)[1]))[0]
 
 
 # ---------------------------------------------------------------- thresholds

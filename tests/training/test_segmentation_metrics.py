@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from orthodiff_auto.evaluation.segmentation_metrics import (
+from orthodiff_auto.training.segmentation_metrics import (
     aggregate,
     dice_per_class,
     evaluate_segmentation,
