@@ -119,7 +119,7 @@ def _pretrained_by_view(request, pretrained: dict[str, Any] | None, views: Seque
     ``orthodiff pretrain`` writes them) serves each view, and the named file serves the view it was pretrained on."""
     if pretrained is None:
         return {}
-    from orthodiff_auto.diffusion.export import read_encoder_checkpoint
+    from orthodiff_auto.training.pretrained import read_encoder_checkpoint
 
     given = Path(request.pretrained).resolve()
     out: dict[str, dict[str, Any]] = {}
@@ -187,7 +187,7 @@ def _train(request, plans: Plans, cls_config: ClassificationConfig, device: torc
                              "which reads each view's frozen denoiser and probe.json from RESULTS/pretrain/VIEW")
     pretrained = None
     if request.pretrained is not None:
-        from orthodiff_auto.diffusion.export import read_encoder_checkpoint
+        from orthodiff_auto.training.pretrained import read_encoder_checkpoint
 
         pretrained = read_encoder_checkpoint(request.pretrained)
 

@@ -140,8 +140,8 @@ class _ClassificationTask:
 
 
 def _load_pretrained(encoder: nn.Module, pretrained: dict[str, Any], arch) -> dict[str, Any]:
-    """Load a pretrained encoder checkpoint (``diffusion.export``); what was loaded, for the summary."""
-    from orthodiff_auto.diffusion.export import load_pretrained_encoder
+    """Load a pretrained encoder checkpoint (``training.pretrained``); what was loaded, for the summary."""
+    from orthodiff_auto.training.pretrained import load_pretrained_encoder
 
     info = load_pretrained_encoder(encoder, pretrained, arch)
     return info.to_dict() if hasattr(info, "to_dict") else {"path": pretrained.get("source_path")}

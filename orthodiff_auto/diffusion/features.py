@@ -103,7 +103,7 @@ def denoiser_from_state(architecture: Mapping[str, Any], state: Mapping[str, tor
 def load_frozen_denoiser(pretrain_dir: Path | str, view: str) -> FrozenDenoiser:
     """The EMA denoiser of ``orthodiff pretrain``'s run in ``pretrain_dir``; UserInputError naming the file when
     the view was not pretrained or the files do not belong together."""
-    from orthodiff_auto.diffusion.export import read_encoder_checkpoint
+    from orthodiff_auto.training.pretrained import read_encoder_checkpoint
     from orthodiff_auto.training.checkpoint import load_checkpoint
 
     pretrain_dir = Path(pretrain_dir)

@@ -141,7 +141,7 @@ def _train_segmentation(request: FoldRequest, plans: Plans, device: torch.device
         raise UserInputError(f"fold {request.fold}: no labelled training scans of view {request.view!r}")
     pretrained = None
     if request.pretrained is not None:
-        from orthodiff_auto.diffusion.export import read_encoder_checkpoint
+        from orthodiff_auto.training.pretrained import read_encoder_checkpoint
 
         pretrained = read_encoder_checkpoint(request.pretrained)
     latest = out / "checkpoint_latest.pt"

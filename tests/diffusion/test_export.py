@@ -4,16 +4,16 @@ import pytest
 import torch
 
 from orthodiff_auto.diffusion.denoiser import Denoiser
-from orthodiff_auto.diffusion.export import (
-    ENCODER_FORMAT,
-    encoder_parameter_names,
-    export_encoder,
-    load_pretrained_encoder,
-    pretrained_parameter_groups,
-)
+from orthodiff_auto.diffusion.export import export_encoder
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.networks import build_encoder, build_segmentation_network
 from orthodiff_auto.training.checkpoint import save_checkpoint
+from orthodiff_auto.training.pretrained import (
+    ENCODER_FORMAT,
+    encoder_parameter_names,
+    load_pretrained_encoder,
+    pretrained_parameter_groups,
+)
 
 from .conftest import tiny_arch, tiny_view_plan
 
@@ -117,7 +117,7 @@ def test_encoder_parameter_groups():
 
 
 def test_read_checkpoint_once_then_load_from_the_dict(exported):
-    from orthodiff_auto.diffusion.export import read_encoder_checkpoint
+    from orthodiff_auto.training.pretrained import read_encoder_checkpoint
 
     den, path, spec = exported
     ckpt = read_encoder_checkpoint(path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from orthodiff_auto.cli import main
-from orthodiff_auto.diffusion.export import load_pretrained_encoder
+from orthodiff_auto.training.pretrained import load_pretrained_encoder
 from orthodiff_auto.networks import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
 

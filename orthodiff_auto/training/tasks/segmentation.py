@@ -45,7 +45,7 @@ class SegmentationTask:
     train_cases: list[str]
     val_cases: list[str]
     fold: int | str = 0
-    pretrained: dict[str, Any] | None = None  # loaded encoder checkpoint (see diffusion.export)
+    pretrained: dict[str, Any] | None = None  # loaded encoder checkpoint (see training.pretrained)
     name: str = "seg"
     selection_metric: str | None = "pseudo_dice"
     _val_batches: list[dict[str, torch.Tensor]] | None = field(default=None, repr=False)
@@ -68,7 +68,7 @@ class SegmentationTask:
         net = build_segmentation_network(self.view_plan.segmentation.architecture, 1, self.num_classes,
                                          deep_supervision=self.config.deep_supervision)
         if self.pretrained is not None:
-            from orthodiff_auto.diffusion.export import load_pretrained_encoder
+            from orthodiff_auto.training.pretrained import load_pretrained_encoder
 
             load_pretrained_encoder(net.encoder, self.pretrained, self.view_plan.segmentation.architecture)
         return net
