@@ -59,7 +59,7 @@ def train_fused(pp: Path, results: Path, fold: int, preset: str, overrides: list
         "from orthodiff_auto.classification.run import train_classification_fold\n"
         "from orthodiff_auto.plans.schema import Plans\n"
         "from orthodiff_auto.training.config import make_config\n"
-        "from orthodiff_auto.training.run import FoldRequest\n"
+        "from orthodiff_auto.training.fold import FoldRequest\n"
         "pp, results, fold, init, preset = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]\n"
         "config = make_config(preset, sys.argv[6:])\n"
         "request = FoldRequest(pp, 'cls', 'fused', fold, config, results_dir=results)\n"
@@ -130,7 +130,7 @@ def main() -> int:
         results[fusion] = work / f"results_{fusion}{args.results_suffix}"
 
     from orthodiff_auto.training.config import make_config
-    from orthodiff_auto.training.run import FoldRequest
+    from orthodiff_auto.training.fold import FoldRequest
 
     def fold_dir(root: Path, name: str, fold: int, fusion: str = "gate") -> Path:
         config = make_config(args.config, [f"fusion={fusion}"])

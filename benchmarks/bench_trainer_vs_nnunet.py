@@ -209,7 +209,7 @@ def read_canonical(path: Path) -> np.ndarray:
 
 
 def raw_dataset_of(preprocessed_dir: Path, raw: Path | None) -> Path:
-    from orthodiff_auto.training.run import read_preprocessed_description
+    from orthodiff_auto.data.preprocessed import read_preprocessed_description
 
     raw = raw or read_preprocessed_description(preprocessed_dir).get("raw_dataset")
     if not raw or not Path(raw).is_dir():
@@ -380,7 +380,7 @@ def fold_split(preprocessed_dir: Path, view: str, fold: int) -> tuple[list[str],
     from orthodiff_auto.plans.schema import Plans
     from orthodiff_auto.preprocessing.storage import PreprocessedDataset
     from orthodiff_auto.training.config import TrainingConfig
-    from orthodiff_auto.training.run import FoldRequest, prepare_split
+    from orthodiff_auto.training.fold import FoldRequest, prepare_split
 
     plans = Plans.load(preprocessed_dir / "plans.json")
     request = FoldRequest(preprocessed_dir, "seg", view, fold, TrainingConfig())  # the split ignores the config
@@ -391,7 +391,7 @@ def fold_split(preprocessed_dir: Path, view: str, fold: int) -> tuple[list[str],
 
 def our_task(preprocessed_dir: Path, view: str, fold: int, config):
     from orthodiff_auto.plans.schema import Plans
-    from orthodiff_auto.training.tasks.segmentation import SegmentationTask
+    from orthodiff_auto.segmentation.task import SegmentationTask
 
     train_ids, val_ids = fold_split(preprocessed_dir, view, fold)
     return SegmentationTask(Plans.load(preprocessed_dir / "plans.json"), view, config, preprocessed_dir, train_ids,

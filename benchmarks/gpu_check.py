@@ -8,7 +8,7 @@ Usage (on a CUDA machine; a few minutes, well under 8 on one H100)::
 
 Without CUDA it says so and exits 0 at once, so it is safe to run anywhere. Everything runs in this process through
 the library's Python API: ``synthetic.generator.generate_dataset``, the plan_and_preprocess stages with the ``gpu``
-budget (the detected GPU memory), ``training.run.train_fold`` (``full`` preset: nnU-Net's recipe, mixed precision,
+budget (the detected GPU memory), ``pipeline.train_fold.train_fold`` (``full`` preset: nnU-Net's recipe, mixed precision,
 ``--epochs`` x ``--iterations-per-epoch`` iterations), ``find_best_configuration --folds 0`` and
 ``inference.folder.predict_folder``.
 
@@ -68,7 +68,8 @@ def train(pre: Path, view: str, epochs: int, iterations: int, workers: int, devi
 
     from orthodiff_auto.training.checkpoint import load_checkpoint
     from orthodiff_auto.training.config import make_config
-    from orthodiff_auto.training.run import FoldRequest, train_fold
+    from orthodiff_auto.pipeline.train_fold import train_fold
+    from orthodiff_auto.training.fold import FoldRequest
 
     overrides = [f"num_epochs={epochs}", f"iterations_per_epoch={iterations}", f"num_workers={workers}",
                  "mixed_precision=true", f"checkpoint_every_epochs={epochs}"]

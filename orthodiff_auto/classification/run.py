@@ -26,7 +26,8 @@ from orthodiff_auto.classification.metrics_io import (
     write_validation_predictions,
 )
 from orthodiff_auto.classification.task import FusedClassificationTask, ViewClassificationTask
-from orthodiff_auto.errors import DatasetError, Problem, UserInputError
+from orthodiff_auto.data.preprocessed import load_findings
+from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.training.classification_metrics import auroc, macro_auroc
 from orthodiff_auto.training.checkpoint import refuse_to_overwrite
@@ -36,36 +37,6 @@ from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 
 FUSED = "fused"
-
-
-def load_findings(preprocessed_dir: Path, plans: Plans, cases: Sequence[str]):
-    """(findings in dataset.json's order, table indexed by case id) of the preprocessed folder's findings.csv.
-
-    UserInputError (exit 2) when the dataset has no findings, the plans are stale, or findings.csv is missing
-    or bad (every problem listed, each naming the file).
-    """
-    from orthodiff_auto.data.findings import read_findings_table
-    from orthodiff_auto.training.run import read_preprocessed_description
-
-    description = read_preprocessed_description(preprocessed_dir)
-    findings = [str(f) for f in (description.get("findings") or [])]
-    if not findings:
-        raise UserInputError(f"{preprocessed_dir / 'dataset.json'}: the dataset declares no findings; "
-                             "classification needs a 'findings' list and findings.csv")
-    if tuple(findings) != tuple(plans.findings):
-        raise UserInputError(f"{preprocessed_dir / 'plans.json'}: planned for findings {list(plans.findings)}, but "
-                             f"dataset.json declares {findings}; re-run `orthodiff plan_and_preprocess`")
-    path = preprocessed_dir / "findings.csv"
-    if not path.is_file():
-        raise UserInputError(f"{path}: missing — `orthodiff preprocess` copies the raw dataset's findings.csv there")
-    table, problems = read_findings_table(path, findings)
-    if problems or table is None:
-        raise DatasetError(problems or [Problem(path, "unusable findings table")])
-    lacking = sorted(set(cases) - set(table.index))
-    if lacking:
-        more = f" and {len(lacking) - 8} more" if len(lacking) > 8 else ""
-        raise DatasetError([Problem(path, f"no row for training cases {lacking[:8]}{more}")])
-    return findings, table
 
 
 def train_classification_fold(request, plans: Plans, log=print,
@@ -138,7 +109,7 @@ def _pretrained_by_view(request, pretrained: dict[str, Any] | None, views: Seque
 def _train(request, plans: Plans, cls_config: ClassificationConfig, device: torch.device, ctx: DistributedContext,
            log) -> dict[str, Any]:
     from orthodiff_auto.training.loop import Trainer
-    from orthodiff_auto.training.run import prepare_split
+    from orthodiff_auto.training.fold import prepare_split
     from orthodiff_auto.training.splits import subsample_labelled
 
     pp = Path(request.preprocessed_dir)
@@ -148,7 +119,7 @@ def _train(request, plans: Plans, cls_config: ClassificationConfig, device: torc
     if request.view != FUSED and request.view not in view_cases:
         raise UserInputError(f"{pp / request.view}: no preprocessed data for view {request.view!r}")
     all_cases = sorted(set().union(*view_cases.values()))
-    findings, table = load_findings(pp, plans, all_cases)  # before the split: it reads the same table
+    findings, table = load_findings(pp, plans.findings, all_cases)  # before the split: it reads the same table
     train_ids, val_ids = prepare_split(request, plans)
     labels = {c: table.loc[c, findings].to_numpy(dtype=np.float32) for c in all_cases}
     sites = table["site"].astype(str).to_dict() if "site" in table.columns else None
@@ -332,4 +303,4 @@ def _branch_auroc(task, view_logits: np.ndarray, y: np.ndarray, present: np.ndar
     return out
 
 
-__all__ = ["train_classification_fold", "load_findings", "validate_classification_fold"]
+__all__ = ["train_classification_fold", "validate_classification_fold"]

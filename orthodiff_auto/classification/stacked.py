@@ -280,7 +280,7 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
     from orthodiff_auto.training.distributed import barrier
     from orthodiff_auto.training.loop import CHECKPOINT_FORMAT
     from orthodiff_auto.training.checkpoint import save_checkpoint
-    from orthodiff_auto.training.run import SPLITS_JSON
+    from orthodiff_auto.training.fold import SPLITS_JSON
 
     if cls_config.classifier_features != "finetune":
         raise UserInputError("fusion=stacked combines the fine-tuned single-view classifiers; it does not apply to "

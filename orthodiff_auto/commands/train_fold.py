@@ -30,7 +30,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from orthodiff_auto.training.config import make_config
-    from orthodiff_auto.training.run import FoldRequest, parse_fold, train_fold
+    from orthodiff_auto.pipeline.train_fold import train_fold
+    from orthodiff_auto.training.fold import FoldRequest, parse_fold
 
     request = FoldRequest(
         preprocessed_dir=args.preprocessed_dir, task=args.task, view=args.view, fold=parse_fold(args.fold),

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from orthodiff_auto.data.preprocessed import load_findings
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.training.classification_metrics import auroc_scores
 from orthodiff_auto.training.device import autocast_for, resolve_device
@@ -260,12 +261,11 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
               l2: float = DEFAULT_L2, noise_seed: int | None = None, log: Callable[[str], None] = print) -> ProbeResult:
     """Probe one view and write ``RESULTS/pretrain/VIEW/probe.json``; returns the result."""
     from orthodiff_auto.classification.data import InputLoader, ViewInput
-    from orthodiff_auto.classification.run import load_findings
     from orthodiff_auto.commands.pretrain import output_dir_for
     from orthodiff_auto.diffusion.features import DEFAULT_NOISE_SEED, candidate_blocks, load_frozen_denoiser
     from orthodiff_auto.plans.schema import Plans
     from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-    from orthodiff_auto.training.run import SPLITS_JSON, training_cases_and_findings
+    from orthodiff_auto.training.fold import SPLITS_JSON, training_cases_and_findings
     from orthodiff_auto.training.splits import load_or_create_splits
     from orthodiff_auto.utils.atomic import write_json_atomic
 
@@ -280,7 +280,7 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
     cases = dataset.case_ids(subset="train")
     if not cases:
         raise UserInputError(f"{dataset.folder}: no preprocessed training scans of view {view!r} to probe on")
-    findings, table = load_findings(pp, plans, cases)
+    findings, table = load_findings(pp, plans.findings, cases)
     out_dir = output_dir_for(pp, view, results)
     frozen = load_frozen_denoiser(out_dir, view)
     ts = parse_timesteps(",".join(map(str, timesteps)) if not isinstance(timesteps, str) else timesteps,

@@ -17,10 +17,10 @@ import torch
 from orthodiff_auto.data.image_io import ImageGeometry, read_image
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription
-from orthodiff_auto.inference.segmentation import predict_logits
 from orthodiff_auto.networks.builder import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.preprocessing.case import preprocess_case, revert_to_original
+from orthodiff_auto.preprocessing.case import preprocess_case
+from orthodiff_auto.segmentation.prediction import label_map_in_original_geometry, predict_logits
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.device import resolve_device
 
@@ -70,10 +70,7 @@ class SegmentationEnsemble:
         view_plan = self.plans.view(self.view)
         data, _, props = preprocess_case(image, geometry, view_plan)
         probs = self.probabilities(data, device, overlap, (0, 1, 2) if tta else None, batch_size)
-        original = revert_to_original(probs, props, view_plan, kind="probabilities")
-        values = np.array(sorted(self.plans.labels.values()))
-        dtype = np.uint8 if values.max() < 256 else np.uint16
-        return values[np.argmax(original, axis=0)].astype(dtype)
+        return label_map_in_original_geometry(probs, props, view_plan, self.plans.labels)
 
 
 @dataclass

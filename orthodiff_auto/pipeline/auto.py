@@ -147,7 +147,8 @@ def _frozen_feature_classifiers(clock, preprocessed, results, views, options, lo
 
 def _train(clock, preprocessed, results, task, view, fold, options, pretrained, log, extra: Sequence[str] = ()):
     from orthodiff_auto.training.config import make_config
-    from orthodiff_auto.training.run import FoldRequest, train_fold
+    from orthodiff_auto.pipeline.train_fold import train_fold
+    from orthodiff_auto.training.fold import FoldRequest
 
     task_overrides = options.classification_overrides if task == "cls" else ()
     config = make_config(options.config, list(options.overrides) + list(task_overrides) + list(extra))

@@ -21,7 +21,7 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.training.classification_metrics import evaluate_findings
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.training.config import make_config
-from orthodiff_auto.training.run import FoldRequest
+from orthodiff_auto.training.fold import FoldRequest
 from tests.classification.conftest import CASES, FINDINGS, NO_COR, case_findings
 
 SMOKE = ["--config", "smoke", "--set", "num_epochs=5", "--set", "iterations_per_epoch=8", "--set", "batch_size=4"]

@@ -22,6 +22,7 @@ from orthodiff_auto.training.augmentation import (
 from orthodiff_auto.training.batches import PatchBatches
 from orthodiff_auto.training.checkpoint import unwrap
 from orthodiff_auto.training.config import TrainingConfig
+from orthodiff_auto.training.pretrained import load_pretrained_encoder
 from orthodiff_auto.training.distributed import per_rank_batch_size
 from orthodiff_auto.training.losses import DeepSupervisionLoss, DiceCELoss, deep_supervision_weights, downsample_target
 
@@ -68,8 +69,6 @@ class SegmentationTask:
         net = build_segmentation_network(self.view_plan.segmentation.architecture, 1, self.num_classes,
                                          deep_supervision=self.config.deep_supervision)
         if self.pretrained is not None:
-            from orthodiff_auto.training.pretrained import load_pretrained_encoder
-
             load_pretrained_encoder(net.encoder, self.pretrained, self.view_plan.segmentation.architecture)
         return net
 

@@ -1,13 +1,17 @@
-"""Segmentation of one preprocessed case: sliding window -> softmax probabilities on the preprocessed grid."""
+"""Segmentation of one preprocessed case: sliding window -> softmax probabilities on the preprocessed grid, and
+from probabilities to the label map in the scan's original geometry (what validation and inference write)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from orthodiff_auto.plans.schema import ViewPlan
+from orthodiff_auto.preprocessing.case import revert_to_original
+from orthodiff_auto.preprocessing.properties import CaseProperties
 from orthodiff_auto.training.device import autocast_for
 from orthodiff_auto.training.sliding_window import sliding_window_predict
 
@@ -40,3 +44,16 @@ def predict_probabilities(model: nn.Module, data, patch_size, num_classes, devic
     """Softmax probabilities (C, *spatial) as float32 numpy on the host."""
     logits = predict_logits(model, data, patch_size, num_classes, device, **kw)
     return torch.softmax(logits, 0).cpu().numpy()
+
+
+def label_map_in_original_geometry(probabilities: np.ndarray, props: CaseProperties, view_plan: ViewPlan,
+                                   labels: Mapping[str, int]) -> np.ndarray:
+    """Probabilities (C, *preprocessed grid) back on the scan's original grid, then each voxel's most probable
+    channel as its label value (channel i is the i-th smallest value of ``labels``): uint8, or uint16 when a
+    label value reaches 256."""
+    original = revert_to_original(probabilities, props, view_plan, kind="probabilities")
+    values = np.array(sorted(labels.values()))
+    return values[np.argmax(original, axis=0)].astype(np.uint8 if values.max() < 256 else np.uint16)
+
+
+__all__ = ["label_map_in_original_geometry", "predict_logits", "predict_probabilities"]

@@ -1,0 +1,39 @@
+"""``train_fold``: one task, view and fold. The one place that maps a task name to the package that trains it.
+
+Each task package has one entry point ``fn(request, plans, log)`` that sets up its run, trains with the generic
+loop (``training.loop``), validates the fold and returns the summary it also writes to summary.json:
+
+- ``seg``: ``segmentation.run.train_segmentation_fold`` (a view);
+- ``cls``: ``classification.run.train_classification_fold`` (a view, or ``fused``: the fold's views fused by a
+  gate, by concatenation, or by a stacked gate; fine-tuned or on frozen diffusion features).
+
+Diffusion pretraining is not a fold task: it trains on every scan of a view (``diffusion.run.pretrain``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from orthodiff_auto.classification.run import train_classification_fold
+from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.segmentation.run import train_segmentation_fold
+from orthodiff_auto.training.fold import FoldRequest, check_request
+from orthodiff_auto.training.loop import log_line
+
+#: task name -> its package's entry point ``fn(request, plans, log)`` -> summary
+FOLD_TRAINERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "seg": train_segmentation_fold,
+    "cls": train_classification_fold,
+}
+
+
+def train_fold(request: FoldRequest, log=None) -> dict[str, Any]:
+    """Train one fold and validate it; returns the summary (also written to summary.json)."""
+    trainer = FOLD_TRAINERS.get(request.task)
+    if trainer is None:
+        raise UserInputError(f"unknown task {request.task!r}; choose one of {list(FOLD_TRAINERS)}")
+    plans = check_request(request)
+    return trainer(request, plans, log=log or log_line)
+
+
+__all__ = ["FOLD_TRAINERS", "train_fold"]

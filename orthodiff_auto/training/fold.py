@@ -1,0 +1,96 @@
+"""One fold of one task and view: the request (``FoldRequest``: where the inputs and outputs are), its checks,
+and the fold's split of the cases. What trains it is the task's package (``segmentation``, ``classification``),
+chosen by ``pipeline.train_fold``; the loop they share is ``training.loop``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.preprocessing.storage import PreprocessedDataset
+from orthodiff_auto.training.config import TrainingConfig
+from orthodiff_auto.training.splits import fold_cases, load_or_create_splits
+
+SPLITS_JSON = "splits.json"
+
+
+@dataclass(frozen=True)
+class FoldRequest:
+    preprocessed_dir: Path
+    task: str
+    view: str
+    fold: int | str
+    config: TrainingConfig
+    results_dir: Path | None = None
+    pretrained: Path | None = None
+    label_fraction: float = 1.0
+    device: str | None = None
+    resume: bool = False
+
+    @property
+    def variant(self) -> str:
+        name = "pretrained" if self.pretrained else "scratch"
+        if self.task == "cls" and self.config.classifier_features == "diffusion":
+            name = "diffusion"  # frozen denoiser features: never shares a folder with fine-tuned runs
+        if self.task == "cls" and self.view == "fused":
+            name += f"_{self.config.fusion}"  # gate and concat runs of a fold must not share a folder
+        if self.label_fraction < 1.0:
+            name += f"_frac{self.label_fraction:g}"
+        return name
+
+    def output_dir(self) -> Path:
+        root = self.results_dir or self.preprocessed_dir.parent / "results"
+        return Path(root) / self.task / self.view / self.variant / f"fold_{self.fold}"
+
+
+def parse_fold(text: str) -> int | str:
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise UserInputError(f"fold must be 0-4 or 'all', got {text!r}") from None
+
+
+def training_cases_and_findings(preprocessed_dir: Path, plans: Plans) -> tuple[list[str], pd.DataFrame | None]:
+    """Every training case of any view (splits are per case, shared by all views and tasks) and the findings."""
+    cases: set[str] = set()
+    for view in plans.views:
+        if (preprocessed_dir / view).is_dir():
+            cases.update(PreprocessedDataset(preprocessed_dir, view).case_ids(subset="train"))
+    table = None
+    findings_csv = preprocessed_dir / "findings.csv"
+    if plans.findings and findings_csv.is_file():
+        table = pd.read_csv(findings_csv, dtype={"case_id": str}).set_index("case_id")
+    return sorted(cases), table
+
+
+def prepare_split(request: FoldRequest, plans: Plans) -> tuple[list[str], list[str]]:
+    all_cases, table = training_cases_and_findings(request.preprocessed_dir, plans)
+    splits = load_or_create_splits(request.preprocessed_dir / SPLITS_JSON, all_cases, table, plans.findings)
+    return fold_cases(splits, request.fold)
+
+
+def check_request(request: FoldRequest) -> Plans:
+    """The plans of the request's preprocessed folder, after checking the view, fold, label fraction and
+    pretrained file (UserInputError naming what is wrong). The task name is checked by its dispatcher."""
+    if not request.preprocessed_dir.is_dir():
+        raise UserInputError(f"{request.preprocessed_dir}: preprocessed folder does not exist")
+    plans = Plans.load(request.preprocessed_dir / "plans.json")
+    if request.task == "seg" or request.view != "fused":
+        plans.view(request.view)  # clear error for an unknown view
+    if request.fold != "all" and (not isinstance(request.fold, int) or not 0 <= request.fold < 5):
+        raise UserInputError(f"fold {request.fold!r} out of range: choose 0-4 or 'all'")
+    if not 0 < request.label_fraction <= 1:
+        raise UserInputError(f"--label-fraction must be in (0, 1], got {request.label_fraction}")
+    if request.pretrained is not None and not Path(request.pretrained).is_file():
+        raise UserInputError(f"{request.pretrained}: pretrained checkpoint not found")
+    return plans
+
+
+__all__ = ["FoldRequest", "SPLITS_JSON", "check_request", "parse_fold", "prepare_split", "training_cases_and_findings"]

@@ -1,1 +1,0 @@
-"""Task objects for the generic training loop."""
