@@ -1,43 +1,22 @@
-"""Whole-field-of-view classification inputs and the seeded batch datasets of the training loop.
+"""The seeded batch datasets of the classification tasks, their augmentation and case sampling.
 
-An input is a preprocessed case (at its view's target spacing) resampled to the plan's classification
-spacing when that differs (trilinear, on the whole volume), then centre-padded (with 0, the normalised
-background) or centre-cropped to the plan's ``input_size``. Index ``k`` of a batch dataset is the batch of
-iteration ``start + k``: cases drawn with replacement by a generator seeded with (seed, rank, iteration),
-augmentation seeded the same way, so a resumed run replays exactly the batches it would have seen.
+The inputs are whole fields of view (``preprocessing.classification_input``). Index ``k`` of a batch dataset
+is the batch of iteration ``start + k``: cases drawn with replacement by a generator seeded with (seed, rank,
+iteration), augmentation seeded the same way, so a resumed run replays exactly the batches it would have seen.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from orthodiff_auto.data.views import VIEW_NORMAL_AXIS
+from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
 from orthodiff_auto.training.batches import seeded_numpy_global
-
-
-@dataclass(frozen=True)
-class ViewInput:
-    """What a view's classifier sees: ``input_size`` voxels at ``spacing`` (preprocessed array order)."""
-
-    view: str
-    spacing: tuple[float, float, float]
-    input_size: tuple[int, int, int]
-
-    @classmethod
-    def from_plan(cls, view: str, cls_plan) -> "ViewInput":
-        return cls(view, tuple(float(s) for s in cls_plan.spacing), tuple(int(s) for s in cls_plan.input_size))
-
-    def to_dict(self) -> dict:
-        return {"view": self.view, "spacing": list(self.spacing), "input_size": list(self.input_size)}
 
 
 @contextlib.contextmanager
@@ -71,78 +50,6 @@ def mirror_axes(view: str, mode: str) -> tuple[int, ...]:
         axis = left_right_axis(view)
         return () if axis is None else (axis,)
     return ()
-
-
-def resample_to_spacing(data: np.ndarray, current: Sequence[float], target: Sequence[float]) -> np.ndarray:
-    """(C, z, y, x) from ``current`` to ``target`` spacing, trilinear; unchanged when the shape would not change."""
-    shape = np.asarray(data.shape[1:])
-    new_shape = np.maximum(1, np.round(shape * np.asarray(current, float) / np.asarray(target, float))).astype(int)
-    if (new_shape == shape).all():
-        return data
-    t = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None]
-    out = F.interpolate(t, size=tuple(int(s) for s in new_shape), mode="trilinear", align_corners=False)
-    return out[0].numpy()
-
-
-def center_pad_crop(data: np.ndarray, size: Sequence[int], value: float = 0.0) -> np.ndarray:
-    """(C, *spatial) centre-cropped where larger and centre-padded with ``value`` where smaller than ``size``."""
-    out = np.full((data.shape[0], *size), value, dtype=np.float32)
-    src, dst = [slice(None)], [slice(None)]
-    for n, s in zip(data.shape[1:], size):
-        if n >= s:
-            lo = (n - s) // 2
-            src.append(slice(lo, lo + s))
-            dst.append(slice(0, s))
-        else:
-            lo = (s - n) // 2
-            src.append(slice(0, n))
-            dst.append(slice(lo, lo + n))
-    out[tuple(dst)] = data[tuple(src)]
-    return out
-
-
-class InputLoader:
-    """Whole-field-of-view inputs of one or more views, with an in-memory LRU cache (per process)."""
-
-    def __init__(self, preprocessed_dir: Path | str, inputs: Mapping[str, ViewInput], cache_bytes: float = 1 << 30):
-        self.preprocessed_dir = Path(preprocessed_dir)
-        self.inputs = dict(inputs)
-        self.cache_bytes = float(cache_bytes)
-        self._sources: dict = {}
-        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-        self._cached = 0
-
-    def __getstate__(self):  # workers start with an empty cache
-        state = self.__dict__.copy()
-        state["_sources"], state["_cache"], state["_cached"] = {}, OrderedDict(), 0
-        return state
-
-    def source(self, view: str):
-        from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-
-        if view not in self._sources:
-            self._sources[view] = PreprocessedDataset(self.preprocessed_dir, view)
-        return self._sources[view]
-
-    def load(self, view: str, case_id: str) -> np.ndarray:
-        """(1, *input_size) float32 (a cached array: do not modify it)."""
-        key = (view, case_id)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        spec = self.inputs[view]
-        data, _, props = self.source(view).load(case_id)
-        array = np.asarray(data[...], dtype=np.float32)
-        array = resample_to_spacing(array, props.spacing_after_resampling, spec.spacing)
-        array = center_pad_crop(array, spec.input_size)
-        if array.nbytes <= self.cache_bytes:
-            self._cache[key] = array
-            self._cached += array.nbytes
-            while self._cached > self.cache_bytes:
-                _, old = self._cache.popitem(last=False)
-                self._cached -= old.nbytes
-        return array
 
 
 # ---------------------------------------------------------------- sampling
@@ -294,6 +201,6 @@ def build_transforms(input_spec: ViewInput, probability_scale: float, mirror: st
 
 
 __all__ = [
-    "ViewInput", "InputLoader", "ViewBatches", "FusedBatches", "build_transforms", "left_right_axis", "mirror_axes",
-    "resample_to_spacing", "center_pad_crop", "balanced_case_weights", "positive_weights", "drop_views",
+    "ViewBatches", "FusedBatches", "build_transforms", "left_right_axis", "mirror_axes", "balanced_case_weights",
+    "positive_weights", "drop_views",
 ]

@@ -35,12 +35,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from orthodiff_auto.classification.data import InputLoader, drop_views
+from orthodiff_auto.classification.data import drop_views
 from orthodiff_auto.classification.fusion import GATE_SCALE
 from orthodiff_auto.classification.task import MultiViewOutputs, _ClassificationTask
 from orthodiff_auto.diffusion.features import BlockFeatures, denoiser_from_state, load_frozen_denoiser, truncated_state
+from orthodiff_auto.diffusion.run import output_dir_for
 from orthodiff_auto.diffusion.schedule import make_alphas_cumprod
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
 from orthodiff_auto.training.checkpoint import unwrap
 from orthodiff_auto.training.device import autocast_for
 from orthodiff_auto.training.distributed import per_rank_batch_size
@@ -328,8 +330,6 @@ def build_frozen_task(request, plans, views: Sequence[str], present: Mapping[str
                       device: torch.device, log, **common) -> FrozenFeatureTask:
     """Load each view's frozen denoiser and probe choice, extract the features of the fold's cases once, and
     return the task (``common``: the classification task arguments of ``run._train``)."""
-    from orthodiff_auto.classification.data import ViewInput
-    from orthodiff_auto.commands.pretrain import output_dir_for
 
     fusion = common["cls_config"].fusion
     if request.view == "fused" and fusion not in FROZEN_FUSION_MODES:

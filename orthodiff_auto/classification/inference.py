@@ -18,12 +18,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from orthodiff_auto.classification.data import ViewInput, center_pad_crop, resample_to_spacing
 from orthodiff_auto.classification.frozen import FROZEN_KIND, FrozenFeatureClassifier, frozen_classifier_from_extras
 from orthodiff_auto.classification.fusion import FusedClassifier
 from orthodiff_auto.classification.model import ViewClassifier
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.preprocessing.classification_input import ViewInput, scan_input
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.device import autocast_for
 
@@ -102,12 +102,7 @@ class FindingsEnsemble:
     # ------------------------------------------------------------------ inputs
     def prepare(self, view: str, image: np.ndarray, geometry) -> np.ndarray:
         """(1, *input_size) network input of one scan (array in SimpleITK order with its geometry)."""
-        from orthodiff_auto.preprocessing.case import preprocess_case
-
-        data, _, props = preprocess_case(image, geometry, self.plans.view(view))
-        spec = self.inputs[view]
-        data = resample_to_spacing(data, props.spacing_after_resampling, spec.spacing)
-        return center_pad_crop(data, spec.input_size)
+        return scan_input(image, geometry, self.plans.view(view), self.inputs[view])
 
     # ------------------------------------------------------------------ prediction
     def fold_probabilities(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:

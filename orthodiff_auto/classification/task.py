@@ -21,9 +21,7 @@ from torch import nn
 from orthodiff_auto.classification.config import ClassificationConfig
 from orthodiff_auto.classification.data import (
     FusedBatches,
-    InputLoader,
     ViewBatches,
-    ViewInput,
     balanced_case_weights,
     build_transforms,
     positive_weights,
@@ -31,6 +29,7 @@ from orthodiff_auto.classification.data import (
 from orthodiff_auto.classification.fusion import FusedClassifier, gate_weights_table
 from orthodiff_auto.classification.model import ViewClassifier
 from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
 from orthodiff_auto.training.checkpoint import unwrap
 from orthodiff_auto.training.classification_metrics import macro_auroc
 from orthodiff_auto.training.config import TrainingConfig

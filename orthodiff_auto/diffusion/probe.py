@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from orthodiff_auto.data.preprocessed import load_findings
+from orthodiff_auto.diffusion.run import output_dir_for
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
 from orthodiff_auto.training.classification_metrics import auroc_scores
 from orthodiff_auto.training.device import autocast_for, resolve_device
 
@@ -260,8 +262,6 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
               timesteps: str | Sequence[int] = DEFAULT_TIMESTEPS, blocks: str | None = None, device: str | None = None,
               l2: float = DEFAULT_L2, noise_seed: int | None = None, log: Callable[[str], None] = print) -> ProbeResult:
     """Probe one view and write ``RESULTS/pretrain/VIEW/probe.json``; returns the result."""
-    from orthodiff_auto.classification.data import InputLoader, ViewInput
-    from orthodiff_auto.commands.pretrain import output_dir_for
     from orthodiff_auto.diffusion.features import DEFAULT_NOISE_SEED, candidate_blocks, load_frozen_denoiser
     from orthodiff_auto.plans.schema import Plans
     from orthodiff_auto.preprocessing.storage import PreprocessedDataset

@@ -74,7 +74,7 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
 
     encoders: dict[str, Path] = {}
     if options.pretrain:
-        from orthodiff_auto.commands.pretrain import output_dir_for, pretrain
+        from orthodiff_auto.diffusion.run import output_dir_for, pretrain
 
         for view in views:
             encoder = output_dir_for(preprocessed, view, results) / f"encoder_{view}.pt"
@@ -125,7 +125,7 @@ def _frozen_feature_classifiers(clock, preprocessed, results, views, options, lo
     """The paper's frozen-feature mode: probe each pretrained view for its timestep and block, then train light
     heads on those features, per view and fused (the first trained fusion mode)."""
     from orthodiff_auto.classification.run import FUSED
-    from orthodiff_auto.commands.pretrain import output_dir_for
+    from orthodiff_auto.diffusion.run import output_dir_for
     from orthodiff_auto.diffusion.probe import run_probe
 
     for view in views:

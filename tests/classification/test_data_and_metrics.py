@@ -12,17 +12,13 @@ import torch
 from orthodiff_auto.classification.config import ClassificationConfig
 from orthodiff_auto.classification.data import (
     FusedBatches,
-    InputLoader,
     ViewBatches,
-    ViewInput,
     balanced_case_weights,
     build_transforms,
-    center_pad_crop,
     drop_views,
     left_right_axis,
     mirror_axes,
     positive_weights,
-    resample_to_spacing,
 )
 from orthodiff_auto.classification.metrics_io import (
     fold_metrics,
@@ -34,6 +30,7 @@ from orthodiff_auto.classification.metrics_io import (
 )
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput, center_pad_crop, resample_to_spacing
 from tests.classification.conftest import CASES, NO_COR
 
 
