@@ -11,6 +11,8 @@ from typing import Any
 
 from orthodiff_auto.errors import UserInputError
 
+#: the name of the fused model of a fold's views, where a single-view model has its view's name
+FUSED = "fused"
 FUSION_MODES = ("gate", "stacked", "concat")
 FEATURE_MODES = ("finetune", "diffusion")
 MIRROR_MODES = ("left_right", "all", "none")
@@ -95,4 +97,4 @@ class ClassificationConfig:
         return replace(cls(), **values)
 
 
-__all__ = ["ClassificationConfig", "FEATURE_MODES", "FUSION_MODES", "MIRROR_MODES"]
+__all__ = ["ClassificationConfig", "FEATURE_MODES", "FUSED", "FUSION_MODES", "MIRROR_MODES"]

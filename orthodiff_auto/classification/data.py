@@ -89,25 +89,20 @@ def drop_views(present: np.ndarray, probability: float, rng: np.random.Generator
     return keep
 
 
-def _draw(rng: np.random.Generator, n: int, size: int, weights: np.ndarray | None) -> np.ndarray:
-    return rng.choice(n, size, replace=True, p=weights)
-
-
 # ---------------------------------------------------------------- batch datasets
 
-class ViewBatches(Dataset):
-    """Batches of one view: ``{"data": (B, 1, *input_size), "target": (B, F)}``."""
+class SeededCaseBatches(Dataset):
+    """Index ``k`` -> the batch of iteration ``start + k``, whose ``batch_size`` cases (indices into the
+    ``num_cases`` cases, whose label rows are ``labels``) are drawn with replacement, with probabilities
+    ``weights``, by a generator seeded with (seed, rank, iteration)."""
 
-    def __init__(self, loader: InputLoader, view: str, case_ids: Sequence[str], labels: np.ndarray, batch_size: int,
-                 transforms: Callable | None, start: int, total: int, seed: int, rank: int = 0,
-                 weights: np.ndarray | None = None):
-        if not len(case_ids):
+    def __init__(self, num_cases: int, labels: np.ndarray, batch_size: int, start: int, total: int, seed: int,
+                 rank: int = 0, weights: np.ndarray | None = None):
+        if not num_cases:
             raise ValueError("no cases to draw batches from")
-        self.loader, self.view = loader, view
-        self.case_ids = list(case_ids)
+        self.num_cases = int(num_cases)
         self.labels = np.asarray(labels, dtype=np.float32)
         self.batch_size = int(batch_size)
-        self.transforms = transforms
         self.start, self.total = start, total
         self.seed, self.rank = seed, rank
         self.weights = weights
@@ -115,10 +110,26 @@ class ViewBatches(Dataset):
     def __len__(self) -> int:
         return max(0, self.total - self.start)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def draw(self, index: int) -> tuple[int, np.random.Generator, np.ndarray]:
+        """(iteration, its generator, the drawn case rows) of batch ``index``."""
         iteration = self.start + index
         rng = np.random.default_rng([self.seed, self.rank, iteration])
-        chosen = _draw(rng, len(self.case_ids), self.batch_size, self.weights)
+        return iteration, rng, rng.choice(self.num_cases, self.batch_size, replace=True, p=self.weights)
+
+
+class ViewBatches(SeededCaseBatches):
+    """Batches of one view: ``{"data": (B, 1, *input_size), "target": (B, F)}``."""
+
+    def __init__(self, loader: InputLoader, view: str, case_ids: Sequence[str], labels: np.ndarray, batch_size: int,
+                 transforms: Callable | None, start: int, total: int, seed: int, rank: int = 0,
+                 weights: np.ndarray | None = None):
+        super().__init__(len(case_ids), labels, batch_size, start, total, seed, rank, weights)
+        self.loader, self.view = loader, view
+        self.case_ids = list(case_ids)
+        self.transforms = transforms
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        iteration, _, chosen = self.draw(index)
         data = np.stack([self.loader.load(self.view, self.case_ids[c]) for c in chosen])
         if self.transforms is not None:
             with seeded_augmentation([self.seed, self.rank, iteration, 1]):
@@ -127,7 +138,7 @@ class ViewBatches(Dataset):
                 "target": torch.from_numpy(self.labels[chosen])}
 
 
-class FusedBatches(Dataset):
+class FusedBatches(SeededCaseBatches):
     """Batches of every view of the drawn cases: ``{"data_<view>": (B, 1, *size_v), "present": (B, V) bool,
     "target": (B, F)}``. A view a case lacks has ``present`` False and an all-zero placeholder that the fused
     model never looks at."""
@@ -136,26 +147,15 @@ class FusedBatches(Dataset):
                  labels: np.ndarray, batch_size: int, transforms: Mapping[str, Callable | None], start: int,
                  total: int, seed: int, rank: int = 0, weights: np.ndarray | None = None,
                  view_dropout: float = 0.0):
-        if not len(case_ids):
-            raise ValueError("no cases to draw batches from")
+        super().__init__(len(case_ids), labels, batch_size, start, total, seed, rank, weights)
         self.loader, self.views = loader, list(views)
         self.case_ids = list(case_ids)
         self.present = np.asarray(present, dtype=bool)
-        self.labels = np.asarray(labels, dtype=np.float32)
-        self.batch_size = int(batch_size)
         self.transforms = dict(transforms)
-        self.start, self.total = start, total
-        self.seed, self.rank = seed, rank
-        self.weights = weights
         self.view_dropout = float(view_dropout)
 
-    def __len__(self) -> int:
-        return max(0, self.total - self.start)
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        iteration = self.start + index
-        rng = np.random.default_rng([self.seed, self.rank, iteration])
-        chosen = _draw(rng, len(self.case_ids), self.batch_size, self.weights)
+        iteration, rng, chosen = self.draw(index)
         present = self.present[chosen].copy()
         if self.view_dropout > 0:
             present = drop_views(present, self.view_dropout, rng)
@@ -201,6 +201,6 @@ def build_transforms(input_spec: ViewInput, probability_scale: float, mirror: st
 
 
 __all__ = [
-    "ViewBatches", "FusedBatches", "build_transforms", "left_right_axis", "mirror_axes", "balanced_case_weights",
+    "SeededCaseBatches", "ViewBatches", "FusedBatches", "build_transforms", "left_right_axis", "mirror_axes", "balanced_case_weights",
     "positive_weights", "drop_views",
 ]

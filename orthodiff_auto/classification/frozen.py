@@ -33,11 +33,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from orthodiff_auto.classification.data import drop_views
+from orthodiff_auto.classification.data import SeededCaseBatches, drop_views
 from orthodiff_auto.classification.fusion import GATE_SCALE
-from orthodiff_auto.classification.task import MultiViewOutputs, _ClassificationTask
+from orthodiff_auto.classification.task import MultiViewOutputs, ClassificationTaskBase
 from orthodiff_auto.diffusion.features import BlockFeatures, denoiser_from_state, load_frozen_denoiser, truncated_state
 from orthodiff_auto.diffusion.run import output_dir_for
 from orthodiff_auto.diffusion.schedule import make_alphas_cumprod
@@ -227,27 +226,20 @@ def frozen_classifier_from_extras(extras: Mapping[str, Any], where: str = "check
 
 # ---------------------------------------------------------------- training
 
-class FeatureBatches(Dataset):
+class FeatureBatches(SeededCaseBatches):
     """Batches of cached features: ``{"feat_<view>": (B, C_v), "present": (B, V), "target": (B, F)}``, cases
     drawn as in ``data.FusedBatches`` (seeded by (seed, rank, iteration); views dropped with ``view_dropout``)."""
 
     def __init__(self, features: Mapping[str, np.ndarray], present: np.ndarray, labels: np.ndarray, batch_size: int,
                  start: int, total: int, seed: int, rank: int = 0, weights: np.ndarray | None = None,
                  view_dropout: float = 0.0):
-        if not len(labels):
-            raise ValueError("no cases to draw batches from")
+        super().__init__(len(labels), labels, batch_size, start, total, seed, rank, weights)
         self.features = {v: np.asarray(f, dtype=np.float32) for v, f in features.items()}
         self.present = np.asarray(present, dtype=bool)
-        self.labels = np.asarray(labels, dtype=np.float32)
-        self.batch_size, self.start, self.total = int(batch_size), start, total
-        self.seed, self.rank, self.weights, self.view_dropout = seed, rank, weights, float(view_dropout)
-
-    def __len__(self) -> int:
-        return max(0, self.total - self.start)
+        self.view_dropout = float(view_dropout)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.rank, self.start + index])
-        chosen = rng.choice(len(self.labels), self.batch_size, replace=True, p=self.weights)
+        _, rng, chosen = self.draw(index)
         present = self.present[chosen]
         if self.view_dropout > 0 and present.shape[1] > 1:
             present = drop_views(present, self.view_dropout, rng)
@@ -257,7 +249,7 @@ class FeatureBatches(Dataset):
         return out
 
 
-class FrozenFeatureTask(MultiViewOutputs, _ClassificationTask):
+class FrozenFeatureTask(MultiViewOutputs, ClassificationTaskBase):
     """A view (``fused`` False) or the fusion of views on cached frozen-denoiser features."""
 
     def __init__(self, plans, views: Sequence[str], config, cls_config, preprocessed_dir, findings, labels,
@@ -329,7 +321,7 @@ class FrozenFeatureTask(MultiViewOutputs, _ClassificationTask):
 def build_frozen_task(request, plans, views: Sequence[str], present: Mapping[str, Sequence[bool]],
                       device: torch.device, log, **common) -> FrozenFeatureTask:
     """Load each view's frozen denoiser and probe choice, extract the features of the fold's cases once, and
-    return the task (``common``: the classification task arguments of ``run._train``)."""
+    return the task (``common``: the classification task arguments of ``run.build_task``)."""
 
     fusion = common["cls_config"].fusion
     if request.view == "fused" and fusion not in FROZEN_FUSION_MODES:

@@ -25,7 +25,7 @@ classifiers generalise, never through a prediction of a fold ``k`` validation ca
 
 When a needed single-view fold is missing the run stops with a ``UserInputError`` naming the folds and views
 to train (no silent fall-back to the trained gate: a ``stacked`` folder must hold a stacked gate, since model
-selection compares the folders by name). Outputs are the fused model's (``run.validate_classification_fold``:
+selection compares the folders by name). Outputs are the fused model's (``validation.validate_classification_fold``:
 checkpoint, predictions CSV, thresholds, metrics, gate weights, summary.json) plus ``stacked_gate.json``
 (``StackedGateFit``: the fitted numbers, every fitting case with the fold whose classifier predicted it, the
 OOF AUROC per view and of the fitted combination); ``FindingsEnsemble`` loads the checkpoint like any fused one.
@@ -45,10 +45,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV
+from orthodiff_auto.classification.fold import ClassificationFold, single_view_states
+from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV, read_validation_predictions
 from orthodiff_auto.classification.task import FusedClassificationTask
+from orthodiff_auto.classification.validation import validate_classification_fold
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint
 from orthodiff_auto.training.classification_metrics import auroc, macro_auroc
+from orthodiff_auto.training.distributed import barrier
+from orthodiff_auto.training.fold import SPLITS_JSON
+from orthodiff_auto.training.loop import CHECKPOINT_FORMAT
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 
@@ -194,9 +200,6 @@ def collect_out_of_fold(request, views: Sequence[str], findings: Sequence[str], 
     the single-view folds (same variant) whose validation split holds each case. Refuses (UserInputError) when
     a needed fold is missing, lacks a case, was trained on a case it should predict, or has other findings;
     the message lists what to train (with ``missing_branches``: this fold's own missing single-view models)."""
-    from orthodiff_auto.classification.metrics_io import read_validation_predictions
-    from orthodiff_auto.training.checkpoint import load_checkpoint
-
     fold_of: dict[str, str] = {}
     for j, split in enumerate(splits):
         for c in split["val"]:
@@ -270,18 +273,11 @@ def _auroc_table(logits: np.ndarray, present: np.ndarray, labels: np.ndarray, fi
     return out
 
 
-def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, log, *, views: Sequence[str],
-                       findings: Sequence[str], labels: Mapping[str, np.ndarray], train: Sequence[str],
-                       val: Sequence[str], val_ids: Sequence[str], present: Mapping[str, Sequence[bool]],
-                       sites, skipped) -> dict[str, Any]:
+def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, log,
+                       fold: ClassificationFold) -> dict[str, Any]:
     """Fit fold ``request.fold``'s stacked gate and validate the fused model (the caller has checked the
     output folder); returns the summary. Runs on the main process only (there is nothing to distribute)."""
-    from orthodiff_auto.classification.run import _single_view_states, validate_classification_fold
-    from orthodiff_auto.training.distributed import barrier
-    from orthodiff_auto.training.loop import CHECKPOINT_FORMAT
-    from orthodiff_auto.training.checkpoint import save_checkpoint
-    from orthodiff_auto.training.fold import SPLITS_JSON
-
+    views, findings, labels, val, present = fold.views, fold.findings, fold.labels, fold.val, fold.present
     if cls_config.classifier_features != "finetune":
         raise UserInputError("fusion=stacked combines the fine-tuned single-view classifiers; it does not apply to "
                              f"classifier_features={cls_config.classifier_features}")
@@ -293,9 +289,9 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
         return {}
     out = request.output_dir()
     start = time.perf_counter()
-    init_states = _single_view_states(request, views, findings, val_ids, log)
+    init_states = single_view_states(request, views, findings, fold.val_ids, log)
     splits = json.loads((Path(request.preprocessed_dir) / SPLITS_JSON).read_text())
-    train = sorted(train)
+    train = sorted(fold.train)
     oof = collect_out_of_fold(request, views, findings, train, present, splits, log,
                               missing_branches=[v for v in views if v not in init_states])
     task = StackedFusionTask(plans, views, config=request.config, cls_config=cls_config,
@@ -345,7 +341,7 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
     trainer_log("out-of-fold AUROC on the fitting cases (macro): "
                 + ", ".join(f"{k} {per[k]['macro']:.3f}" if per[k]["macro"] is not None else f"{k} n/a" for k in per))
     summary = validate_classification_fold(task, SimpleNamespace(model=model.to(device), history={}), device, out,
-                                           request, sites, skipped, fit.fit_seconds, trainer_log)
+                                           request, fold.sites, fold.skipped, fit.fit_seconds, trainer_log)
     summary["stacked_gate"] = fit.summary_dict()
     write_json_atomic(out / "summary.json", json_safe(summary))
     barrier(ctx)

@@ -36,7 +36,7 @@ from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.distributed import per_rank_batch_size
 
 
-class _ClassificationTask:
+class ClassificationTaskBase:
     """What both tasks share: labels, loss weights, inputs, validation, extras."""
 
     name = "cls"
@@ -146,7 +146,7 @@ def _load_pretrained(encoder: nn.Module, pretrained: dict[str, Any], arch) -> di
     return info.to_dict() if hasattr(info, "to_dict") else {"path": pretrained.get("source_path")}
 
 
-class ViewClassificationTask(_ClassificationTask):
+class ViewClassificationTask(ClassificationTaskBase):
     """One view: its encoder (scratch or pretrained), attention pooling, multi-label head."""
 
     def __init__(self, plans: Plans, view: str, config: TrainingConfig, cls_config: ClassificationConfig,
@@ -210,7 +210,7 @@ class MultiViewOutputs:
         return gate_weights_table(unwrap(self._model).gate_weights(), self.findings, self.views)
 
 
-class FusedClassificationTask(MultiViewOutputs, _ClassificationTask):
+class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
     """The fold's view classifiers fused by a per-finding gate or by concatenation (see ``fusion``).
 
     ``present[case]`` lists, per view in ``views`` order, whether the case has that view. A branch starts from
@@ -316,4 +316,4 @@ class FusedClassificationTask(MultiViewOutputs, _ClassificationTask):
                 "gate_weights": self.gate_weights(), "init_sources": dict(self.init_sources)}
 
 
-__all__ = ["ViewClassificationTask", "FusedClassificationTask"]
+__all__ = ["ClassificationTaskBase", "FusedClassificationTask", "MultiViewOutputs", "ViewClassificationTask"]

@@ -53,7 +53,7 @@ class StageClock:
 
 
 def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptions(), log=log_line):
-    from orthodiff_auto.classification.run import FUSED
+    from orthodiff_auto.classification.config import FUSED
     from orthodiff_auto.plans.budget import parse_budget
     from orthodiff_auto.plans.schema import Plans
     from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
@@ -124,7 +124,7 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
 def _frozen_feature_classifiers(clock, preprocessed, results, views, options, log) -> None:
     """The paper's frozen-feature mode: probe each pretrained view for its timestep and block, then train light
     heads on those features, per view and fused (the first trained fusion mode)."""
-    from orthodiff_auto.classification.run import FUSED
+    from orthodiff_auto.classification.config import FUSED
     from orthodiff_auto.diffusion.run import output_dir_for
     from orthodiff_auto.diffusion.probe import run_probe
 
