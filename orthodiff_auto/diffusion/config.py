@@ -14,7 +14,7 @@ from typing import Any
 
 from orthodiff_auto.diffusion.schedule import PREDICTIONS
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.training.config import PRESETS, TrainingConfig, _parse_text, make_config
+from orthodiff_auto.training.config import PRESETS, TrainingConfig, make_config, parse_setting
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def make_pretrain_configs(preset: str = "full",
             raise UserInputError(f"--set {item!r}: expected key=value")
         key, text = (s.strip() for s in item.split("=", 1))
         if key in hints:
-            changes[key] = _parse_text(key, text, hints[key])
+            changes[key] = parse_setting(key, text, hints[key])
         elif key in training_keys:
             training_items.append(f"{key}={text}")
         else:

@@ -115,11 +115,12 @@ def make_config(preset: str = "full", overrides: list[str] | None = None) -> Tra
         key = key.strip()
         if key not in hints:
             raise UserInputError(f"--set {key}: unknown config key; known keys: {', '.join(sorted(hints))}")
-        changes[key] = _parse_text(key, text.strip(), hints[key])
+        changes[key] = parse_setting(key, text.strip(), hints[key])
     return replace(config, **changes)
 
 
-def _parse_text(key: str, text: str, hint) -> Any:
+def parse_setting(key: str, text: str, hint) -> Any:
+    """The value of ``--set key=text`` for a field of type ``hint`` (JSON, comma lists, none/null)."""
     if text.lower() in ("none", "null") and _allows_none(hint):
         return None
     try:
@@ -167,4 +168,4 @@ def _coerce(key: str, value: Any, hint) -> Any:
         raise UserInputError(f"config {key}: cannot use {value!r} as {getattr(target, '__name__', target)}") from None
 
 
-__all__ = ["TrainingConfig", "PRESETS", "make_config"]
+__all__ = ["TrainingConfig", "PRESETS", "make_config", "parse_setting"]
