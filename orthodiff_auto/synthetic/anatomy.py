@@ -1,281 +1,54 @@
-"""The latent knee: a parametric, analytically described knee in physical millimetres.
+"""The knee's anatomy as a scene: ``build_scene`` turns a latent knee (``knee``) and its present findings into
+a :class:`~orthodiff_auto.synthetic.scene.Scene`, step by step: the rigid frames, the implicit fields
+(soft-tissue envelope, muscles and vessels; bones; ligaments and tendons; the suprapatellar recess), then the
+painting layers in painting order (soft tissue, joint fluid and tendons, cartilage and menisci, ligaments,
+the findings' clefts, bones last).
 
-Knee coordinates (u, v, w): u points lateral, v posterior, w superior; the origin lies at the joint line
-(the lowest point of the medial femoral condyle) in the middle of the intercondylar notch. A knee is placed
-in the scanner's LPS world by a rotation (with a mirror for right knees: lateral is the patient's right,
--x) and a translation. Three rigid frames carry the structures: the femur's (the knee frame itself), the
-tibia's (flexion and tibial rotation about the condyles' centre) and the patella's (which a dislocation
-shifts and tilts).
-
-``build_scene`` turns a knee and its present findings into a :class:`Scene`: named implicit fields
-(approximate signed distances) and an ordered list of painting layers (tissue, label, mask). Rendering
+Three rigid frames carry the structures: the femur's (the knee frame itself), the tibia's (flexion and tibial
+rotation about the condyles' centre) and the patella's (which a dislocation shifts and tilts). Rendering
 paints the layers in order at every sample point (later layers win), so tissue boundaries, partial volume
 and the label maps all follow the same (possibly torn) anatomy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from orthodiff_auto.synthetic import sdf
+from orthodiff_auto.synthetic.findings import add_finding_layers
 from orthodiff_auto.synthetic.geometry import rotation
+from orthodiff_auto.synthetic.knee import Knee
+from orthodiff_auto.synthetic.scene import Scene, all_of, any_of, lt, ray_ellipse
 from orthodiff_auto.synthetic.spec import L
 
-# Tissue classes that rendering turns into MR intensities (index = tissue code).
-TISSUES: tuple[str, ...] = (
-    "air", "skin", "fat", "muscle", "fluid", "tear_fluid", "marrow", "cortex", "physeal_scar",
-    "femoral_cartilage", "tibial_cartilage", "patellar_cartilage", "meniscus", "ligament", "acl",
-    "tendon", "artery", "vein",
-)
-T = {name: i for i, name in enumerate(TISSUES)}
-
-BIG = np.float32(1e4)
-
-
-@dataclass
-class Knee:
-    """One latent knee: placement in the world plus every shape parameter (knee frame, mm)."""
-
-    side: str  # "left" | "right"
-    scale: float
-    center: np.ndarray  # world LPS position of the knee origin
-    rotation: np.ndarray  # 3x3, columns = world directions of the knee's u, v, w axes
-    flexion: float  # degrees
-    tibial_rotation: float  # degrees
-    p: dict[str, Any] = field(default_factory=dict)
-
-    def to_knee(self, world_points: np.ndarray) -> np.ndarray:
-        """(..., 3) world -> knee coordinates."""
-        return (np.asarray(world_points, dtype=float) - self.center) @ self.rotation
-
-    def to_world(self, knee_points: np.ndarray) -> np.ndarray:
-        return np.asarray(knee_points, dtype=float) @ self.rotation.T + self.center
-
-
-def sample_knee(rng: np.random.Generator) -> Knee:
-    """Draw a latent knee: side, size, shape details, flexion and placement in the scanner."""
-    s = float(rng.uniform(0.9, 1.1))
-    side = "right" if rng.random() < 0.5 else "left"
-    mirror = np.diag([-1.0, 1.0, 1.0]) if side == "right" else np.eye(3)
-    rot = rotation(2, rng.uniform(-12, 12)) @ rotation(0, rng.uniform(-6, 6)) @ rotation(1, rng.uniform(-5, 5)) @ mirror
-    center = rng.normal(0.0, [12.0, 12.0, 18.0])
-    j = lambda sd: float(rng.normal(0.0, sd))  # noqa: E731  jitter in mm
-    t_fc = float(rng.uniform(2.1, 2.7))
-    t_tc = float(rng.uniform(1.9, 2.4))
-    t_pc = float(rng.uniform(2.8, 3.4))
-    w_t = -(t_fc + t_tc + 0.5)  # tibial plateau top (tibia frame)
-    p: dict[str, Any] = dict(
-        t_fc=t_fc, t_tc=t_tc, t_pc=t_pc, w_t=w_t,
-        cortex=float(rng.uniform(1.1, 1.6)),
-        skin=float(rng.uniform(1.4, 2.0)),
-        fat=float(rng.uniform(4.0, 13.0)),
-        limb_r=(57.0 * s + j(2.0), 58.0 * s + j(2.0)),
-        # femur
-        cond_med_c=(-22.5 * s, 6.0 * s, 24.0 * s), cond_med_r=(13.5 * s + j(0.5), 27.0 * s + j(1.0), 24.0 * s),
-        cond_lat_c=(22.0 * s, 5.0 * s, 24.5 * s), cond_lat_r=(13.0 * s + j(0.5), 26.0 * s + j(1.0), 23.5 * s),
-        troch_c=(0.0, -6.0 * s, 34.0 * s), troch_r=(36.0 * s, 19.0 * s, 27.0 * s),
-        groove=(9.0 * s, float(rng.uniform(3.0, 5.0))),  # radius, depth
-        epi_med_c=(-33.0 * s, 2.0 * s, 30.0 * s), epi_med_r=(6.0 * s, 10.0 * s, 10.0 * s),
-        epi_lat_c=(32.0 * s, 4.0 * s, 28.0 * s), epi_lat_r=(5.0 * s, 9.0 * s, 9.0 * s),
-        shaft_f=((0.0, 1.0 * s, 45.0 * s), (0.0, 0.0, 300.0), 13.5 * s + j(0.5)),
-        meta_f_c=(0.0, 4.0 * s, 50.0 * s), meta_f_r=(27.0 * s, 20.0 * s, 30.0 * s),
-        physis_f=30.0 * s + j(1.5),
-        # tibia (tibia frame)
-        plat_c=(0.0, 3.0 * s), plat_r=(37.0 * s + j(1.0), 24.0 * s + j(0.8)),
-        plat_depth=18.0 * s, flare_k=float(rng.uniform(28.0, 36.0)) * s,
-        shaft_t=((0.0, 4.0 * s, w_t - 25.0 * s), (0.0, 7.0 * s, -300.0), 14.5 * s + j(0.5)),
-        spines=[((-5.0 * s, 2.0 * s, w_t + 0.5), (3.5 * s, 8.0 * s, 5.0 * s)),
-                ((5.0 * s, 3.0 * s, w_t + 0.5), (3.5 * s, 8.0 * s, 4.5 * s))],
-        pcl_fossa_c=(0.0, 30.0 * s, w_t - 3.0 * s), pcl_fossa_r=(9.0 * s, 10.0 * s, 9.0 * s),
-        tubercle_c=(2.0 * s, -20.0 * s, w_t - 28.0 * s), tubercle_r=(9.0 * s, 6.5 * s, 12.0 * s),
-        physis_t=w_t - 17.0 * s + j(1.5),
-        fib_head_c=(33.0 * s, 20.0 * s, w_t - 18.0 * s), fib_head_r=(8.5 * s, 8.5 * s, 10.0 * s),
-        fib_shaft=((33.0 * s, 21.0 * s, w_t - 24.0 * s), (29.0 * s, 25.0 * s, -300.0), 6.5 * s),
-        # patella (rest position, knee frame) and its shape (patella frame)
-        pat_r=(21.0 * s + j(0.8), 10.5 * s + j(0.4), 19.0 * s + j(0.8)),
-        pat_height=33.0 * s + j(2.5),
-        # menisci (tibia frame): centre, inner ellipse centre/radii, height, horn gap (deg)
-        mm=dict(c=(-20.0 * s, 3.0 * s), inner_c=(-19.0 * s, 1.0 * s), inner_r=(7.0 * s, 9.0 * s),
-                height=float(rng.uniform(5.2, 6.4)) * s, gap=38.0, toward_notch=1.0),
-        lm=dict(c=(19.0 * s, 3.0 * s), inner_c=(18.0 * s, 3.0 * s), inner_r=(7.0 * s, 8.0 * s),
-                height=float(rng.uniform(4.8, 5.8)) * s, gap=24.0, toward_notch=-1.0),
-        # ligaments and tendons: femoral ends in the knee frame, tibial ends in the tibia frame
-        acl_f=(10.5 * s, 17.0 * s + j(1.0), 19.0 * s + j(1.0)), acl_t=(2.0 * s, -7.0 * s + j(1.0), w_t - 1.0),
-        acl_wt=(float(rng.uniform(9.0, 11.0)) * s, float(rng.uniform(4.2, 5.0)) * s),
-        pcl_f=(-10.0 * s, 0.0 * s + j(1.0), 16.0 * s + j(1.0)), pcl_bend=(-3.0 * s, 20.0 * s, -3.0 * s),
-        pcl_t=(-1.0 * s, 28.0 * s, w_t - 10.0 * s),
-        pcl_wt=(float(rng.uniform(11.0, 13.0)) * s, float(rng.uniform(5.5, 6.5)) * s),
-        mcl_f=(-40.0 * s, 2.0 * s, 32.0 * s), mcl_j=(-40.3 * s, 2.0 * s, -2.0 * s),
-        mcl_m=(-40.3 * s, 1.5 * s, w_t - 22.0 * s), mcl_t=(-22.0 * s, 0.0, w_t - 60.0 * s),
-        mcl_wt=(float(rng.uniform(10.0, 12.0)) * s, float(rng.uniform(1.5, 1.8))),
-        lcl_f=(39.5 * s, 4.0 * s, 28.0 * s), lcl_t=(40.5 * s, 19.0 * s, w_t - 18.0 * s),
-        lcl_wt=(float(rng.uniform(7.5, 9.0)) * s, float(rng.uniform(1.6, 2.0))),
-        mpfl_f=(-37.0 * s, 10.0 * s, 36.0 * s), mpfl_bend=(-39.0 * s, -12.0 * s, 36.0 * s),
-        mpfl_wt=(float(rng.uniform(11.0, 14.0)) * s, float(rng.uniform(1.5, 1.8))),
-        qt_top=(0.0, -30.0 * s, 115.0 * s), qt_wt=(28.0 * s, 6.5 * s),
-        pt_wt=(24.0 * s, 5.0 * s), pt_t=(2.0 * s, -24.0 * s, w_t - 26.0 * s),
-        # suprapatellar recess (knee frame), normally a thin slit
-        recess_c=(0.0, -21.0 * s, 62.0 * s), recess_r=(22.0 * s, 1.2, 20.0 * s),
-        film=float(rng.uniform(0.6, 1.0)),
-        # vessels
-        artery=((-2.0 * s, 40.0 * s, 200.0), (0.0, 38.0 * s, -200.0), 3.2 * s),
-        vein=((4.5 * s, 45.0 * s, 200.0), (4.0 * s, 43.0 * s, -200.0), 4.2 * s),
-    )
-    # The patella sits in front of the trochlear groove: place it so its cartilage clears the femoral one.
-    troch_c, troch_r = p["troch_c"], p["troch_r"]
-    h = p["pat_height"]
-    dz = (h - troch_c[2]) / troch_r[2]
-    facet_u = 0.45 * p["pat_r"][0]
-    front = troch_c[1] - troch_r[1] * np.sqrt(max(1e-3, 1 - (facet_u / troch_r[0]) ** 2 - dz**2))
-    pat_back = p["pat_r"][1] * np.sqrt(1 - (facet_u / p["pat_r"][0]) ** 2)
-    p["pat_c"] = (1.5 * s, float(front - t_fc - t_pc - 0.6 - pat_back), float(h))
-    return Knee(side, s, center, rot, float(rng.uniform(0.0, 12.0)), float(rng.uniform(-4.0, 4.0)), p)
-
-
-# --------------------------------------------------------------------------------------------- scene
-
-
-@dataclass
-class FieldDef:
-    frame: str
-    fn: Callable  # (u, v, w) -> distance array
-    lo: np.ndarray  # knee-frame bounding box (already inflated by the margin)
-    hi: np.ndarray
-
-
-@dataclass
-class Layer:
-    name: str
-    tissue: int
-    label: int
-    mask: Callable  # (ctx) -> bool array or None (nothing here)
-
-
-class Scene:
-    """Implicit fields + painting layers for one knee with its findings."""
-
-    def __init__(self, knee: Knee):
-        self.knee = knee
-        self.frames: dict[str, tuple[np.ndarray, np.ndarray]] = {"knee": (np.eye(3), np.zeros(3))}
-        self.inverse: dict[str, tuple[np.ndarray, np.ndarray]] = {"knee": (np.eye(3), np.zeros(3))}
-        self.fields: dict[str, FieldDef] = {}
-        self.layers: list[Layer] = []
-        self.regions: dict[str, np.ndarray] = {}  # finding -> knee-frame centre (for montages/tests)
-
-    def add_frame(self, name: str, to_frame: np.ndarray, offset: np.ndarray) -> None:
-        """q_frame = to_frame @ q_knee + offset."""
-        m = np.asarray(to_frame, dtype=float)
-        b = np.asarray(offset, dtype=float)
-        self.frames[name] = (m, b)
-        inv = np.linalg.inv(m)
-        self.inverse[name] = (inv, -inv @ b)
-
-    def frame_point(self, frame: str, q_knee) -> np.ndarray:
-        m, b = self.frames[frame]
-        return m @ np.asarray(q_knee, dtype=float) + b
-
-    def knee_point(self, frame: str, q_frame) -> np.ndarray:
-        m, b = self.inverse[frame]
-        return m @ np.asarray(q_frame, dtype=float) + b
-
-    def add_field(self, name: str, frame: str, fn: Callable, lo, hi, margin: float) -> None:
-        lo = np.asarray(lo, dtype=float) - margin
-        hi = np.asarray(hi, dtype=float) + margin
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        m, b = self.inverse[frame]
-        kc = corners @ m.T + b
-        self.fields[name] = FieldDef(frame, fn, [float(x) for x in kc.min(axis=0)], [float(x) for x in kc.max(axis=0)])
-
-    def add_layer(self, name: str, tissue: str, label: int, mask: Callable) -> None:
-        self.layers.append(Layer(name, T[tissue], label, mask))
-
-
-class Ctx:
-    """Per-chunk evaluation context: frame coordinates and fields computed lazily, far fields culled."""
-
-    def __init__(self, scene: Scene, q: np.ndarray):
-        self.scene = scene
-        self.q = q  # (3, n) float32, knee frame
-        self.lo = [float(x) for x in q.min(axis=1)]
-        self.hi = [float(x) for x in q.max(axis=1)]
-        self._coords: dict[str, tuple] = {"knee": (q[0], q[1], q[2])}
-        self._fields: dict[str, np.ndarray | None] = {}
-        self.cache: dict[str, Any] = {}
-
-    def coords(self, frame: str):
-        if frame not in self._coords:
-            m, b = self.scene.frames[frame]
-            x, y, z = self.q[0], self.q[1], self.q[2]
-            self._coords[frame] = tuple(
-                (x * np.float32(m[r, 0]) + y * np.float32(m[r, 1]) + z * np.float32(m[r, 2]) + np.float32(b[r]))
-                for r in range(3)
-            )
-        return self._coords[frame]
-
-    def near(self, lo, hi) -> bool:
-        a, b = self.lo, self.hi
-        return (b[0] >= lo[0] and b[1] >= lo[1] and b[2] >= lo[2]
-                and a[0] <= hi[0] and a[1] <= hi[1] and a[2] <= hi[2])
-
-    def f(self, name: str) -> np.ndarray | None:
-        """The field's values, or None when the whole chunk lies beyond its margin."""
-        if name not in self._fields:
-            fd = self.scene.fields[name]
-            if not self.near(fd.lo, fd.hi):
-                self._fields[name] = None
-            else:
-                self._fields[name] = fd.fn(*self.coords(fd.frame)).astype(np.float32, copy=False)
-        return self._fields[name]
-
-
-def lt(x, t):
-    return None if x is None else x < t
-
-
-def shell(x, t0, t1):
-    return None if x is None else (x > t0) & (x < t1)
-
-
-def any_of(*masks):
-    out = None
-    for m in masks:
-        if m is None:
-            continue
-        out = m if out is None else (out | m)
-    return out
-
-
-def all_of(*masks):
-    out = None
-    for m in masks:
-        if m is None:
-            return None
-        out = m if out is None else (out & m)
-    return out
-
-
-def _ray_ellipse(cu, cv, du, dv, ec, er):
-    """Distance from (cu, cv) along unit (du, dv) to the ellipse (centre ec, radii er); the start is inside."""
-    ou, ov = (cu - ec[0]) / er[0], (cv - ec[1]) / er[1]
-    au, av = du / er[0], dv / er[1]
-    a = au * au + av * av
-    b = 2.0 * (au * ou + av * ov)
-    c = ou * ou + ov * ov - 1.0
-    return (-b + np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0))) / (2.0 * a)
+INF = 1e4  # "unbounded" extent of a field's box (mm)
 
 
 def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
     """The scene for ``knee`` with the findings present in ``findings`` (name -> parameters)."""
-    from orthodiff_auto.synthetic import findings as fmod
-
     findings = dict(findings or {})
-    p, s = knee.p, knee.scale
     sc = Scene(knee)
+    add_frames(sc, findings)
+    add_envelope_fields(sc)
+    add_bone_fields(sc)
+    bands = add_band_fields(sc)
+    add_recess_field(sc)
+    add_soft_tissue_layers(sc)
+    add_joint_fluid_layers(sc, findings)
+    meniscus_local = add_cartilage_and_meniscus_layers(sc)
+    add_ligament_layers(sc)
+    for name, params in findings.items():  # findings that cut structures: fluid-filled clefts
+        add_finding_layers(sc, name, params, bands, meniscus_local)
+    add_bone_layers(sc)
+    return sc
 
-    # ---- frames
+
+def add_frames(sc: Scene, findings: dict[str, dict]) -> None:
+    """The tibia's frame (flexion, tibial rotation) and the patella's (shifted and tilted by a dislocation)."""
+    knee = sc.knee
+    p = knee.p
     pivot = np.array([0.0, p["cond_med_c"][1], p["cond_med_c"][2]])
     r_tib = rotation(0, knee.flexion) @ rotation(2, knee.tibial_rotation)  # tibia -> knee (about pivot)
     sc.add_frame("tibia", r_tib.T, pivot - r_tib.T @ pivot)
@@ -286,12 +59,12 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
         pat_c = pat_c + np.array([fp["shift"], 0.0, 0.0])
         r_pat = rotation(2, fp["tilt"])
     sc.add_frame("patella", r_pat.T, -r_pat.T @ pat_c)
-    tib = lambda q: sc.knee_point("tibia", q)  # noqa: E731 tibia-frame point -> knee frame
-    pat = lambda q: sc.knee_point("patella", q)  # noqa: E731
 
-    inf = 1e4
 
-    # ---- soft tissue envelope
+def add_envelope_fields(sc: Scene) -> None:
+    """Soft-tissue envelope (limb), thigh and calf muscles, artery and vein."""
+    p, s = sc.knee.p, sc.knee.scale
+    inf = INF
     lr = p["limb_r"]
 
     def limb(u, v, w):
@@ -331,7 +104,11 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
         sc.add_field(name, "knee", lambda u, v, w, a=a, b=b, r=r: sdf.capsule(u, v, w, a, b, r),
                      np.minimum(a, b) - r, np.maximum(a, b) + r, 1.0)
 
-    # ---- bones
+
+def add_bone_fields(sc: Scene) -> None:
+    """Femur (condyles, trochlea with its groove, shaft), tibia (plateau, spines, tubercle), fibula, patella."""
+    p, s = sc.knee.p, sc.knee.scale
+    inf = INF
     gr, gdepth = p["groove"]
     troch_front = p["troch_c"][1] - p["troch_r"][1]
     groove_a = (0.0, troch_front - gr + gdepth, 8.0 * s)
@@ -380,7 +157,13 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
     sc.add_field("patella", "patella", lambda u, v, w: sdf.ellipsoid(u, v, w, (0.0, 0.0, 0.0), prad),
                  (-prad[0], -prad[1], -prad[2]), prad, 8.0)
 
-    # ---- ligaments and tendons (bands in the knee frame)
+
+def add_band_fields(sc: Scene) -> dict[str, sdf.Band]:
+    """Ligaments and tendons as bands in the knee frame; returns them by name (findings cut them)."""
+    p, s = sc.knee.p, sc.knee.scale
+    tib = lambda q: sc.knee_point("tibia", q)  # noqa: E731 tibia-frame point -> knee frame
+    pat = lambda q: sc.knee_point("patella", q)  # noqa: E731
+    prad = p["pat_r"]
     bands: dict[str, sdf.Band] = {}
     acl_w, acl_t = p["acl_wt"]
     bands["acl"] = sdf.Band(p["acl_f"], tib(p["acl_t"]), acl_w, acl_t, (1, 0, 0))
@@ -407,10 +190,18 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
     for name, band in bands.items():
         lo, hi = band.bbox()
         sc.add_field(name, "knee", lambda u, v, w, b=band: b.distance(u, v, w), lo, hi, 3.0)
+    return bands
+
+
+def add_recess_field(sc: Scene) -> None:
+    """The suprapatellar recess, normally a thin slit (an effusion replaces it by a distended one)."""
+    p = sc.knee.p
     sc.add_field("recess", "knee", lambda u, v, w: sdf.ellipsoid(u, v, w, p["recess_c"], p["recess_r"]),
                  np.subtract(p["recess_c"], p["recess_r"]), np.add(p["recess_c"], p["recess_r"]), 1.0)
 
-    # ---- layers: soft tissue
+
+def add_soft_tissue_layers(sc: Scene) -> None:
+    p = sc.knee.p
     sc.add_layer("skin", "skin", 0, lambda ctx: lt(ctx.f("limb"), 0.0))
     sc.add_layer("fat", "fat", 0, lambda ctx: lt(ctx.f("limb"), -p["skin"]))
     sc.add_layer("muscle", "muscle", 0, lambda ctx: all_of(
@@ -418,7 +209,10 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
     sc.add_layer("artery", "artery", 0, lambda ctx: lt(ctx.f("artery"), 0.0))
     sc.add_layer("vein", "vein", 0, lambda ctx: lt(ctx.f("vein"), 0.0))
 
-    # ---- joint fluid (physiological; an effusion distends it)
+
+def add_joint_fluid_layers(sc: Scene, findings: dict[str, dict]) -> None:
+    """Joint fluid (physiological; an effusion distends it, with the recess and the gutters), then tendons."""
+    p, s = sc.knee.p, sc.knee.scale
     film = p["film"]
     post = film
     gutter = None
@@ -460,7 +254,15 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
     sc.add_layer("joint_fluid", "fluid", 0, fluid)
     sc.add_layer("tendons", "tendon", 0, lambda ctx: any_of(lt(ctx.f("qtendon"), 0.0), lt(ctx.f("ptendon"), 0.0)))
 
-    # ---- cartilage and menisci
+
+def add_cartilage_and_meniscus_layers(sc: Scene) -> Callable:
+    """Tibial cartilage, menisci, femoral and patellar cartilage; returns ``meniscus_local(ctx, key)`` (the
+    meniscus coordinates that meniscal tears cut)."""
+    p, s = sc.knee.p, sc.knee.scale
+    w_t = p["w_t"]
+    pc, pr = p["plat_c"], p["plat_r"]
+    prad = p["pat_r"]
+    t_fc, t_tc, t_pc = p["t_fc"], p["t_tc"], p["t_pc"]
     pshrink = (pr[0] - 2.5 * s, pr[1] - 2.0 * s)
 
     def tib_cart(ctx):
@@ -483,15 +285,15 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
         c = m["c"]
         lo = np.array([c[0] - 22 * s, c[1] - 26 * s, w_t - 1.0])
         hi = np.array([c[0] + 22 * s, c[1] + 26 * s, w_t + m["height"] + 2.0])
-        if not ctx.near(*_tibia_box(sc, lo, hi)):
+        if not ctx.near(*sc.knee_box("tibia", lo, hi)):
             ctx.cache[ck] = None
             return None
         u, v, w = ctx.coords("tibia")
         du, dv = (u - c[0]), (v - c[1])
         r = np.sqrt(du * du + dv * dv) + 1e-6
         eu, ev = du / r, dv / r
-        r_out = _ray_ellipse(c[0], c[1], eu, ev, pc, rim_r)
-        r_in = _ray_ellipse(c[0], c[1], eu, ev, m["inner_c"], m["inner_r"])
+        r_out = ray_ellipse(c[0], c[1], eu, ev, pc, rim_r)
+        r_in = ray_ellipse(c[0], c[1], eu, ev, m["inner_c"], m["inner_r"])
         srel = (r_out - r) / np.maximum(r_out - r_in, 1.0)
         phi = np.arctan2(dv, du * m["toward_notch"])
         h = w - (w_t + 0.3)
@@ -541,18 +343,19 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
         return (d > 0) & (d < t_pc) & (v > 0.25 * prad[1]) & (np.abs(w) < 0.8 * prad[2]) & (np.abs(u) < 0.92 * prad[0])
 
     sc.add_layer("patellar_cartilage", "patellar_cartilage", L["patellar_cartilage"], pat_cart)
+    return meniscus_local
 
-    # ---- ligaments
+
+def add_ligament_layers(sc: Scene) -> None:
     sc.add_layer("collaterals", "ligament", 0, lambda ctx: any_of(
         lt(ctx.f("mcl1"), 0.0), lt(ctx.f("mcl2"), 0.0), lt(ctx.f("mcl3"), 0.0), lt(ctx.f("lcl"), 0.0), lt(ctx.f("mpfl1"), 0.0), lt(ctx.f("mpfl2"), 0.0)))
     sc.add_layer("acl", "acl", L["acl"], lambda ctx: lt(ctx.f("acl"), 0.0))
     sc.add_layer("pcl", "ligament", L["pcl"], lambda ctx: any_of(lt(ctx.f("pcl1"), 0.0), lt(ctx.f("pcl2"), 0.0)))
 
-    # ---- findings that cut structures: fluid-filled clefts
-    for name, params in findings.items():
-        fmod.add_finding_layers(sc, name, params, bands, meniscus_local)
 
-    # ---- bones last: they win wherever a soft structure reaches into them (attachments)
+def add_bone_layers(sc: Scene) -> None:
+    """Bones last: they win wherever a soft structure reaches into them (attachments); then the physeal scars."""
+    p, s = sc.knee.p, sc.knee.scale
     cort = p["cortex"]
     for bone, label in (("fibula", L["fibula"]), ("tibia", L["tibia"]), ("femur", L["femur"]), ("patella", L["patella"])):
         sc.add_layer(bone + "_cortex", "cortex", label, lambda ctx, b=bone: lt(ctx.f(b), 0.0))
@@ -576,11 +379,10 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
 
     sc.add_layer("physis_femur", "physeal_scar", L["femur"], physis_femur)
     sc.add_layer("physis_tibia", "physeal_scar", L["tibia"], physis_tibia)
-    return sc
 
 
-def _tibia_box(sc: Scene, lo, hi):
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    m, b = sc.inverse["tibia"]
-    kc = corners @ m.T + b
-    return kc.min(axis=0), kc.max(axis=0)
+__all__ = [
+    "add_band_fields", "add_bone_fields", "add_bone_layers", "add_cartilage_and_meniscus_layers",
+    "add_envelope_fields", "add_frames", "add_joint_fluid_layers", "add_ligament_layers", "add_recess_field",
+    "add_soft_tissue_layers", "build_scene",
+]

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from orthodiff_auto.synthetic.scene import Scene, all_of, ray_ellipse
 from orthodiff_auto.synthetic.spec import DEFAULT_PREVALENCE, FINDINGS
 
 
@@ -66,10 +67,8 @@ def _wrap(a):
     return (a + float(np.pi)) % float(2 * np.pi) - float(np.pi)
 
 
-def add_finding_layers(sc, name: str, params: dict, bands: dict, meniscus_local: Callable) -> None:
+def add_finding_layers(sc: Scene, name: str, params: dict, bands: dict, meniscus_local: Callable) -> None:
     """Add the painting layers that realise one present finding (clefts of fluid, label background)."""
-    from orthodiff_auto.synthetic.anatomy import all_of
-
     if "band" in params:
         band = bands[params["band"]]
         t0 = params["t0"] * band.length
@@ -112,17 +111,15 @@ def add_finding_layers(sc, name: str, params: dict, bands: dict, meniscus_local:
         sc.regions[name] = meniscus_point(sc, key, phi_c)
 
 
-def meniscus_point(sc, key: str, phi: float) -> np.ndarray:
+def meniscus_point(sc: Scene, key: str, phi: float) -> np.ndarray:
     """Knee-frame point in the middle of a meniscus at angle ``phi`` (radians from the notch direction)."""
-    from orthodiff_auto.synthetic.anatomy import _ray_ellipse
-
     p, s = sc.knee.p, sc.knee.scale
     m = p[key]
     c = m["c"]
     du, dv = np.cos(phi) * m["toward_notch"], np.sin(phi)
     rim = (p["plat_r"][0] - 1.0, p["plat_r"][1] - 1.0)
-    r_out = _ray_ellipse(c[0], c[1], du, dv, p["plat_c"], rim)
-    r_in = _ray_ellipse(c[0], c[1], du, dv, m["inner_c"], m["inner_r"])
+    r_out = ray_ellipse(c[0], c[1], du, dv, p["plat_c"], rim)
+    r_in = ray_ellipse(c[0], c[1], du, dv, m["inner_c"], m["inner_r"])
     r = 0.6 * r_out + 0.4 * r_in
     q_tib = np.array([c[0] + r * du, c[1] + r * dv, p["w_t"] + 0.3 + 0.35 * m["height"]])
     return sc.knee_point("tibia", q_tib)

@@ -20,9 +20,11 @@ from orthodiff_auto.data.image_io import ImageGeometry, write_image
 from orthodiff_auto.data.views import VIEWS
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.synthetic import findings as fmod
-from orthodiff_auto.synthetic.anatomy import TISSUES, Knee, Scene, build_scene, sample_knee
+from orthodiff_auto.synthetic.anatomy import build_scene
+from orthodiff_auto.synthetic.knee import Knee, sample_knee
 from orthodiff_auto.synthetic.geometry import PRESETS, sample_view_geometry, supersampling
 from orthodiff_auto.synthetic.rendering import RenderSettings, mr_effects, render_anatomy, tissue_table
+from orthodiff_auto.synthetic.scene import TISSUES, Scene
 from orthodiff_auto.synthetic.spec import DATASET_NAME, FINDINGS, LABELS, SITES, SIZES
 from orthodiff_auto.utils.atomic import write_json_atomic, write_text_atomic
 

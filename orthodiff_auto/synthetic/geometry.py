@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orthodiff_auto.data.image_io import ImageGeometry
-from orthodiff_auto.synthetic.spec import SITES, SiteProfile
+from orthodiff_auto.synthetic.spec import SiteProfile
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,3 @@ def supersampling(size: str, geometry: ImageGeometry) -> tuple[int, int]:
     n_through = max(2, int(np.ceil(geometry.spacing[0] / preset.sub_through)))
     return n_through, preset.sub_inplane
 
-
-def site_profile(name: str) -> SiteProfile:
-    return SITES[name]

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from orthodiff_auto.data.image_io import ImageGeometry
-from orthodiff_auto.synthetic.anatomy import TISSUES, Ctx, Scene
+from orthodiff_auto.synthetic.scene import TISSUES, Ctx, Scene
 from orthodiff_auto.synthetic.spec import LABELS, SiteProfile
 
 # Proton-density fat-suppressed signal (3T reference, arbitrary units) and texture amplitude per tissue.
