@@ -22,6 +22,7 @@ from orthodiff_auto.synthetic.generator import (
     render_case,
     sample_case,
 )
+from orthodiff_auto.synthetic.montage import render_montage
 from orthodiff_auto.synthetic.spec import BEST_VIEW, DEFAULT_PREVALENCE, FINDINGS, LABELS, SITES, SIZES
 
 __all__ = [
@@ -29,9 +30,3 @@ __all__ = [
     "SIZES", "dataset_json", "generate_dataset", "render_case", "sample_case", "render_montage",
 ]
 
-
-def render_montage(*args, **kwargs):
-    """See :func:`orthodiff_auto.synthetic.montage.render_montage` (imports matplotlib lazily)."""
-    from orthodiff_auto.synthetic.montage import render_montage as _render
-
-    return _render(*args, **kwargs)
