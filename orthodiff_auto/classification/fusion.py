@@ -82,11 +82,6 @@ class FusedClassifier(nn.Module):
         self.fusion_weight.copy_(torch.cat([self.branches[v].head.weight for v in self.views], dim=1) / n)
         self.fusion_bias.copy_(torch.stack([self.branches[v].head.bias for v in self.views]).mean(0))
 
-    def fusion_parameters(self) -> list[nn.Parameter]:
-        """Parameters outside the view branches (gate or concat head)."""
-        branch = {id(p) for p in self.branches.parameters()}
-        return [p for p in self.parameters() if id(p) not in branch]
-
     def gate_weights(self) -> torch.Tensor | None:
         """(F, V) weights with every view present (rows sum to one); None in concat mode."""
         if self.mode == "concat":

@@ -33,10 +33,6 @@ class Orientation:
     transpose: tuple[int, int, int]
     flip: tuple[bool, bool, bool]
 
-    @property
-    def is_identity(self) -> bool:
-        return self.transpose == (0, 1, 2) and not any(self.flip)
-
     def to_canonical(self, array: np.ndarray) -> np.ndarray:
         lead = array.ndim - 3
         out = np.transpose(array, tuple(range(lead)) + tuple(lead + t for t in self.transpose))

@@ -100,15 +100,5 @@ class Denoiser(nn.Module):
             h = film(dec.stages[s](h), emb)
         return dec.seg_layers[-1](h)
 
-    def encoder_features(self, x: torch.Tensor, t: torch.Tensor) -> list[torch.Tensor]:
-        """Every encoder stage's (conditioned) output at noisy input ``x`` and timestep ``t`` (for probing)."""
-        emb = self.time_mlp(t)
-        feats = []
-        h = x
-        for stage, film in zip(self.encoder.stages, self.film_encoder):
-            h = film(stage(h), emb)
-            feats.append(h)
-        return feats
-
 
 __all__ = ["CONDITIONING_MODULES", "Denoiser", "FiLM", "TimestepEmbedding", "sinusoidal_embedding"]

@@ -70,18 +70,6 @@ def _write_b2nd(path: Path, array: np.ndarray, patch_size: Sequence[int] | None)
     blosc2.asarray(array, urlpath=str(path), mode="w", chunks=chunks, blocks=blocks, cparams=cparams)
 
 
-def write_array(path: Path | str, array: np.ndarray, patch_size: Sequence[int] | None = None) -> None:
-    """Write a (c, z, y, x) array as a compressed .b2nd file, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        _write_b2nd(tmp, array, patch_size)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def open_array(path: Path | str):
     """Open a .b2nd file read-only and memory-mapped; slicing it returns numpy arrays."""
     import blosc2
