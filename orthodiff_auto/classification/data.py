@@ -12,10 +12,16 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+from batchgenerators.transforms.spatial_transforms import MirrorTransform
 from torch.utils.data import Dataset
 
 from orthodiff_auto.data.views import VIEW_NORMAL_AXIS
 from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
+from orthodiff_auto.training.augmentation import (
+    AugmentationParams,
+    build_training_transforms,
+    through_plane_axis_for_dummy_2d,
+)
 from orthodiff_auto.training.batches import seeded_numpy_global
 
 
@@ -181,14 +187,6 @@ def build_transforms(input_spec: ViewInput, probability_scale: float, mirror: st
     """Mild batchgenerators augmentation of a whole field of view (None when ``probability_scale`` is 0)."""
     if probability_scale <= 0:
         return None
-    from batchgenerators.transforms.spatial_transforms import MirrorTransform
-
-    from orthodiff_auto.training.augmentation import (
-        AugmentationParams,
-        build_training_transforms,
-        through_plane_axis_for_dummy_2d,
-    )
-
     params = AugmentationParams(rotation_degrees_3d=rotation_degrees, rotation_degrees_2d=rotation_degrees,
                                 scale_range=tuple(scale_range), mirror=False)
     dummy_2d = through_plane_axis_for_dummy_2d(input_spec.spacing, input_spec.input_size)

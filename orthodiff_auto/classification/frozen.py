@@ -38,6 +38,7 @@ from orthodiff_auto.classification.data import SeededCaseBatches, drop_views
 from orthodiff_auto.classification.fusion import GATE_SCALE
 from orthodiff_auto.classification.task import MultiViewOutputs, ClassificationTaskBase
 from orthodiff_auto.diffusion.features import BlockFeatures, denoiser_from_state, load_frozen_denoiser, truncated_state
+from orthodiff_auto.diffusion.probe import PROBE_JSON, read_probe
 from orthodiff_auto.diffusion.run import output_dir_for
 from orthodiff_auto.diffusion.schedule import make_alphas_cumprod
 from orthodiff_auto.errors import UserInputError
@@ -81,8 +82,6 @@ class DiffusionFeatureSpec:
 def load_view_features(pretrain_dir: Path | str, view: str) -> tuple[DiffusionFeatureSpec, BlockFeatures]:
     """The spec and the feature extractor of ``view`` from its pretraining folder (denoiser + probe.json);
     UserInputError naming the file when either is missing or the probe was made with other weights."""
-    from orthodiff_auto.diffusion.probe import PROBE_JSON, read_probe
-
     pretrain_dir = Path(pretrain_dir)
     probe_path = pretrain_dir / PROBE_JSON
     frozen = load_frozen_denoiser(pretrain_dir, view)

@@ -28,12 +28,14 @@ from orthodiff_auto.classification.data import (
 )
 from orthodiff_auto.classification.fusion import FusedClassifier, gate_weights_table
 from orthodiff_auto.classification.model import ViewClassifier
+from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
 from orthodiff_auto.training.checkpoint import unwrap
 from orthodiff_auto.training.classification_metrics import macro_auroc
 from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.distributed import per_rank_batch_size
+from orthodiff_auto.training.pretrained import load_pretrained_encoder
 
 
 class ClassificationTaskBase:
@@ -140,8 +142,6 @@ class ClassificationTaskBase:
 
 def _load_pretrained(encoder: nn.Module, pretrained: dict[str, Any], arch) -> dict[str, Any]:
     """Load a pretrained encoder checkpoint (``training.pretrained``); what was loaded, for the summary."""
-    from orthodiff_auto.training.pretrained import load_pretrained_encoder
-
     info = load_pretrained_encoder(encoder, pretrained, arch)
     return info.to_dict() if hasattr(info, "to_dict") else {"path": pretrained.get("source_path")}
 
@@ -251,8 +251,6 @@ class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
                 try:
                     branch.load_state_dict(self.init_states[view])
                 except RuntimeError as e:
-                    from orthodiff_auto.errors import UserInputError
-
                     raise UserInputError(f"the single-view {view} classifier of this fold does not fit the plans "
                                          f"({str(e).splitlines()[0]}); retrain it or delete it") from None
                 self.init_sources.setdefault(view, "single-view checkpoint")

@@ -82,6 +82,6 @@ def canonical_orientation(geometry: ImageGeometry) -> Orientation:
 
 def orientation_code(geometry: ImageGeometry) -> str:
     """Three-letter DICOM-style orientation of the ITK axes (i, j, k), e.g. 'LPS' or 'PSL'."""
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # here, not at the top: the fingerprint's worker processes start faster
 
     return str(sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(tuple(geometry.direction)))

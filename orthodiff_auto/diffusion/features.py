@@ -31,6 +31,8 @@ from orthodiff_auto.diffusion.denoiser import Denoiser
 from orthodiff_auto.diffusion.schedule import make_alphas_cumprod, q_sample
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.networks.spec import ArchitectureSpec
+from orthodiff_auto.training.checkpoint import load_checkpoint
+from orthodiff_auto.training.pretrained import read_encoder_checkpoint
 
 DENOISER_CHECKPOINT = "checkpoint_final.pt"
 DEFAULT_NOISE_SEED = 0
@@ -103,9 +105,6 @@ def denoiser_from_state(architecture: Mapping[str, Any], state: Mapping[str, tor
 def load_frozen_denoiser(pretrain_dir: Path | str, view: str) -> FrozenDenoiser:
     """The EMA denoiser of ``orthodiff pretrain``'s run in ``pretrain_dir``; UserInputError naming the file when
     the view was not pretrained or the files do not belong together."""
-    from orthodiff_auto.training.pretrained import read_encoder_checkpoint
-    from orthodiff_auto.training.checkpoint import load_checkpoint
-
     pretrain_dir = Path(pretrain_dir)
     path, encoder_path = pretrain_dir / DENOISER_CHECKPOINT, pretrain_dir / f"encoder_{view}.pt"
     for p in (path, encoder_path):

@@ -13,6 +13,7 @@ table, goes to ``probe.json`` beside the view's pretraining outputs.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,11 +25,23 @@ import torch
 import torch.nn.functional as F
 
 from orthodiff_auto.data.preprocessed import load_findings
+from orthodiff_auto.diffusion.features import (
+    DEFAULT_NOISE_SEED,
+    candidate_blocks,
+    load_frozen_denoiser,
+    noised,
+    pooled_block_outputs,
+)
 from orthodiff_auto.diffusion.run import output_dir_for
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
+from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.training.classification_metrics import auroc_scores
 from orthodiff_auto.training.device import autocast_for, resolve_device
+from orthodiff_auto.training.fold import SPLITS_JSON, training_cases_and_findings
+from orthodiff_auto.training.splits import load_or_create_splits
+from orthodiff_auto.utils.atomic import write_json_atomic
 
 PROBE_JSON = "probe.json"
 PROBE_FORMAT = "orthodiff_auto.probe/1"
@@ -90,8 +103,6 @@ class ProbeResult:
 
 def read_probe(path: Path | str) -> ProbeResult:
     """probe.json; UserInputError naming the file when it is missing or not a probe result."""
-    import json
-
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{path}: not found — run `orthodiff probe PREPROCESSED_DIR VIEW` first")
@@ -174,8 +185,6 @@ def extract_probe_features(frozen, inputs: Callable[[str], np.ndarray], case_ids
                            noise_seed: int, log: Callable[[str], None] = print) -> dict[tuple[int, str], np.ndarray]:
     """{(t, block): (N, C)} pooled features of every case; one forward pass per case and timestep reads all
     blocks. ``inputs(case_id)`` gives the case's (1, *size) classification input."""
-    from orthodiff_auto.diffusion.features import noised, pooled_block_outputs
-
     model = frozen.model.to(device)
     ab = frozen.alphas_cumprod.to(device)
     divisor = frozen.architecture.shape_divisor
@@ -262,13 +271,6 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
               timesteps: str | Sequence[int] = DEFAULT_TIMESTEPS, blocks: str | None = None, device: str | None = None,
               l2: float = DEFAULT_L2, noise_seed: int | None = None, log: Callable[[str], None] = print) -> ProbeResult:
     """Probe one view and write ``RESULTS/pretrain/VIEW/probe.json``; returns the result."""
-    from orthodiff_auto.diffusion.features import DEFAULT_NOISE_SEED, candidate_blocks, load_frozen_denoiser
-    from orthodiff_auto.plans.schema import Plans
-    from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-    from orthodiff_auto.training.fold import SPLITS_JSON, training_cases_and_findings
-    from orthodiff_auto.training.splits import load_or_create_splits
-    from orthodiff_auto.utils.atomic import write_json_atomic
-
     pp = Path(preprocessed_dir)
     if not pp.is_dir():
         raise UserInputError(f"{pp}: preprocessed folder not found")

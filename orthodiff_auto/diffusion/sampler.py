@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from orthodiff_auto.diffusion.schedule import predict_x0_and_eps
+from orthodiff_auto.utils.atomic import atomic_path
 
 
 def ddim_timesteps(num_train_timesteps: int, num_steps: int, start: int | None = None) -> list[int]:
@@ -117,13 +119,10 @@ def save_sampling_figure(sections, path, axis: int = 0, reference: torch.Tensor 
     of each trace one row of the noisy states x_t at the recorded steps and one row of the x_0 predicted (middle
     slice across spatial ``axis``). ``reference`` (C, *spatial), e.g. a real training patch, is shown in an extra
     first column for scale. Grey levels are shared (the reference's 1st-99th percentile). Written atomically."""
-    import matplotlib
+    import matplotlib  # only when a figure is drawn: importing matplotlib takes about half a second
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from orthodiff_auto.utils.atomic import atomic_path
 
     if isinstance(sections, SampleTrace):
         sections = [("", sections)]

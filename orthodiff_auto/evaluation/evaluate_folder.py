@@ -115,7 +115,7 @@ def _roc_points(y: np.ndarray, s: np.ndarray) -> dict[str, list[float]]:
 
 
 def _plots(summary: dict[str, Any], out_dir: Path) -> None:
-    import matplotlib
+    import matplotlib  # only when a figure is drawn: importing matplotlib takes about half a second
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -144,7 +144,7 @@ def _plots(summary: dict[str, Any], out_dir: Path) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # only when a figure is drawn: importing matplotlib takes about half a second
 
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -20,7 +20,8 @@ import pandas as pd
 from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.utils.atomic import atomic_path
+from orthodiff_auto.inference.predictor import Predictor
+from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 FINDINGS_CSV = "findings.csv"
@@ -97,8 +98,6 @@ def _findings_part(output_dir: Path, case_id: str) -> Path:
 
 def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Path | str, folds=None,
                    tta: bool = False, device: str | None = None, overwrite: bool = False, log=print) -> FolderReport:
-    from orthodiff_auto.inference.predictor import Predictor
-
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if output_dir.resolve() == input_dir.resolve():
         raise UserInputError(f"{output_dir}: the output folder must differ from the input folder")
@@ -111,8 +110,6 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
     output_dir.mkdir(parents=True, exist_ok=True)
     wants_findings = predictor.classifier is not None
     if wants_findings:  # the thresholds behind the calls, so `evaluate` scores them as they were made
-        from orthodiff_auto.utils.atomic import write_json_atomic
-
         write_json_atomic(output_dir / "thresholds.json", predictor.classifier.thresholds_table())
     for case_id in shard(sorted(c for c in cases if c not in problems)):
         scans = cases[case_id]
@@ -152,7 +149,7 @@ def _wait_for_all_processes() -> bool:
     """Under torchrun: wait until every process has written its cases; True on the process that merges."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return True
-    import torch.distributed as dist
+    import torch.distributed as dist  # only under torchrun
 
     if not dist.is_initialized():
         dist.init_process_group("gloo")

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from orthodiff_auto.classification.inference import FindingsEnsemble
 from orthodiff_auto.data.image_io import ImageGeometry, read_image
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription
@@ -97,8 +98,6 @@ class Predictor:
             self.segmenters[view] = SegmentationEnsemble.load(view, self._select(choice.checkpoints), self.device)
         self.classifier = None
         if self.description.classification is not None:
-            from orthodiff_auto.classification.inference import FindingsEnsemble
-
             self.classifier = FindingsEnsemble.load(self._select(self.description.classification.checkpoints), self.device)
 
     def _select(self, checkpoints: Sequence[str]) -> list[Path]:

@@ -27,7 +27,7 @@ NONLINS = ("leaky_relu", "relu", "gelu")
 
 def _ops(spec: "ArchitectureSpec") -> dict[str, Any]:
     """The torch-typed keyword arguments shared by the U-Net and its encoder."""
-    from torch import nn
+    from torch import nn  # only when a network is built: importing this package does not import torch
 
     if spec.conv_dim not in (2, 3):
         raise UserInputError(f"architecture conv_dim must be 2 or 3, got {spec.conv_dim}")
@@ -62,7 +62,7 @@ def _ops(spec: "ArchitectureSpec") -> dict[str, Any]:
 
 
 def _he_init(module: "nn.Module") -> None:
-    from dynamic_network_architectures.initialization.weight_init import InitWeights_He
+    from dynamic_network_architectures.initialization.weight_init import InitWeights_He  # imports torch: see _ops
 
     module.apply(InitWeights_He(1e-2))
 
@@ -116,7 +116,7 @@ def build_encoder(
         encoder = build_segmentation_network(arch_spec, num_input_channels, 2, False, initialize).encoder
         encoder.return_skips = return_skips
         return encoder
-    from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
+    from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder  # see _ops
 
     ops = _ops(arch_spec)
     encoder = PlainConvEncoder(

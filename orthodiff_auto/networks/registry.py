@@ -15,7 +15,7 @@ _REGISTRY: dict[str, Callable[[], type]] = {}
 
 
 def _plain_conv_unet() -> type:
-    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet  # imports torch, only when built
 
     return PlainConvUNet
 

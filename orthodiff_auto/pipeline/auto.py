@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from orthodiff_auto.classification.config import FUSED
+from orthodiff_auto.diffusion.probe import run_probe
+from orthodiff_auto.diffusion.run import output_dir_for, pretrain
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.pipeline.model_selection import find_best_configuration
+from orthodiff_auto.pipeline.train_fold import train_fold
+from orthodiff_auto.plans.budget import parse_budget
+from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
+from orthodiff_auto.training.config import make_config
+from orthodiff_auto.training.fold import FoldRequest
 from orthodiff_auto.training.loop import log_line
 
 FOLDS = (0, 1, 2, 3, 4)
@@ -53,11 +63,6 @@ class StageClock:
 
 
 def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptions(), log=log_line):
-    from orthodiff_auto.classification.config import FUSED
-    from orthodiff_auto.plans.budget import parse_budget
-    from orthodiff_auto.plans.schema import Plans
-    from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
-
     raw, work = Path(raw), Path(work)
     budget = parse_budget(options.budget)
     clock = StageClock(log)
@@ -74,8 +79,6 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
 
     encoders: dict[str, Path] = {}
     if options.pretrain:
-        from orthodiff_auto.diffusion.run import output_dir_for, pretrain
-
         for view in views:
             encoder = output_dir_for(preprocessed, view, results) / f"encoder_{view}.pt"
             if not encoder.is_file():
@@ -111,8 +114,6 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
         if options.frozen_features and encoders:
             _frozen_feature_classifiers(clock, preprocessed, results, list(encoders), options, log)
 
-    from orthodiff_auto.pipeline.model_selection import find_best_configuration
-
     model_dir = work / "model"
     description = clock.run("find_best_configuration", find_best_configuration, preprocessed, model_dir, results,
                             options.folds, log)
@@ -124,10 +125,6 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
 def _frozen_feature_classifiers(clock, preprocessed, results, views, options, log) -> None:
     """The paper's frozen-feature mode: probe each pretrained view for its timestep and block, then train light
     heads on those features, per view and fused (the first trained fusion mode)."""
-    from orthodiff_auto.classification.config import FUSED
-    from orthodiff_auto.diffusion.run import output_dir_for
-    from orthodiff_auto.diffusion.probe import run_probe
-
     for view in views:
         if (output_dir_for(preprocessed, view, results) / "probe.json").is_file():
             log(f"== probe {view}: done")
@@ -146,10 +143,6 @@ def _frozen_feature_classifiers(clock, preprocessed, results, views, options, lo
 
 
 def _train(clock, preprocessed, results, task, view, fold, options, pretrained, log, extra: Sequence[str] = ()):
-    from orthodiff_auto.training.config import make_config
-    from orthodiff_auto.pipeline.train_fold import train_fold
-    from orthodiff_auto.training.fold import FoldRequest
-
     task_overrides = options.classification_overrides if task == "cls" else ()
     config = make_config(options.config, list(options.overrides) + list(task_overrides) + list(extra))
     request = FoldRequest(preprocessed, task, view, fold, config, results_dir=results, pretrained=pretrained,

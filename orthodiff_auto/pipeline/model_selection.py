@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV, read_validation_predictions
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice
 from orthodiff_auto.training.classification_metrics import auroc_scores
@@ -62,8 +63,6 @@ def segmentation_candidates(results: Path, folds: Sequence[int]) -> dict[str, di
 
 
 def classification_candidates(results: Path, folds: Sequence[int], findings: Sequence[str]) -> dict[str, dict[str, Any]]:
-    from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV, read_validation_predictions
-
     out: dict[str, dict[str, Any]] = {}
     for (name, variant), fold_dirs in _complete_runs(results / "cls", folds, PREDICTIONS_CSV).items():
         probs, labels = [], []

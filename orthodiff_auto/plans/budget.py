@@ -19,7 +19,7 @@ _GPU = re.compile(r"^gpu(?::(?P<gb>[0-9]*\.?[0-9]+)\s*(?:gb|g)?)?$", re.IGNORECA
 def detected_gpu_memory_gb() -> float | None:
     """Total memory of CUDA device 0 in GB (GiB), or None without a usable GPU."""
     try:
-        import torch
+        import torch  # only when the GPU is asked about: planning imports no torch
 
         if not torch.cuda.is_available():
             return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Sequence
 
+from orthodiff_auto.networks.builder import build_encoder, build_segmentation_network
 from orthodiff_auto.networks.spec import ArchitectureSpec
 
 REFERENCE_FEATURE_MAP_3D = 560_000_000
@@ -37,9 +38,7 @@ def gb_per_feature_voxel(conv_dim: int = 3) -> float:
 
 @lru_cache(maxsize=4096)
 def _unet_count(spec: ArchitectureSpec, patch: tuple[int, ...], in_ch: int, n_cls: int, ds: bool) -> int:
-    import torch
-
-    from orthodiff_auto.networks.builder import build_segmentation_network
+    import torch  # only when a network is measured: importing the planner does not import torch
 
     with torch.device("meta"):
         net = build_segmentation_network(spec, in_ch, n_cls, deep_supervision=ds, initialize=False)
@@ -48,9 +47,7 @@ def _unet_count(spec: ArchitectureSpec, patch: tuple[int, ...], in_ch: int, n_cl
 
 @lru_cache(maxsize=4096)
 def _encoder_count(spec: ArchitectureSpec, size: tuple[int, ...], in_ch: int) -> int:
-    import torch
-
-    from orthodiff_auto.networks.builder import build_encoder
+    import torch  # only when a network is measured: importing the planner does not import torch
 
     with torch.device("meta"):
         enc = build_encoder(spec, in_ch, return_skips=False, initialize=False)

@@ -20,9 +20,11 @@ import json
 from pathlib import Path
 
 from orthodiff_auto.data.dataset import RawDataset
+from orthodiff_auto.data.validation import validate_dataset
 from orthodiff_auto.errors import DatasetError, UserInputError
 from orthodiff_auto.fingerprint.extract import extract_fingerprint
 from orthodiff_auto.fingerprint.schema import DatasetFingerprint
+from orthodiff_auto.plans.planner import plan_experiment
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.plans.subplans import Budget
 from orthodiff_auto.preprocessing.runner import PreprocessSummary, preprocess_dataset
@@ -36,8 +38,6 @@ PLANS_JSON = "plans.json"
 
 def validated_dataset(raw: Path | str, num_workers: int = 2) -> RawDataset:
     """Validate the raw dataset completely; DatasetError (exit 2) listing every problem when it is invalid."""
-    from orthodiff_auto.data.validation import validate_dataset
-
     report = validate_dataset(raw, num_workers=max(1, num_workers))
     if not report.ok or report.dataset is None:
         raise DatasetError(report.problems)
@@ -77,8 +77,6 @@ def run_fingerprint(dataset: RawDataset, out: Path | str, num_workers: int = 2,
 def run_plan(out: Path | str, budget: Budget) -> tuple[Plans, bool]:
     """Plan from ``out/fingerprint.json``; returns (plans, whether an existing different plans.json was
     replaced)."""
-    from orthodiff_auto.plans.planner import plan_experiment
-
     out = Path(out)
     fp = DatasetFingerprint.load(out / FINGERPRINT_JSON)
     plans = plan_experiment(fp, budget)

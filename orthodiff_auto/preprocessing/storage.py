@@ -62,7 +62,7 @@ def _tmp_path(target: Path) -> Path:
 
 
 def _write_b2nd(path: Path, array: np.ndarray, patch_size: Sequence[int] | None) -> None:
-    import blosc2
+    import blosc2  # only when arrays are written or read: importing this module stays light
 
     array = np.ascontiguousarray(array)
     chunks, blocks = chunks_and_blocks(array.shape, patch_size, array.itemsize)
@@ -72,7 +72,7 @@ def _write_b2nd(path: Path, array: np.ndarray, patch_size: Sequence[int] | None)
 
 def open_array(path: Path | str):
     """Open a .b2nd file read-only and memory-mapped; slicing it returns numpy arrays."""
-    import blosc2
+    import blosc2  # only when arrays are written or read: importing this module stays light
 
     try:
         return blosc2.open(str(path), mode="r", mmap_mode="r")

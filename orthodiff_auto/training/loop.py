@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.distributed import DistributedContext, all_reduce_mean, barrier
+from orthodiff_auto.utils.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "orthodiff_auto.checkpoint/1"
 
@@ -240,7 +241,7 @@ class Trainer:
         return False
 
     def plot_progress(self) -> None:
-        import matplotlib
+        import matplotlib  # only when a figure is drawn: importing matplotlib takes about half a second
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -263,8 +264,6 @@ class Trainer:
         axes[2].set_xlabel("epoch")
         axes[2].legend()
         fig.tight_layout()
-        from orthodiff_auto.utils.atomic import atomic_path
-
         with atomic_path(self.output_dir / "progress.png") as tmp:
             fig.savefig(tmp, format="png", dpi=80)
         plt.close(fig)
