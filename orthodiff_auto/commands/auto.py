@@ -40,10 +40,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from orthodiff_auto.pipeline.auto import AutoOptions, check_folds, run_auto
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.pipeline.auto import AutoOptions, run_auto
 
     options = AutoOptions(
-        budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=check_folds(args.folds),
+        budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=tuple(args.folds),
         pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch,
         frozen_features=not args.no_frozen_features, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
         classification_overrides=tuple(args.classification_overrides),

@@ -23,8 +23,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from orthodiff_auto.evaluation.evaluate_folder import evaluate_predictions, report_table
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.evaluation.evaluate_folder import evaluate_and_report
 
-    summary = evaluate_predictions(args.pred_dir, args.reference, args.out, bootstrap=args.bootstrap)
-    print(report_table(summary))
+    evaluate_and_report(args.pred_dir, args.reference, args.out, bootstrap=args.bootstrap)
     return 0

@@ -23,6 +23,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.pipeline.model_selection import find_best_configuration
 
     find_best_configuration(args.preprocessed_dir, args.out, args.results, folds=args.folds)

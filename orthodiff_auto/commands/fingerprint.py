@@ -22,15 +22,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from orthodiff_auto.data.dataset import load_raw_dataset
-    from orthodiff_auto.preprocessing.stages import run_fingerprint, validated_dataset
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.preprocessing.stages import fingerprint_raw_dataset
 
-    ds = load_raw_dataset(args.dataset) if args.skip_validation else validated_dataset(args.dataset, args.num_processes)
-    fp = run_fingerprint(ds, args.out, args.num_processes, progress=not args.no_progress)
-    for view, vf in fp.views.items():
-        sp = "x".join(f"{v:.3g}" for v in vf.median_spacing)
-        sh = "x".join(f"{v:g}" for v in vf.median_shape_after_crop)
-        print(f"{view}: {vf.num_train} train ({vf.num_labelled} labelled), {vf.num_unlabeled} unlabeled; "
-              f"median spacing {sp} mm, median shape after crop {sh}")
-    print(f"wrote {args.out}/fingerprint.json")
+    fingerprint_raw_dataset(args.dataset, args.out, args.num_processes, skip_validation=args.skip_validation,
+                            progress=not args.no_progress)
     return 0

@@ -31,30 +31,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from orthodiff_auto.synthetic.generator import generate_dataset, parse_prevalence
-    from orthodiff_auto.synthetic.spec import SIZES
-    from orthodiff_auto.errors import UserInputError
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.synthetic.generator import generate_synthetic
 
-    if args.size not in SIZES:
-        raise UserInputError(f"unknown --size {args.size!r}; choose one of {', '.join(SIZES)}")
-    prevalence = parse_prevalence(args.prevalence)
-    total = args.cases + args.test + args.unlabeled
-    done = [0]
-
-    def progress(row):
-        done[0] += 1
-        if done[0] == total or done[0] % max(1, total // 10) == 0:
-            print(f"  {done[0]}/{total} cases ({row['case_id']}: {row['seconds']:.2f} s)", flush=True)
-
-    summary = generate_dataset(
-        args.out, n_cases=args.cases, n_unlabeled=args.unlabeled, n_test=args.test, size=args.size,
-        seed=args.seed, sites=args.sites, prevalence=prevalence, num_processes=args.num_processes,
-        complete=True if args.complete else None, progress=progress,
-    )
-    secs = summary["case_seconds"]
-    print(
-        f"wrote {summary['out']}: {args.cases} training, {args.test} test, {args.unlabeled} unlabeled cases "
-        f"({args.size}, seed {args.seed}) in {summary['seconds']:.1f} s "
-        f"(median {sorted(secs)[len(secs) // 2]:.2f} s per case per process)"
-    )
+    generate_synthetic(args.out, cases=args.cases, unlabeled=args.unlabeled, test=args.test, size=args.size,
+                       seed=args.seed, sites=args.sites, prevalence=args.prevalence,
+                       num_processes=args.num_processes, complete=args.complete)
     return 0

@@ -22,13 +22,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from orthodiff_auto.plans.budget import parse_budget
-    from orthodiff_auto.plans.table import format_plans
-    from orthodiff_auto.preprocessing.stages import run_plan
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.preprocessing.stages import plan_from_fingerprint
 
-    plans, replaced = run_plan(args.preprocessed, parse_budget(args.budget))
-    print(format_plans(plans))
-    if replaced:
-        print(f"note: replaced a different {args.preprocessed}/plans.json")
-    print(f"wrote {args.preprocessed}/plans.json")
+    plan_from_fingerprint(args.preprocessed, args.budget)
     return 0

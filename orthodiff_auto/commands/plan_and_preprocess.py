@@ -24,26 +24,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import time
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.preprocessing.stages import plan_and_preprocess
 
-    from orthodiff_auto.plans.budget import parse_budget
-    from orthodiff_auto.plans.table import format_plans
-    from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
-
-    budget = parse_budget(args.budget)  # bad --budget: exit 2 before anything is read or written
-    t0 = time.perf_counter()
-    ds = validated_dataset(args.dataset, args.num_processes)
-    t1 = time.perf_counter()
-    run_fingerprint(ds, args.out, args.num_processes, progress=not args.no_progress)
-    t2 = time.perf_counter()
-    plans, replaced = run_plan(args.out, budget)
-    t3 = time.perf_counter()
-    print(format_plans(plans))
-    if replaced:
-        print(f"note: replaced a different {args.out}/plans.json")
-    summary = run_preprocess(ds, args.out, args.num_processes, progress=not args.no_progress)
-    t4 = time.perf_counter()
-    print(summary.text())
-    print(f"time: validate {t1 - t0:.1f} s, fingerprint {t2 - t1:.1f} s, plan {t3 - t2:.1f} s, "
-          f"preprocess {t4 - t3:.1f} s")
+    plan_and_preprocess(args.dataset, args.out, args.budget, args.num_processes, progress=not args.no_progress)
     return 0

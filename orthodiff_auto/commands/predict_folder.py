@@ -29,6 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.inference.folder import predict_folder
 
     report = predict_folder(args.input_dir, args.output_dir, args.model, folds=args.folds, tta=args.tta,

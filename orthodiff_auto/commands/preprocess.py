@@ -22,15 +22,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.preprocessing.stages import preprocess_raw_dataset
 
-    from orthodiff_auto.data.dataset import load_raw_dataset
-    from orthodiff_auto.errors import UserInputError
-    from orthodiff_auto.preprocessing.stages import PLANS_JSON, run_preprocess, validated_dataset
-
-    if not (Path(args.out) / PLANS_JSON).is_file():
-        raise UserInputError(f"{Path(args.out) / PLANS_JSON}: plans file not found (run `orthodiff plan` first)")
-    ds = load_raw_dataset(args.dataset) if args.skip_validation else validated_dataset(args.dataset, args.num_processes)
-    summary = run_preprocess(ds, args.out, args.num_processes, progress=not args.no_progress)
-    print(summary.text())
+    preprocess_raw_dataset(args.dataset, args.out, args.num_processes, skip_validation=args.skip_validation,
+                           progress=not args.no_progress)
     return 0

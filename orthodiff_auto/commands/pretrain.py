@@ -31,7 +31,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from orthodiff_auto.diffusion.run import pretrain  # here, not at the top: `orthodiff --help` imports no torch
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.diffusion.run import pretrain
 
     pretrain(args.preprocessed_dir, args.view, preset=args.config, overrides=args.overrides, resume=args.resume,
              results=args.results, device=args.device)

@@ -31,6 +31,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.diffusion.probe import run_probe
 
     run_probe(args.preprocessed_dir, args.view, results=args.results, timesteps=args.timesteps, blocks=args.blocks,

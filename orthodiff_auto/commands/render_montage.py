@@ -21,6 +21,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.synthetic.montage import render_montage
 
     path = render_montage(args.dataset, args.case_id, args.out, subset=args.subset)

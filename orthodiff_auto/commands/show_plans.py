@@ -17,13 +17,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.plans.table import plans_file_table
 
-    from orthodiff_auto.plans.schema import Plans
-    from orthodiff_auto.plans.table import format_plans
-
-    path = Path(args.preprocessed)
-    if path.is_dir():
-        path = path / "plans.json"
-    print(format_plans(Plans.load(path)))
+    print(plans_file_table(args.preprocessed))
     return 0

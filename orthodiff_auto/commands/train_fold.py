@@ -29,14 +29,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from orthodiff_auto.training.config import make_config
-    from orthodiff_auto.pipeline.train_fold import train_fold
-    from orthodiff_auto.training.fold import FoldRequest, parse_fold
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+    from orthodiff_auto.pipeline.train_fold import run_train_fold
 
-    request = FoldRequest(
-        preprocessed_dir=args.preprocessed_dir, task=args.task, view=args.view, fold=parse_fold(args.fold),
-        config=make_config(args.config, args.set), results_dir=args.results, pretrained=args.pretrained,
-        label_fraction=args.label_fraction, device=args.device, resume=args.resume,
-    )
-    train_fold(request)
+    run_train_fold(args.preprocessed_dir, args.task, args.view, args.fold, config=args.config, overrides=args.set,
+                   results=args.results, pretrained=args.pretrained, label_fraction=args.label_fraction,
+                   device=args.device, resume=args.resume)
     return 0

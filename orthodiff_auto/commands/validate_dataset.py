@@ -20,6 +20,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.data.validation import validate_dataset
 
     report = validate_dataset(args.dataset, num_workers=args.num_processes)

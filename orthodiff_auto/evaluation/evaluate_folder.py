@@ -44,6 +44,14 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
     return summary
 
 
+def evaluate_and_report(pred_dir: Path | str, reference: Path | str, out_dir: Path | str | None = None,
+                        bootstrap: int = 1000, log=print) -> dict[str, Any]:
+    """``orthodiff evaluate``: ``evaluate_predictions``, then its table (``report_table``) logged."""
+    summary = evaluate_predictions(pred_dir, reference, out_dir, bootstrap=bootstrap)
+    log(report_table(summary))
+    return summary
+
+
 def _evaluate_segmentations(pred_dir: Path, scans, desc, sites) -> dict[str, Any]:
     labels = desc.foreground_labels
     per_case: dict[str, Any] = {}

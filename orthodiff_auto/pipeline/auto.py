@@ -26,9 +26,16 @@ from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
 from orthodiff_auto.training.config import make_config
 from orthodiff_auto.training.fold import FoldRequest
-from orthodiff_auto.training.loop import log_line
+from orthodiff_auto.utils.log import log_line
 
 FOLDS = (0, 1, 2, 3, 4)
+
+
+def check_folds(folds: Sequence[int]) -> tuple[int, ...]:
+    bad = [f for f in folds if not 0 <= f < 5]
+    if bad or not folds:
+        raise UserInputError(f"--folds: choose among 0-4, got {list(folds)}")
+    return tuple(sorted(set(folds)))
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,9 @@ class AutoOptions:
     pretrain_overrides: tuple[str, ...] = ()
     num_processes: int = 2
     device: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "folds", check_folds(self.folds))  # UserInputError for a fold outside 0-4
 
 
 @dataclass
@@ -177,9 +187,3 @@ def cv_report(description) -> str:
     lines.append(" (* chosen)")
     return "\n".join(lines)
 
-
-def check_folds(folds: Sequence[int]) -> tuple[int, ...]:
-    bad = [f for f in folds if not 0 <= f < 5]
-    if bad or not folds:
-        raise UserInputError(f"--folds: choose among 0-4, got {list(folds)}")
-    return tuple(sorted(set(folds)))

@@ -12,13 +12,15 @@ Diffusion pretraining is not a fold task: it trains on every scan of a view (``d
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from orthodiff_auto.classification.run import train_classification_fold
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.segmentation.run import train_segmentation_fold
-from orthodiff_auto.training.fold import FoldRequest, check_request
-from orthodiff_auto.training.loop import log_line
+from orthodiff_auto.training.config import make_config
+from orthodiff_auto.training.fold import FoldRequest, check_request, parse_fold
+from orthodiff_auto.utils.log import log_line
 
 #: task name -> its package's entry point ``fn(request, plans, log)`` -> summary
 FOLD_TRAINERS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -36,4 +38,17 @@ def train_fold(request: FoldRequest, log=None) -> dict[str, Any]:
     return trainer(request, plans, log=log or log_line)
 
 
-__all__ = ["FOLD_TRAINERS", "train_fold"]
+def run_train_fold(preprocessed_dir: Path, task: str, view: str, fold: str, config: str = "demo",
+                   overrides: Sequence[str] = (), results: Path | None = None, pretrained: Path | None = None,
+                   label_fraction: float = 1.0, device: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """``orthodiff train_fold``: the request from the command's options (``fold``: 0-4 or "all"; ``config``: a
+    preset with ``key=value`` overrides), then ``train_fold``."""
+    request = FoldRequest(
+        preprocessed_dir=preprocessed_dir, task=task, view=view, fold=parse_fold(fold),
+        config=make_config(config, list(overrides)), results_dir=results, pretrained=pretrained,
+        label_fraction=label_fraction, device=device, resume=resume,
+    )
+    return train_fold(request)
+
+
+__all__ = ["FOLD_TRAINERS", "run_train_fold", "train_fold"]

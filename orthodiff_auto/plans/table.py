@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from orthodiff_auto.data.views import VIEW_NAMES
 from orthodiff_auto.plans.schema import Plans
 
@@ -57,3 +59,11 @@ def format_plans(plans: Plans) -> str:
     out += _table(["view", "cases", "normalisation", "fg mean/std", "image order", "labels", "through-plane"],
                   pre_rows)
     return "\n".join(out)
+
+
+def plans_file_table(path: Path | str) -> str:
+    """``format_plans`` of a plans.json (``path``: the file, or the preprocessed folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "plans.json"
+    return format_plans(Plans.load(path))

@@ -17,16 +17,19 @@ order, then site/field_strength when present), written only when the dataset dec
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from orthodiff_auto.data.dataset import RawDataset
+from orthodiff_auto.data.dataset import RawDataset, load_raw_dataset
 from orthodiff_auto.data.validation import validate_dataset
 from orthodiff_auto.errors import DatasetError, UserInputError
 from orthodiff_auto.fingerprint.extract import extract_fingerprint
 from orthodiff_auto.fingerprint.schema import DatasetFingerprint
+from orthodiff_auto.plans.budget import parse_budget
 from orthodiff_auto.plans.planner import plan_experiment
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.plans.subplans import Budget
+from orthodiff_auto.plans.table import format_plans
 from orthodiff_auto.preprocessing.runner import PreprocessSummary, preprocess_dataset
 from orthodiff_auto.utils.atomic import write_json_atomic, write_text_atomic
 
@@ -107,3 +110,65 @@ def run_preprocess(dataset: RawDataset, out: Path | str, num_workers: int = 2,
     check_plans_match(plans, dataset, plans_path)
     write_dataset_files(dataset, out)
     return preprocess_dataset(dataset, plans, out, num_workers=num_workers, progress=progress)
+
+
+# ---------------------------------------------------------------- the commands' stages, with their output
+
+def fingerprint_raw_dataset(dataset: Path | str, out: Path | str, num_processes: int = 2,
+                            skip_validation: bool = False, progress: bool = True, log=print) -> DatasetFingerprint:
+    """``orthodiff fingerprint``: validate the raw dataset (unless ``skip_validation``), fingerprint it into
+    ``out`` and log one line per view."""
+    ds = load_raw_dataset(dataset) if skip_validation else validated_dataset(dataset, num_processes)
+    fp = run_fingerprint(ds, out, num_processes, progress=progress)
+    for view, vf in fp.views.items():
+        sp = "x".join(f"{v:.3g}" for v in vf.median_spacing)
+        sh = "x".join(f"{v:g}" for v in vf.median_shape_after_crop)
+        log(f"{view}: {vf.num_train} train ({vf.num_labelled} labelled), {vf.num_unlabeled} unlabeled; "
+            f"median spacing {sp} mm, median shape after crop {sh}")
+    log(f"wrote {out}/fingerprint.json")
+    return fp
+
+
+def plan_from_fingerprint(preprocessed: Path | str, budget: str | None = None, log=print) -> Plans:
+    """``orthodiff plan``: plans.json from fingerprint.json under ``budget`` (``plans.budget.parse_budget``);
+    logs the plans table."""
+    plans, replaced = run_plan(preprocessed, parse_budget(budget))
+    log(format_plans(plans))
+    if replaced:
+        log(f"note: replaced a different {preprocessed}/plans.json")
+    log(f"wrote {preprocessed}/plans.json")
+    return plans
+
+
+def preprocess_raw_dataset(dataset: Path | str, out: Path | str, num_processes: int = 2,
+                           skip_validation: bool = False, progress: bool = True, log=print) -> PreprocessSummary:
+    """``orthodiff preprocess``: preprocess the raw dataset with ``out/plans.json``; logs the summary."""
+    if not (Path(out) / PLANS_JSON).is_file():
+        raise UserInputError(f"{Path(out) / PLANS_JSON}: plans file not found (run `orthodiff plan` first)")
+    ds = load_raw_dataset(dataset) if skip_validation else validated_dataset(dataset, num_processes)
+    summary = run_preprocess(ds, out, num_processes, progress=progress)
+    log(summary.text())
+    return summary
+
+
+def plan_and_preprocess(dataset: Path | str, out: Path | str, budget: str | None = None, num_processes: int = 2,
+                        progress: bool = True, log=print) -> PreprocessSummary:
+    """``orthodiff plan_and_preprocess``: validate, fingerprint, plan and preprocess; logs the plans table, the
+    preprocessing summary and the time of each stage."""
+    parsed = parse_budget(budget)  # bad --budget: exit 2 before anything is read or written
+    t0 = time.perf_counter()
+    ds = validated_dataset(dataset, num_processes)
+    t1 = time.perf_counter()
+    run_fingerprint(ds, out, num_processes, progress=progress)
+    t2 = time.perf_counter()
+    plans, replaced = run_plan(out, parsed)
+    t3 = time.perf_counter()
+    log(format_plans(plans))
+    if replaced:
+        log(f"note: replaced a different {out}/plans.json")
+    summary = run_preprocess(ds, out, num_processes, progress=progress)
+    t4 = time.perf_counter()
+    log(summary.text())
+    log(f"time: validate {t1 - t0:.1f} s, fingerprint {t2 - t1:.1f} s, plan {t3 - t2:.1f} s, "
+        f"preprocess {t4 - t3:.1f} s")
+    return summary

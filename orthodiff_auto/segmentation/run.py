@@ -22,12 +22,13 @@ from orthodiff_auto.segmentation.task import SegmentationTask
 from orthodiff_auto.training.checkpoint import refuse_to_overwrite
 from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
 from orthodiff_auto.training.fold import FoldRequest, prepare_split
-from orthodiff_auto.training.loop import Trainer, log_line
+from orthodiff_auto.training.loop import Trainer
 from orthodiff_auto.training.pretrained import read_encoder_checkpoint
 from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
 from orthodiff_auto.training.splits import subsample_labelled
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
+from orthodiff_auto.utils.log import log_line
 
 
 def train_segmentation_fold(request: FoldRequest, plans: Plans, log=log_line) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from orthodiff_auto.synthetic.rendering import RenderSettings, mr_effects, rende
 from orthodiff_auto.synthetic.scene import TISSUES, Scene
 from orthodiff_auto.synthetic.spec import DATASET_NAME, FINDINGS, LABELS, SITES, SIZES
 from orthodiff_auto.utils.atomic import write_json_atomic, write_text_atomic
+from orthodiff_auto.utils.log import log_line
 
 SUBSETS = {"train": (1, "knee"), "test": (2, "test"), "unlabeled": (3, "unl")}
 MARKER = ".orthodiff_synthetic.json"
@@ -406,7 +407,34 @@ def read_marker(root: Path | str) -> dict[str, Any] | None:
         return None
 
 
+def generate_synthetic(out: Path | str, cases: int = 20, unlabeled: int = 0, test: int = 0, size: str = "demo",
+                       seed: int = 0, sites: str | None = None, prevalence: str | None = None, num_processes: int = 1,
+                       complete: bool = False, log=log_line) -> dict[str, Any]:
+    """``orthodiff generate_synthetic``: ``generate_dataset`` from the command's options (``prevalence`` as
+    ``finding=p,...``), logging progress every tenth of the cases and a closing summary; returns the summary."""
+    if size not in SIZES:
+        raise UserInputError(f"unknown --size {size!r}; choose one of {', '.join(SIZES)}")
+    parsed = parse_prevalence(prevalence)
+    total = cases + test + unlabeled
+    done = [0]
+
+    def progress(row):
+        done[0] += 1
+        if done[0] == total or done[0] % max(1, total // 10) == 0:
+            log(f"  {done[0]}/{total} cases ({row['case_id']}: {row['seconds']:.2f} s)")
+
+    summary = generate_dataset(
+        out, n_cases=cases, n_unlabeled=unlabeled, n_test=test, size=size, seed=seed, sites=sites,
+        prevalence=parsed, num_processes=num_processes, complete=True if complete else None, progress=progress,
+    )
+    secs = summary["case_seconds"]
+    log(f"wrote {summary['out']}: {cases} training, {test} test, {unlabeled} unlabeled cases "
+        f"({size}, seed {seed}) in {summary['seconds']:.1f} s "
+        f"(median {sorted(secs)[len(secs) // 2]:.2f} s per case per process)")
+    return summary
+
+
 __all__ = [
     "CaseSpec", "RenderedCase", "RenderedScan", "sample_case", "render_case", "generate_dataset", "dataset_json",
-    "parse_prevalence", "check_sites", "read_marker",
+    "generate_synthetic", "parse_prevalence", "check_sites", "read_marker",
 ]

@@ -21,6 +21,7 @@ from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint,
 from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.distributed import DistributedContext, all_reduce_mean, barrier
 from orthodiff_auto.utils.atomic import atomic_path
+from orthodiff_auto.utils.log import log_line
 
 CHECKPOINT_FORMAT = "orthodiff_auto.checkpoint/1"
 
@@ -49,11 +50,6 @@ class TrainingTask(Protocol):
 
     # optional: ``after_step(model)`` is called after every optimizer step when the task defines it;
     # ``load_extras(extras)`` restores task state (e.g. EMA weights) on resume.
-
-
-def log_line(message: str) -> None:
-    """Default logger: flushed at once, so piped or redirected logs show progress live."""
-    print(message, flush=True)
 
 
 def poly_lr(initial_lr: float, iteration: int, total: int, exponent: float) -> float:
