@@ -14,14 +14,13 @@ import importlib
 import pkgutil
 import sys
 
+import orthodiff_auto.commands
 from orthodiff_auto import __version__
 from orthodiff_auto.errors import UserInputError
 
 
-
 def _command_modules() -> list:
-    import orthodiff_auto.commands as package
-
+    package = orthodiff_auto.commands
     modules = [
         importlib.import_module(f"{package.__name__}.{info.name}")
         for info in pkgutil.iter_modules(package.__path__)

@@ -15,8 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+from orthodiff_auto.data.validation import validate_dataset
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.pipeline.auto import check_folds
+from orthodiff_auto.evaluation.evaluate_folder import evaluate_predictions, report_table
+from orthodiff_auto.inference.folder import predict_folder
+from orthodiff_auto.pipeline.auto import AutoOptions, check_folds, run_auto
+from orthodiff_auto.synthetic.generator import generate_dataset
 
 # Sized so the whole job finishes in under 15 minutes on a 2-core CPU (see README for the measured run).
 DEMO_DATASET = dict(n_cases=30, n_unlabeled=10, n_test=10, size="demo", seed=7)
@@ -46,12 +50,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_demo(work: Path, config: str, folds: tuple[int, ...], num_processes: int,
              compare_scratch: bool = False) -> int:
-    from orthodiff_auto.data.validation import validate_dataset
-    from orthodiff_auto.evaluation.evaluate_folder import evaluate_predictions, report_table
-    from orthodiff_auto.inference.folder import predict_folder
-    from orthodiff_auto.pipeline.auto import AutoOptions, run_auto
-    from orthodiff_auto.synthetic.generator import generate_dataset
-
     start = time.perf_counter()
     raw = work / "raw"
     if not (raw / "dataset.json").is_file():
