@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orthodiff_auto.commands._shared import add_dataset_and_out, add_worker_options
+
 ORDER = 20
 
 
@@ -13,11 +15,8 @@ def register(subparsers) -> None:
         "PREPROCESSED_DIR/dataset.json and PREPROCESSED_DIR/fingerprint.json. Nothing is written when the dataset "
         "is invalid (exit code 2).",
     )
-    p.add_argument("dataset", help="raw dataset folder (holds dataset.json)")
-    p.add_argument("--out", required=True, help="preprocessed folder to write into")
-    p.add_argument("-np", "--num-processes", type=int, default=2, help="parallel worker processes (default 2)")
-    p.add_argument("--skip-validation", action="store_true", help="do not validate image contents first")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataset_and_out(p, "preprocessed folder to write into")
+    add_worker_options(p)
     p.set_defaults(func=run)
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-ORDER = 21
+from orthodiff_auto.commands._shared import BUDGET_HELP
 
-BUDGET_HELP = ("memory budget: 'gpu:<GB>' (e.g. gpu:8), 'gpu' (the detected GPU's memory, else 8 GB as nnU-Net) "
-               "or 'cpu' (a small plan that trains in minutes on 2 cores); default: gpu")
+ORDER = 21
 
 
 def register(subparsers) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands.plan import BUDGET_HELP
+from orthodiff_auto.commands._shared import BUDGET_HELP, add_dataset_and_out, add_worker_options
 
 ORDER = 23
 
@@ -15,11 +15,9 @@ def register(subparsers) -> None:
         "`fingerprint`, `plan` and `preprocess`, writing fingerprint.json, plans.json and the preprocessed cases "
         "into PREPROCESSED_DIR. Re-running skips cases that are already up to date.",
     )
-    p.add_argument("dataset", help="raw dataset folder (holds dataset.json)")
-    p.add_argument("--out", required=True, help="preprocessed folder to write into")
+    add_dataset_and_out(p, "preprocessed folder to write into")
     p.add_argument("--budget", default=None, help=BUDGET_HELP)
-    p.add_argument("-np", "--num-processes", type=int, default=2, help="parallel worker processes (default 2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_worker_options(p, skip_validation=False)
     p.set_defaults(func=run)
 
 

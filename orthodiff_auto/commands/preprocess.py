@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orthodiff_auto.commands._shared import add_dataset_and_out, add_worker_options
+
 ORDER = 22
 
 
@@ -13,11 +15,8 @@ def register(subparsers) -> None:
         "PREPROCESSED_DIR/<view>/. Cases already up to date (same source files, same plan) are skipped, so an "
         "interrupted run resumes; every file is written atomically.",
     )
-    p.add_argument("dataset", help="raw dataset folder (holds dataset.json)")
-    p.add_argument("--out", required=True, help="preprocessed folder holding plans.json")
-    p.add_argument("-np", "--num-processes", type=int, default=2, help="parallel worker processes (default 2)")
-    p.add_argument("--skip-validation", action="store_true", help="do not validate image contents first")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataset_and_out(p, "preprocessed folder holding plans.json")
+    add_worker_options(p)
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,7 @@ from orthodiff_auto.diffusion.denoiser import CONDITIONING_MODULES, Denoiser, si
 from orthodiff_auto.networks import build_encoder, build_segmentation_network
 from orthodiff_auto.plans.schema import ArchitectureSpec
 
-from .conftest import tiny_arch
+from tests.plans.tiny_plans import tiny_arch
 
 
 def test_starts_as_the_plain_unet_and_encoder_names_match():

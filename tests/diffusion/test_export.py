@@ -15,7 +15,7 @@ from orthodiff_auto.training.pretrained import (
     pretrained_parameter_groups,
 )
 
-from .conftest import tiny_arch, tiny_view_plan
+from tests.plans.tiny_plans import tiny_arch, tiny_view_plan
 
 
 @pytest.fixture

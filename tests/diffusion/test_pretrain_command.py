@@ -67,7 +67,7 @@ def test_results_option(make_preprocessed, tmp_path):
     (["--config", "huge"], "unknown config"),
 ])
 def test_refusals(make_preprocessed, capsys, args, message):
-    from .conftest import tiny_plans
+    from tests.plans.tiny_plans import tiny_plans
 
     pre = make_preprocessed(plans=tiny_plans(("sag", "cor")))  # cor planned but never preprocessed
     view = "sag"

@@ -25,7 +25,7 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.training.classification_metrics import auroc_scores
 from orthodiff_auto.training.splits import make_splits
 
-from .conftest import tiny_arch
+from tests.plans.tiny_plans import tiny_arch
 
 PRETRAIN = ["--config", "smoke", "--set", "num_epochs=1", "--set", "iterations_per_epoch=2", "--set", "num_samples=0",
             "--device", "cpu"]

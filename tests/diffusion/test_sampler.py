@@ -7,7 +7,7 @@ from orthodiff_auto.diffusion.denoiser import Denoiser
 from orthodiff_auto.diffusion.sampler import ddim_sample, ddim_timesteps, save_sampling_figure
 from orthodiff_auto.diffusion.schedule import cosine_alphas_cumprod, training_target
 
-from .conftest import tiny_arch
+from tests.plans.tiny_plans import tiny_arch
 
 
 def test_ddim_timesteps():

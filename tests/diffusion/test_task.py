@@ -11,7 +11,9 @@ from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.distributed import DistributedContext
 from orthodiff_auto.training.loop import Trainer
 
-from .conftest import MemorySource, tiny_view_plan
+from tests.plans.tiny_plans import tiny_view_plan
+
+from .conftest import MemorySource
 
 QUIET = dict(log=lambda m: None)
 

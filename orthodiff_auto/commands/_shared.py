@@ -1,0 +1,21 @@
+"""Arguments that several commands share. Not a command itself: the CLI skips modules whose name starts with
+an underscore."""
+
+from __future__ import annotations
+
+BUDGET_HELP = ("memory budget: 'gpu:<GB>' (e.g. gpu:8), 'gpu' (the detected GPU's memory, else 8 GB as nnU-Net) "
+               "or 'cpu' (a small plan that trains in minutes on 2 cores); default: gpu")
+
+
+def add_dataset_and_out(p, out_help: str) -> None:
+    """RAW_DATASET and --out PREPROCESSED_DIR."""
+    p.add_argument("dataset", help="raw dataset folder (holds dataset.json)")
+    p.add_argument("--out", required=True, help=out_help)
+
+
+def add_worker_options(p, skip_validation: bool = True) -> None:
+    """-np N, --skip-validation (when the command can skip it) and --no-progress."""
+    p.add_argument("-np", "--num-processes", type=int, default=2, help="parallel worker processes (default 2)")
+    if skip_validation:
+        p.add_argument("--skip-validation", action="store_true", help="do not validate image contents first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
