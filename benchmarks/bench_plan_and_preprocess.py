@@ -218,9 +218,9 @@ def run_ours(raw: Path, work: Path, np_: int, budget: str, tag: str) -> dict:
 # --- report -------------------------------------------------------------------------------------------
 
 
-def _fmt(v) -> str:
+def format_value(v) -> str:
     if isinstance(v, (list, tuple)):
-        return "x".join(_fmt(x) for x in v)
+        return "x".join(format_value(x) for x in v)
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
@@ -314,7 +314,7 @@ def main(argv=None) -> int:
     rows_theirs = plan_rows_nnunet(theirs[0]["plans"]) if theirs else {}
     print(f"{'':36} {'nnU-Net v2 3d_fullres':36} {'orthodiff_auto (' + view + ')'}")
     for k, v in rows_ours.items():
-        print(f"{k:36} {_fmt(rows_theirs.get(k, '-')):36} {_fmt(v)}")
+        print(f"{k:36} {format_value(rows_theirs.get(k, '-')):36} {format_value(v)}")
     for key, title in (("full", "plan_and_preprocess"), ("preprocess", "preprocess only")):
         so = summarize(ours, key)
         st = summarize(theirs, key) if theirs else None

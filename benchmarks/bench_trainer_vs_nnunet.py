@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_plan_and_preprocess import _fmt, find_nnunet_bin, nnunet_env, nnunet_version
+from bench_plan_and_preprocess import find_nnunet_bin, format_value, nnunet_env, nnunet_version
 
 DATASET_ID = 988
 DATASET_NAME = f"Dataset{DATASET_ID}_OrthodiffBench"
@@ -450,7 +450,7 @@ def print_report(results: dict) -> None:
         print(f"{name:46} {get(theirs, ft) if theirs else '-':30} {get(ours, fo)}")
 
     print(f"{'':46} {'nnU-Net v2 nnUNetTrainer':30} orthodiff_auto Trainer")
-    row("patch / batch", lambda r, f: f"{_fmt(r['patch_size'])} / {r['batch_size']}")
+    row("patch / batch", lambda r, f: f"{format_value(r['patch_size'])} / {r['batch_size']}")
     row("network parameters (state-dict hash)", lambda r, f: f"{f['parameters']} ({f['state_dict_hash']})")
     row("torch (threads)", lambda r, f: f"{f['torch']} ({f['threads']})")
     row("median s/iteration", lambda r, f: f"{r['median_s_per_iteration']:.3f}")
