@@ -37,7 +37,8 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
     add_recess_field(sc)
     add_soft_tissue_layers(sc)
     add_joint_fluid_layers(sc, findings)
-    meniscus_local = add_cartilage_and_meniscus_layers(sc)
+    meniscus_local = add_tibial_cartilage_and_meniscus_layers(sc)
+    add_femoral_and_patellar_cartilage_layers(sc)
     add_ligament_layers(sc)
     for name, params in findings.items():  # findings that cut structures: fluid-filled clefts
         add_finding_layers(sc, name, params, bands, meniscus_local)
@@ -255,14 +256,13 @@ def add_joint_fluid_layers(sc: Scene, findings: dict[str, dict]) -> None:
     sc.add_layer("tendons", "tendon", 0, lambda ctx: any_of(lt(ctx.f("qtendon"), 0.0), lt(ctx.f("ptendon"), 0.0)))
 
 
-def add_cartilage_and_meniscus_layers(sc: Scene) -> Callable:
-    """Tibial cartilage, menisci, femoral and patellar cartilage; returns ``meniscus_local(ctx, key)`` (the
-    meniscus coordinates that meniscal tears cut)."""
+def add_tibial_cartilage_and_meniscus_layers(sc: Scene) -> Callable:
+    """Tibial cartilage and the menisci; returns ``meniscus_local(ctx, key)`` (the meniscus coordinates that
+    meniscal tears cut)."""
     p, s = sc.knee.p, sc.knee.scale
     w_t = p["w_t"]
     pc, pr = p["plat_c"], p["plat_r"]
-    prad = p["pat_r"]
-    t_fc, t_tc, t_pc = p["t_fc"], p["t_tc"], p["t_pc"]
+    t_tc = p["t_tc"]
     pshrink = (pr[0] - 2.5 * s, pr[1] - 2.0 * s)
 
     def tib_cart(ctx):
@@ -305,7 +305,13 @@ def add_cartilage_and_meniscus_layers(sc: Scene) -> Callable:
 
     for key, label in (("mm", L["medial_meniscus"]), ("lm", L["lateral_meniscus"])):
         sc.add_layer(key, "meniscus", label, lambda ctx, key=key: (lambda m: None if m is None else m["inside"])(meniscus_local(ctx, key)))
+    return meniscus_local
 
+
+def add_femoral_and_patellar_cartilage_layers(sc: Scene) -> None:
+    p, s = sc.knee.p, sc.knee.scale
+    prad = p["pat_r"]
+    t_fc, t_pc = p["t_fc"], p["t_pc"]
     notch_half = 9.5 * s
 
     def ell_normal(u, v, w, c, r):
@@ -343,7 +349,6 @@ def add_cartilage_and_meniscus_layers(sc: Scene) -> Callable:
         return (d > 0) & (d < t_pc) & (v > 0.25 * prad[1]) & (np.abs(w) < 0.8 * prad[2]) & (np.abs(u) < 0.92 * prad[0])
 
     sc.add_layer("patellar_cartilage", "patellar_cartilage", L["patellar_cartilage"], pat_cart)
-    return meniscus_local
 
 
 def add_ligament_layers(sc: Scene) -> None:
@@ -382,7 +387,7 @@ def add_bone_layers(sc: Scene) -> None:
 
 
 __all__ = [
-    "add_band_fields", "add_bone_fields", "add_bone_layers", "add_cartilage_and_meniscus_layers",
-    "add_envelope_fields", "add_frames", "add_joint_fluid_layers", "add_ligament_layers", "add_recess_field",
+    "add_band_fields", "add_bone_fields", "add_bone_layers", "add_envelope_fields",
+    "add_femoral_and_patellar_cartilage_layers", "add_tibial_cartilage_and_meniscus_layers", "add_frames", "add_joint_fluid_layers", "add_ligament_layers", "add_recess_field",
     "add_soft_tissue_layers", "build_scene",
 ]
