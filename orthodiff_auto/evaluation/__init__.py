@@ -1,1 +1,2 @@
-"""Evaluation: segmentation metrics (Dice, HD95, volumes) and multi-label classification metrics."""
+"""Evaluation: predictions in a folder against a dataset's test references (the metric functions themselves are
+``training.segmentation_metrics`` and ``training.classification_metrics``)."""

@@ -1,1 +1,2 @@
-"""Inference: patch-based prediction of whole images (sliding window, Gaussian blending, mirroring TTA)."""
+"""Inference: ``Predictor`` (the model folder's segmentation ensembles and findings ensemble), ``predict_folder``
+(a folder of scans -> segmentations and findings.csv) and the model folder (``model_dir``)."""

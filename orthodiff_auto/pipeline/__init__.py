@@ -1,1 +1,2 @@
-"""Whole-pipeline orchestration: model selection over cross-validation and ``auto``."""
+"""Whole-pipeline orchestration: the task registry (``train_fold``), model selection over cross-validation
+(``model_selection``) and ``auto``."""
