@@ -21,9 +21,8 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.training.checkpoint import load_checkpoint
-from orthodiff_auto.training.fold import FoldRequest, prepare_split
+from orthodiff_auto.training.fold import FoldRequest, label_fraction_subset, prepare_split
 from orthodiff_auto.training.pretrained import read_encoder_checkpoint
-from orthodiff_auto.training.splits import subsample_labelled
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,7 @@ def classification_fold(request: FoldRequest, plans: Plans) -> ClassificationFol
         train = [c for c in train_ids if c in own]
         val = [c for c in val_ids if c in own]
         skipped = {"train": [c for c in train_ids if c not in own], "val": [c for c in val_ids if c not in own]}
-    if request.label_fraction < 1:
-        train = subsample_labelled(train, request.label_fraction, request.config.seed)
+    train = label_fraction_subset(request, plans, train)
     if not train:
         raise UserInputError(f"fold {request.fold}: no training scans of view {request.view!r}")
     present = {c: [c in have[v] for v in views] for c in set(train) | set(val)}

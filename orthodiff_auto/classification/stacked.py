@@ -189,6 +189,7 @@ def _probability_logits(p: np.ndarray) -> np.ndarray:
 def _train_commands(request, view: str, folds: Sequence[str]) -> list[str]:
     extra = f" --pretrained {request.pretrained}" if request.pretrained else ""
     extra += f" --label-fraction {request.label_fraction:g}" if request.label_fraction < 1 else ""
+    extra += f" --label-fraction-seed {request.label_fraction_seed}" if request.label_fraction_seed else ""
     extra += f" --results {request.results_dir}" if request.results_dir else ""
     return [f"orthodiff train_fold {request.preprocessed_dir} cls {view} {j}{extra}" for j in folds]
 

@@ -77,6 +77,7 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
         "variant": request.variant,
         "pretrained_from": str(request.pretrained) if request.pretrained else None,
         "label_fraction": request.label_fraction,
+        "label_fraction_seed": request.label_fraction_seed,
         "findings": list(findings),
         "num_training_cases": len(task.train_cases),
         "num_validation_cases": len(val),

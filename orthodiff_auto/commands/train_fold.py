@@ -21,7 +21,12 @@ def register(subparsers) -> None:
     p.add_argument("--config", default="demo", help="smoke (seconds), demo (minutes on a CPU) or full (GPU)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--pretrained", type=Path, help="encoder checkpoint written by `orthodiff pretrain`")
-    p.add_argument("--label-fraction", type=float, default=1.0, help="train on this fixed fraction of the labels")
+    p.add_argument("--label-fraction", type=float, default=1.0,
+                   help="train on this fraction of the fold's labelled cases, stratified per finding (at least one "
+                   "positive and one negative of every finding the fold has)")
+    p.add_argument("--label-fraction-seed", type=int, default=0,
+                   help="which stratified subset --label-fraction takes (default 0; other seeds train in "
+                   "<variant>_frac<F>_seed<S>)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--results", type=Path, help="results folder (default: results/ beside PREPROCESSED_DIR)")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the latest checkpoint")
@@ -34,5 +39,6 @@ def run(args) -> int:
 
     run_train_fold(args.preprocessed_dir, args.task, args.view, args.fold, config=args.config, overrides=args.set,
                    results=args.results, pretrained=args.pretrained, label_fraction=args.label_fraction,
+                   label_fraction_seed=args.label_fraction_seed,
                    device=args.device, resume=args.resume)
     return 0

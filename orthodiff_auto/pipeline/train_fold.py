@@ -40,13 +40,14 @@ def train_fold(request: FoldRequest, log=None) -> dict[str, Any]:
 
 def run_train_fold(preprocessed_dir: Path, task: str, view: str, fold: str, config: str = "demo",
                    overrides: Sequence[str] = (), results: Path | None = None, pretrained: Path | None = None,
-                   label_fraction: float = 1.0, device: str | None = None, resume: bool = False) -> dict[str, Any]:
+                   label_fraction: float = 1.0, label_fraction_seed: int = 0,
+                   device: str | None = None, resume: bool = False) -> dict[str, Any]:
     """``orthodiff train_fold``: the request from the command's options (``fold``: 0-4 or "all"; ``config``: a
     preset with ``key=value`` overrides), then ``train_fold``."""
     request = FoldRequest(
         preprocessed_dir=preprocessed_dir, task=task, view=view, fold=parse_fold(fold),
         config=make_config(config, list(overrides)), results_dir=results, pretrained=pretrained,
-        label_fraction=label_fraction, device=device, resume=resume,
+        label_fraction=label_fraction, label_fraction_seed=label_fraction_seed, device=device, resume=resume,
     )
     return train_fold(request)
 

@@ -21,11 +21,10 @@ from orthodiff_auto.segmentation.prediction import label_map_in_original_geometr
 from orthodiff_auto.segmentation.task import SegmentationTask
 from orthodiff_auto.training.checkpoint import refuse_to_overwrite
 from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
-from orthodiff_auto.training.fold import FoldRequest, prepare_split
+from orthodiff_auto.training.fold import FoldRequest, label_fraction_subset, prepare_split
 from orthodiff_auto.training.loop import Trainer
 from orthodiff_auto.training.pretrained import read_encoder_checkpoint
 from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
-from orthodiff_auto.training.splits import subsample_labelled
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 from orthodiff_auto.utils.log import log_line
@@ -46,8 +45,7 @@ def _train(request: FoldRequest, plans: Plans, device: torch.device, ctx: Distri
     labelled = set(PreprocessedDataset(request.preprocessed_dir, request.view).case_ids(subset="train", labelled=True))
     train_ids = [c for c in train_ids if c in labelled]
     val_ids = [c for c in val_ids if c in labelled]
-    if request.label_fraction < 1:
-        train_ids = subsample_labelled(train_ids, request.label_fraction, request.config.seed)
+    train_ids = label_fraction_subset(request, plans, train_ids)
     if not train_ids:
         raise UserInputError(f"fold {request.fold}: no labelled training scans of view {request.view!r}")
     pretrained = None
@@ -112,6 +110,7 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
         "variant": request.variant,
         "pretrained_from": str(request.pretrained) if request.pretrained else None,
         "label_fraction": request.label_fraction,
+        "label_fraction_seed": request.label_fraction_seed,
         "num_training_scans": len(task.train_cases),
         "num_validation_scans": len(task.val_cases),
         "config": cfg.to_dict(),

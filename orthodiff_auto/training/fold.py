@@ -14,7 +14,7 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.training.config import TrainingConfig
-from orthodiff_auto.training.splits import fold_cases, load_or_create_splits
+from orthodiff_auto.training.splits import fold_cases, load_or_create_splits, subsample_labelled
 
 SPLITS_JSON = "splits.json"
 
@@ -29,6 +29,7 @@ class FoldRequest:
     results_dir: Path | None = None
     pretrained: Path | None = None
     label_fraction: float = 1.0
+    label_fraction_seed: int = 0
     device: str | None = None
     resume: bool = False
 
@@ -41,6 +42,8 @@ class FoldRequest:
             name += f"_{self.config.fusion}"  # gate and concat runs of a fold must not share a folder
         if self.label_fraction < 1.0:
             name += f"_frac{self.label_fraction:g}"
+            if self.label_fraction_seed:  # each seed's subset trains in its own folder
+                name += f"_seed{self.label_fraction_seed}"
         return name
 
     def output_dir(self) -> Path:
@@ -63,17 +66,31 @@ def training_cases_and_findings(preprocessed_dir: Path, plans: Plans) -> tuple[l
     for view in plans.views:
         if (preprocessed_dir / view).is_dir():
             cases.update(PreprocessedDataset(preprocessed_dir, view).case_ids(subset="train"))
-    table = None
+    return sorted(cases), findings_table(preprocessed_dir, plans)
+
+
+def findings_table(preprocessed_dir: Path, plans: Plans) -> pd.DataFrame | None:
+    """The preprocessed folder's findings.csv indexed by case (None without findings)."""
     findings_csv = preprocessed_dir / "findings.csv"
     if plans.findings and findings_csv.is_file():
-        table = pd.read_csv(findings_csv, dtype={"case_id": str}).set_index("case_id")
-    return sorted(cases), table
+        return pd.read_csv(findings_csv, dtype={"case_id": str}).set_index("case_id")
+    return None
 
 
 def prepare_split(request: FoldRequest, plans: Plans) -> tuple[list[str], list[str]]:
     all_cases, table = training_cases_and_findings(request.preprocessed_dir, plans)
     splits = load_or_create_splits(request.preprocessed_dir / SPLITS_JSON, all_cases, table, plans.findings)
     return fold_cases(splits, request.fold)
+
+
+def label_fraction_subset(request: FoldRequest, plans: Plans, train_ids: list[str]) -> list[str]:
+    """The fold's training cases reduced to ``request.label_fraction`` (all of them at 1): a subset stratified
+    per finding and site that keeps a positive and a negative of every finding the cases have, chosen by
+    ``request.label_fraction_seed`` (``training.splits.subsample_labelled``)."""
+    if request.label_fraction >= 1:
+        return list(train_ids)
+    table = findings_table(request.preprocessed_dir, plans)
+    return subsample_labelled(train_ids, request.label_fraction, request.label_fraction_seed, table, plans.findings)
 
 
 def check_request(request: FoldRequest) -> Plans:
@@ -88,9 +105,12 @@ def check_request(request: FoldRequest) -> Plans:
         raise UserInputError(f"fold {request.fold!r} out of range: choose 0-4 or 'all'")
     if not 0 < request.label_fraction <= 1:
         raise UserInputError(f"--label-fraction must be in (0, 1], got {request.label_fraction}")
+    if not isinstance(request.label_fraction_seed, int) or request.label_fraction_seed < 0:
+        raise UserInputError(f"--label-fraction-seed must be a non-negative integer, got {request.label_fraction_seed}")
     if request.pretrained is not None and not Path(request.pretrained).is_file():
         raise UserInputError(f"{request.pretrained}: pretrained checkpoint not found")
     return plans
 
 
-__all__ = ["FoldRequest", "SPLITS_JSON", "check_request", "parse_fold", "prepare_split", "training_cases_and_findings"]
+__all__ = ["FoldRequest", "SPLITS_JSON", "check_request", "findings_table", "label_fraction_subset", "parse_fold",
+           "prepare_split", "training_cases_and_findings"]

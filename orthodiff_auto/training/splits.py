@@ -106,14 +106,77 @@ def fold_cases(splits: list[dict[str, list[str]]], fold: int | str) -> tuple[lis
     return list(splits[fold]["train"]), list(splits[fold]["val"])
 
 
-def subsample_labelled(case_ids: Sequence[str], fraction: float, seed: int = DEFAULT_SEED) -> list[str]:
-    """A fixed, seeded fraction of cases (at least one) for label-efficiency studies.
+def subsample_labelled(
+    case_ids: Sequence[str], fraction: float, seed: int = DEFAULT_SEED, table: pd.DataFrame | None = None,
+    findings: Sequence[str] = (),
+) -> list[str]:
+    """A seeded subset of about ``fraction`` of the cases for label-efficiency studies, stratified per finding.
 
-    The subsets are nested: the cases kept at 0.1 are among those kept at 0.5.
+    Every finding that has a positive among ``case_ids`` keeps at least one positive, and likewise a negative,
+    even where that takes more than ``fraction`` of the cases (at 10% of 23 cases a random subset of 2 misses
+    most findings); the rest follows the pool's proportion of every finding and site. Without a table it is a
+    seeded shuffle. The subset is a prefix of one seeded order of the cases (``label_fraction_order``), so the
+    subsets of one seed are nested: the cases kept at 0.1 are among those kept at 0.5.
     """
     if not 0 < fraction <= 1:
         raise UserInputError(f"label fraction must be in (0, 1], got {fraction}")
     ordered = sorted(case_ids)
-    order = np.random.default_rng(seed).permutation(len(ordered))
-    keep = max(1, int(round(fraction * len(ordered))))
+    if not ordered:
+        return []
+    present = findings_matrix(ordered, table, findings)
+    required = np.concatenate([present, 1 - present], axis=1)
+    strata = np.concatenate([required, stratification_matrix(ordered, table, ())], axis=1)
+    order = label_fraction_order(required, strata, seed)
+    covering = int(np.flatnonzero(_covered_after(required, order))[0]) + 1 if required.any() else 1
+    keep = max(1, int(round(fraction * len(ordered))), covering)
     return sorted(ordered[i] for i in order[:keep])
+
+
+def findings_matrix(case_ids: Sequence[str], table: pd.DataFrame | None, findings: Sequence[str]) -> np.ndarray:
+    """(N, F) 0/1 matrix of the findings of ``case_ids`` (a case missing from the table has none)."""
+    if table is None or not findings:
+        return np.zeros((len(case_ids), 0), dtype=np.int8)
+    return table.reindex(list(case_ids))[list(findings)].fillna(0).to_numpy(dtype=np.int8)
+
+
+def label_fraction_order(required: np.ndarray, strata: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded order of the rows whose shortest prefix that covers every ``required`` column with a 1 (where
+    any row has one) is short, and whose longer prefixes follow the pool's proportion of every ``strata`` column.
+
+    Greedy: while a required column is uncovered, take from the cases that cover its rarest one the case covering
+    the most uncovered columns; afterwards the case that most reduces the prefix's shortfall against the pool's
+    proportions (counts each column should have by now minus those it has). Ties go by a seeded shuffle.
+    """
+    n = required.shape[0]
+    priority = np.random.default_rng(seed).permutation(n)  # lower wins a tie
+    required = required.astype(bool)
+    strata = strata.astype(np.float64)
+    proportion = strata.mean(axis=0) if n else strata.sum(axis=0)
+    remaining = np.ones(n, dtype=bool)
+    covered = ~required.any(axis=0)  # a column no case has cannot be covered
+    counts = np.zeros(strata.shape[1])
+    order = []
+    for k in range(n):
+        uncovered = ~covered
+        if uncovered.any():
+            available = required[remaining][:, uncovered].sum(axis=0)
+            rarest = np.flatnonzero(uncovered)[int(np.argmin(available))]
+            candidates = remaining & required[:, rarest]
+            score = required[:, uncovered].sum(axis=1).astype(np.float64)
+        else:
+            candidates = remaining
+            score = strata @ ((k + 1) * proportion - counts)
+        best = np.flatnonzero(candidates & (score == score[candidates].max()))
+        pick = int(best[np.argmin(priority[best])])
+        order.append(pick)
+        remaining[pick] = False
+        covered |= required[pick]
+        counts += strata[pick]
+    return np.asarray(order, dtype=np.int64)
+
+
+def _covered_after(required: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Per prefix length k+1 of ``order``: whether it covers every required column that any row covers."""
+    needed = required.astype(bool).any(axis=0)
+    seen = np.logical_or.accumulate(required[order].astype(bool), axis=0)
+    return (seen | ~needed).all(axis=1)

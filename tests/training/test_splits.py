@@ -102,3 +102,61 @@ def test_label_fraction_fixed_nested_and_bounded():
     assert len(subsample_labelled(ids[:3], 0.1)) == 1
     with pytest.raises(UserInputError):
         subsample_labelled(ids, 0)
+
+
+def _knee_like_table(n=23, seed=0):
+    """Eight findings at the synthetic knee's prevalences (0.2-0.35) and three sites: a fold of a small dataset."""
+    rng = np.random.default_rng(seed)
+    prevalence = {"f1": 0.3, "f2": 0.2, "f3": 0.35, "f4": 0.25, "f5": 0.25, "f6": 0.2, "f7": 0.2, "f8": 0.35}
+    ids = [f"case{i:03d}" for i in range(n)]
+    df = pd.DataFrame({name: (rng.random(n) < p).astype(int) for name, p in prevalence.items()},
+                      index=pd.Index(ids, name="case_id"))
+    df["site"] = rng.choice(["A", "B", "C"], n)
+    return ids, df, list(prevalence)
+
+
+@pytest.mark.parametrize("table_seed", [0, 1, 2])
+def test_label_fraction_keeps_a_positive_and_a_negative_of_every_finding(table_seed):
+    ids, df, findings = _knee_like_table(seed=table_seed)
+    for subset_seed in range(5):
+        for fraction in (0.1, 0.25, 0.5):
+            kept = subsample_labelled(ids, fraction, subset_seed, df, findings)
+            assert len(kept) >= round(fraction * len(ids))
+            for name in findings:
+                if df[name].any():
+                    assert df.loc[kept, name].sum() >= 1, (fraction, subset_seed, name)
+                if not df[name].all():
+                    assert (df.loc[kept, name] == 0).sum() >= 1, (fraction, subset_seed, name)
+
+
+def test_label_fraction_subsets_nested_per_seed_and_different_between_seeds():
+    ids, df, findings = _knee_like_table(n=60)
+    by_seed = []
+    for seed in range(4):
+        subsets = [subsample_labelled(ids, f, seed, df, findings) for f in (0.1, 0.25, 0.5, 1.0)]
+        for small, large in zip(subsets, subsets[1:]):
+            assert set(small) <= set(large)
+        assert subsets[-1] == sorted(ids)
+        assert subsample_labelled(ids, 0.25, seed, df, findings) == subsets[1]  # fixed for a seed
+        by_seed.append(tuple(subsets[1]))
+    assert len(set(by_seed)) == 4
+
+
+def test_label_fraction_follows_the_pool_proportions():
+    """Beyond the cases that cover every finding, the subset is stratified: at half of 60 cases each finding's
+    count is within 2 of half its total, and each site's within 2 of half its count."""
+    ids, df, findings = _knee_like_table(n=60, seed=3)
+    for seed in range(3):
+        kept = subsample_labelled(ids, 0.5, seed, df, findings)
+        assert len(kept) == 30
+        for name in findings:
+            assert abs(df.loc[kept, name].sum() - df[name].sum() / 2) <= 2, name
+        for site, count in df["site"].value_counts().items():
+            assert abs((df.loc[kept, "site"] == site).sum() - count / 2) <= 2, site
+
+
+def test_label_fraction_without_a_finding_in_the_pool_asks_nothing_of_it():
+    ids, df, findings = _knee_like_table()
+    df["f2"] = 0  # no positive in the pool: none can be kept; the subset stays at its size
+    kept = subsample_labelled(ids, 0.5, 0, df, findings)
+    assert len(kept) == round(0.5 * len(ids)) and df.loc[kept, "f2"].sum() == 0

@@ -125,6 +125,26 @@ def test_ddp_two_gloo_processes(preprocessed, tmp_path):
     assert torch.load(fold / "checkpoint_final.pt", weights_only=True)["epoch"] == 2
 
 
+def test_label_fraction_seed_trains_a_stratified_subset_in_its_own_folder(preprocessed, tmp_path):
+    """A quarter of fold 0's cases, stratified: both findings keep a positive and a negative; each seed gets a
+    folder of its own and the summary records fraction and seed."""
+    import pandas as pd
+
+    table = pd.read_csv(preprocessed / "findings.csv", dtype={"case_id": str}).set_index("case_id")
+    for seed, variant in ((0, "scratch_frac0.25"), (3, "scratch_frac0.25_seed3")):
+        rc = main(["train_fold", str(preprocessed), "seg", "sag", "0", "--config", "smoke", "--results", str(tmp_path),
+                   "--label-fraction", "0.25", "--label-fraction-seed", str(seed), "--set", "num_epochs=1",
+                   "--set", "iterations_per_epoch=1"])
+        assert rc == 0
+        fold = tmp_path / "seg" / "sag" / variant / "fold_0"
+        summary = json.loads((fold / "summary.json").read_text())
+        assert summary["label_fraction"] == 0.25 and summary["label_fraction_seed"] == seed
+        train = torch.load(fold / "checkpoint_final.pt", weights_only=True)["extras"]["split"]["train"]
+        assert len(train) == summary["num_training_scans"] < 6
+        for finding in ("f1", "f2"):
+            assert set(table.loc[train, finding]) == {0, 1}, (seed, finding, train)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -134,6 +154,7 @@ def test_ddp_two_gloo_processes(preprocessed, tmp_path):
         (["segment", "sag", "0"], "unknown task"),
         (["seg", "sag", "0", "--set", "num_epochs=abc"], "cannot use"),
         (["seg", "sag", "0", "--label-fraction", "0"], "label-fraction"),
+        (["seg", "sag", "0", "--label-fraction", "0.5", "--label-fraction-seed", "-1"], "label-fraction-seed"),
         (["seg", "sag", "0", "--pretrained", "/nonexistent.pt"], "not found"),
     ],
 )
