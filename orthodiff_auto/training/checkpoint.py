@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,22 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
         raise UserInputError(f"{path}: checkpoint not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or unsafe files
-        raise UserInputError(f"{path}: cannot load checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    except Exception as e:  # torch raises several types for corrupt, truncated or unsafe files
+        message = str(e)
+        if isinstance(e, pickle.UnpicklingError) and "weights only load failed" in message.lower():
+            # weights_only refused a pickled object (a class, a function): this product never runs one, so the
+            # message stops here instead of repeating torch's advice to reload with weights_only=False
+            what = _refused_global(message)
+            raise UserInputError(f"{path}: not a plain-weights checkpoint (it holds a pickled Python object"
+                                 f"{f' ({what})' if what else ''}); refused, nothing was loaded") from None
+        first_line = message.splitlines()[0] if message else ""
+        raise UserInputError(f"{path}: cannot load checkpoint ({type(e).__name__}: {first_line})") from None
+
+
+def _refused_global(message: str) -> str | None:
+    """The name of the object torch's weights-only unpickler refused (``GLOBAL module.name``), when it says."""
+    match = re.search(r"GLOBAL ([\w.]+)", message)
+    return match.group(1) if match else None
 
 
 def refuse_to_overwrite(out: Path, resume: bool) -> None:
