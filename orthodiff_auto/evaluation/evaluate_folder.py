@@ -12,16 +12,26 @@ import pandas as pd
 from orthodiff_auto.data.dataset import scan_raw_dataset
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.training.classification_metrics import evaluate_findings
+from orthodiff_auto.training.classification_metrics import choose_thresholds, evaluate_findings
 from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 
 THRESHOLDS_JSON = "thresholds.json"
+# where the thresholds behind sensitivity/specificity came from (summary["findings"]["threshold_method"])
+FROM_THRESHOLDS_JSON = "thresholds.json"
+FROM_TEST_SET = "test_set_youden"
+NO_THRESHOLDS = "none"
 
 
 def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: Path | str | None = None,
-                         bootstrap: int = 1000, seed: int = 0) -> dict[str, Any]:
+                         bootstrap: int = 1000, seed: int = 0, test_set_thresholds: bool = False) -> dict[str, Any]:
+    """Score the predictions in ``pred_dir`` against ``reference``'s test references.
+
+    Findings: sensitivity and specificity at the thresholds of ``pred_dir/thresholds.json`` (written by
+    predict_folder: chosen on cross-validation); without it only the threshold-free AUROC and AP, unless
+    ``test_set_thresholds`` asks for Youden thresholds chosen on this very test set (optimistic, and labelled
+    so). UserInputError when no prediction matches any reference."""
     pred_dir, reference = Path(pred_dir), Path(reference)
     if not pred_dir.is_dir():
         raise UserInputError(f"{pred_dir}: prediction folder does not exist")
@@ -29,14 +39,21 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
     desc = ds.description
     test_scans = [s for s in ds.select("test") if s.label is not None]
     has_findings = ds.test_findings is not None and (pred_dir / "findings.csv").is_file()
-    if not test_scans and not has_findings:
+    if not test_scans and ds.test_findings is None:
         raise UserInputError(f"{reference}: no test references (labelsTs/ or findingsTs.csv) to evaluate against")
     sites = ds.test_findings["site"] if ds.test_findings is not None and "site" in ds.test_findings else None
     summary: dict[str, Any] = {"prediction_folder": str(pred_dir), "reference": str(reference)}
     if test_scans:
         summary["segmentation"] = _evaluate_segmentations(pred_dir, test_scans, desc, sites)
     if has_findings:
-        summary["findings"] = _evaluate_findings(pred_dir, ds.test_findings, desc.findings, bootstrap, seed)
+        summary["findings"] = _evaluate_findings(pred_dir, ds.test_findings, desc.findings, bootstrap, seed,
+                                                 test_set_thresholds)
+    matched_scans = summary.get("segmentation", {}).get("n_scans", 0)
+    matched_cases = summary.get("findings", {}).get("n_rows_matched", 0)
+    if not matched_scans and not matched_cases:
+        raise UserInputError(f"{pred_dir}: no prediction matches a reference of {reference} (segmentations are "
+                             "matched by the file names of its imagesTs/, findings by the case ids of its "
+                             "findingsTs.csv)")
     out_dir = Path(out_dir) if out_dir else pred_dir / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "summary.json", json_safe(summary))
@@ -45,9 +62,10 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
 
 
 def evaluate_and_report(pred_dir: Path | str, reference: Path | str, out_dir: Path | str | None = None,
-                        bootstrap: int = 1000, log=print) -> dict[str, Any]:
+                        bootstrap: int = 1000, test_set_thresholds: bool = False, log=print) -> dict[str, Any]:
     """``orthodiff evaluate``: ``evaluate_predictions``, then its table (``report_table``) logged."""
-    summary = evaluate_predictions(pred_dir, reference, out_dir, bootstrap=bootstrap)
+    summary = evaluate_predictions(pred_dir, reference, out_dir, bootstrap=bootstrap,
+                                   test_set_thresholds=test_set_thresholds)
     log(report_table(summary))
     return summary
 
@@ -86,7 +104,8 @@ def _evaluate_segmentations(pred_dir: Path, scans, desc, sites) -> dict[str, Any
     return result
 
 
-def _evaluate_findings(pred_dir: Path, reference: pd.DataFrame, findings, bootstrap: int, seed: int) -> dict[str, Any]:
+def _evaluate_findings(pred_dir: Path, reference: pd.DataFrame, findings, bootstrap: int, seed: int,
+                       test_set_thresholds: bool) -> dict[str, Any]:
     path = pred_dir / "findings.csv"
     table = pd.read_csv(path, dtype={"case_id": str}).set_index("case_id")
     missing_cols = [f for f in findings if f not in table.columns]
@@ -96,21 +115,38 @@ def _evaluate_findings(pred_dir: Path, reference: pd.DataFrame, findings, bootst
     # a row without probabilities: the model could not assess that case (e.g. no scan of its classifier's view)
     assessed = table.loc[listed, list(findings)].notna().all(axis=1) if listed else pd.Series(dtype=bool)
     cases = [c for c in listed if assessed[c]]
-    if not cases:
-        raise UserInputError(f"{path}: no assessed case in common with the reference findings")
+    counts = {
+        "n_reference": int(len(reference.index)),
+        "n_rows_matched": len(listed),
+        "n_cases": len(cases),
+        "missing_predictions": [c for c in reference.index if c not in table.index],
+        "not_assessed": [c for c in listed if not assessed[c]],
+    }
+    if not cases:  # nothing to score: the counts say why
+        return {**counts, "threshold_method": NO_THRESHOLDS, "per_finding": {}, "macro": {}, "roc": {}}
     y = reference.loc[cases, list(findings)].to_numpy(dtype=int)
     scores = table.loc[cases, list(findings)].to_numpy(dtype=float)
-    thresholds = None
-    thresholds_path = pred_dir / THRESHOLDS_JSON
-    if thresholds_path.is_file():
-        stored = json.loads(thresholds_path.read_text())
-        thresholds = [float(stored[f]) if stored.get(f) is not None else np.nan for f in findings]
+    thresholds, method = _thresholds(pred_dir / THRESHOLDS_JSON, findings, y, scores, test_set_thresholds)
     groups = reference.loc[cases, "site"].astype(str).tolist() if "site" in reference.columns else None
     result = evaluate_findings(y, scores, findings, thresholds=thresholds, groups=groups, bootstrap=bootstrap, seed=seed)
-    result["missing_predictions"] = [c for c in reference.index if c not in table.index]
-    result["not_assessed"] = [c for c in listed if not assessed[c]]
+    result.update(counts, threshold_method=method)
     result["roc"] = {f: _roc_points(y[:, i], scores[:, i]) for i, f in enumerate(findings)}
     return result
+
+
+def _thresholds(path: Path, findings, y: np.ndarray, scores: np.ndarray, test_set: bool) -> tuple[np.ndarray, str]:
+    """The thresholds behind sensitivity/specificity and where they came from: Youden's on this test set when
+    asked for, else ``thresholds.json`` (chosen on cross-validation), else none (NaN: threshold-free metrics)."""
+    if test_set:
+        return choose_thresholds(y, scores, "youden"), FROM_TEST_SET
+    if not path.is_file():
+        return np.full(len(findings), np.nan), NO_THRESHOLDS
+    try:
+        stored = json.loads(path.read_text())
+        thresholds = np.array([float(stored[f]) if stored.get(f) is not None else np.nan for f in findings])
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, ValueError) as e:
+        raise UserInputError(f"{path}: not a thresholds file ({type(e).__name__}: {e})") from None
+    return thresholds, FROM_THRESHOLDS_JSON
 
 
 def _roc_points(y: np.ndarray, s: np.ndarray) -> dict[str, list[float]]:
@@ -160,8 +196,17 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+_THRESHOLD_NOTES = {
+    FROM_THRESHOLDS_JSON: "sens/spec at the thresholds of thresholds.json (chosen on cross-validation)",
+    FROM_TEST_SET: "sens/spec at thresholds chosen on this test set (Youden; optimistic: --test-set-thresholds)",
+    NO_THRESHOLDS: "sens/spec not reported: no thresholds.json in the prediction folder (threshold-free AUROC "
+                   "only; --test-set-thresholds picks Youden thresholds on this test set)",
+}
+
+
 def report_table(summary: dict[str, Any]) -> str:
-    """Dice per structure and AUROC per finding, as printed by the demo."""
+    """Dice per structure and AUROC per finding, as printed by the demo, with how many references were scored
+    and where the thresholds came from."""
     lines = []
     seg = summary.get("segmentation")
     if seg and seg.get("overall"):
@@ -171,14 +216,26 @@ def report_table(summary: dict[str, Any]) -> str:
                 continue
             lines.append(f"{name:<24} {m['dice']['mean']:>6.3f} {m['hd95']['median']:>8.2f}")
         lines.append(f"{'mean':<24} {seg['overall']['mean']['dice']['mean']:>6.3f}")
+    if seg is not None:
+        missing = seg.get("missing_predictions", [])
+        lines.append(f"segmentations scored: {seg['n_scans']} of {seg['n_scans'] + len(missing)} reference scans"
+                     + (f"; no prediction for {', '.join(missing)}" if missing else ""))
     fnd = summary.get("findings")
     if fnd:
         lines.append("")
-        lines.append(f"{'finding':<24} {'AUROC':>6} {'95% CI':>13} {'sens':>5} {'spec':>5}")
-        for name, m in fnd["per_finding"].items():
-            ci = f"{m.get('auroc_ci_low', float('nan')):.2f}-{m.get('auroc_ci_high', float('nan')):.2f}"
-            lines.append(f"{name:<24} {m['auroc']:>6.3f} {ci:>13} {m['sensitivity']:>5.2f} {m['specificity']:>5.2f}")
-        lines.append(f"{'macro':<24} {fnd['macro']['auroc']:>6.3f}")
+        if fnd.get("per_finding"):
+            with_thresholds = fnd["threshold_method"] != NO_THRESHOLDS
+            lines.append(f"{'finding':<24} {'AUROC':>6} {'95% CI':>13} {'sens':>5} {'spec':>5}")
+            for name, m in fnd["per_finding"].items():
+                ci = f"{m.get('auroc_ci_low', float('nan')):.2f}-{m.get('auroc_ci_high', float('nan')):.2f}"
+                rates = (f"{m['sensitivity']:>5.2f} {m['specificity']:>5.2f}" if with_thresholds
+                         else f"{'-':>5} {'-':>5}")
+                lines.append(f"{name:<24} {m['auroc']:>6.3f} {ci:>13} {rates}")
+            lines.append(f"{'macro':<24} {fnd['macro']['auroc']:>6.3f}")
+            lines.append(_THRESHOLD_NOTES[fnd["threshold_method"]])
+        lines.append(f"findings scored: {fnd['n_cases']} of {fnd['n_reference']} reference cases")
         if fnd.get("not_assessed"):
             lines.append(f"not assessed (no scan the classifier reads): {', '.join(fnd['not_assessed'])}")
+        if fnd.get("missing_predictions"):
+            lines.append(f"no findings row: {', '.join(fnd['missing_predictions'])}")
     return "\n".join(lines)

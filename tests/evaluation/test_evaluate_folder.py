@@ -54,7 +54,7 @@ def test_metrics_match_hand_computation(tmp_path, capsys):
     assert f["tear"]["auroc"] == pytest.approx(0.75) and f["fluid"]["auroc"] == pytest.approx(1.0)
     # at the stored threshold 0.5: tear catches 1 of 2 positives, no false positive
     assert f["tear"]["sensitivity"] == pytest.approx(0.5) and f["tear"]["specificity"] == pytest.approx(1.0)
-    assert summary["findings"]["threshold_method"] == "given"
+    assert summary["findings"]["threshold_method"] == "thresholds.json"
     assert f["tear"]["auroc_ci_low"] <= 0.75 <= f["tear"]["auroc_ci_high"]
     assert set(summary["findings"]["groups"]) == {"A", "B"}
     assert set(summary["segmentation"]["per_site"]) == {"A", "B"}
@@ -98,5 +98,60 @@ def test_case_the_classifier_could_not_assess_is_left_out_and_listed(tmp_path):
         "t0,ax,0.1,0,0,0.9,1,0\nt1,ax,,,,,,\nt2,ax,0.35,0,0,0.8,1,0\nt3,ax,0.8,1,0,0.3,0,0\n")
     summary = evaluate_predictions(pred_dir, tmp_path / "raw", bootstrap=0)
     assert summary["findings"]["not_assessed"] == ["t1"]
+    assert summary["findings"]["n_cases"] == 3 and summary["findings"]["n_reference"] == 4
     assert summary["findings"]["per_finding"]["tear"]["auroc"] == pytest.approx(1.0)
-    assert "not assessed (no scan the classifier reads): t1" in report_table(summary)
+    table = report_table(summary)
+    assert "not assessed (no scan the classifier reads): t1" in table
+    assert "findings scored: 3 of 4 reference cases" in table
+
+
+_FINDINGS_CSV = ("case_id,views,tear,tear_call,tear_spread,fluid,fluid_call,fluid_spread\n"
+                 "t0,ax,0.1,0,0,0.9,1,0\nt1,ax,0.4,0,0,0.2,0,0\nt2,ax,0.35,0,0,0.8,1,0\nt3,ax,0.8,1,0,0.3,0,0\n")
+
+
+def test_without_thresholds_json_only_threshold_free_metrics(tmp_path, capsys):
+    _dataset(tmp_path / "raw")
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    (pred_dir / "findings.csv").write_text(_FINDINGS_CSV)
+    assert main(["evaluate", str(pred_dir), str(tmp_path / "raw"), "--bootstrap", "0"]) == 0
+    summary = json.loads((pred_dir / "evaluation" / "summary.json").read_text())
+    fnd = summary["findings"]
+    assert fnd["threshold_method"] == "none"
+    assert fnd["per_finding"]["tear"]["auroc"] == pytest.approx(0.75)
+    assert fnd["per_finding"]["tear"]["sensitivity"] is None and fnd["per_finding"]["tear"]["specificity"] is None
+    out = capsys.readouterr().out
+    tear_row = next(line for line in out.splitlines() if line.startswith("tear"))
+    assert tear_row.split()[-2:] == ["-", "-"]
+    assert "sens/spec not reported: no thresholds.json" in out
+    assert "segmentations scored: 0 of 4 reference scans" in out
+
+
+def test_test_set_thresholds_on_request_and_labelled(tmp_path, capsys):
+    _dataset(tmp_path / "raw")
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    (pred_dir / "findings.csv").write_text(_FINDINGS_CSV)
+    (pred_dir / "thresholds.json").write_text(json.dumps({"tear": 0.5, "fluid": 0.5}))
+    args = ["evaluate", str(pred_dir), str(tmp_path / "raw"), "--bootstrap", "0", "--test-set-thresholds"]
+    assert main(args) == 0
+    fnd = json.loads((pred_dir / "evaluation" / "summary.json").read_text())["findings"]
+    assert fnd["threshold_method"] == "test_set_youden"
+    # tear: labels [0, 0, 1, 1], scores [0.1, 0.4, 0.35, 0.8]; Youden picks 0.8 (sens 0.5, spec 1) over the
+    # stored 0.5, which gives the same counts here, so check the threshold itself
+    assert fnd["per_finding"]["tear"]["threshold"] == pytest.approx(0.8)
+    assert "thresholds chosen on this test set" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", ["", "case_id,views,tear,tear_call,tear_spread,fluid,fluid_call,fluid_spread\n"
+                                         "zz,ax,0.1,0,0,0.9,1,0\n"])
+def test_no_prediction_matches_a_reference_exit_2(tmp_path, capsys, content):
+    _dataset(tmp_path / "raw")
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    if content:
+        (pred_dir / "findings.csv").write_text(content)
+    assert main(["evaluate", str(pred_dir), str(tmp_path / "raw")]) == 2
+    err = capsys.readouterr().err
+    assert "no prediction matches a reference" in err and str(pred_dir) in err and str(tmp_path / "raw") in err
+    assert not (pred_dir / "evaluation").exists()
