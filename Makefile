@@ -25,8 +25,8 @@ $(BIN)/orthodiff: setup.py requirements/constraints.txt
 		echo "make: no GPU, and $(TORCH_CPU_INDEX) unreachable or without a wheel here: pip install torch==$(TORCH_VERSION) from the configured package source"; \
 		$(BIN)/python -m pip install -q torch==$(TORCH_VERSION); \
 	fi
-	$(BIN)/python -c "import torch; print('make: torch', torch.__version__, '(CUDA ' + str(torch.version.cuda) + ')' if torch.version.cuda else '(CPU build)')"
 	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[test]"
+	$(BIN)/python -c "import torch; print('make: torch', torch.__version__, '(CUDA ' + str(torch.version.cuda) + ')' if torch.version.cuda else '(CPU build)')"
 	touch $(BIN)/orthodiff
 
 install: $(BIN)/orthodiff
