@@ -1,8 +1,9 @@
 """The seeded batch datasets of the classification tasks, their augmentation and case sampling.
 
-The inputs are whole fields of view (``preprocessing.classification_input``). Index ``k`` of a batch dataset
-is the batch of iteration ``start + k``: cases drawn with replacement by a generator seeded with (seed, rank,
-iteration), augmentation seeded the same way, so a resumed run replays exactly the batches it would have seen.
+The inputs are each view's region of interest (``preprocessing.classification_input``), whose centre training
+moves by a random shift within the plan's margin (``shift_regions``). Index ``k`` of a batch dataset is the batch
+of iteration ``start + k``: cases and shifts drawn by a generator seeded with (seed, rank, iteration),
+augmentation seeded the same way, so a resumed run replays exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from batchgenerators.transforms.spatial_transforms import MirrorTransform
 from torch.utils.data import Dataset
 
 from orthodiff_auto.data.views import VIEW_NORMAL_AXIS
-from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
+from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput, random_shift
 from orthodiff_auto.training.augmentation import (
     AugmentationParams,
     build_training_transforms,
@@ -116,6 +117,12 @@ class SeededCaseBatches(Dataset):
     def __len__(self) -> int:
         return max(0, self.total - self.start)
 
+    def shifts(self, rng: np.random.Generator, spec: ViewInput, n: int) -> list[tuple[int, int, int]]:
+        """``n`` region shifts (all zero unless ``shift_regions``)."""
+        if not getattr(self, "shift_regions", False):
+            return [(0, 0, 0)] * n
+        return [random_shift(rng, spec) for _ in range(n)]
+
     def draw(self, index: int) -> tuple[int, np.random.Generator, np.ndarray]:
         """(iteration, its generator, the drawn case rows) of batch ``index``."""
         iteration = self.start + index
@@ -128,15 +135,17 @@ class ViewBatches(SeededCaseBatches):
 
     def __init__(self, loader: InputLoader, view: str, case_ids: Sequence[str], labels: np.ndarray, batch_size: int,
                  transforms: Callable | None, start: int, total: int, seed: int, rank: int = 0,
-                 weights: np.ndarray | None = None):
+                 weights: np.ndarray | None = None, shift_regions: bool = False):
         super().__init__(len(case_ids), labels, batch_size, start, total, seed, rank, weights)
         self.loader, self.view = loader, view
         self.case_ids = list(case_ids)
         self.transforms = transforms
+        self.shift_regions = shift_regions
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        iteration, _, chosen = self.draw(index)
-        data = np.stack([self.loader.load(self.view, self.case_ids[c]) for c in chosen])
+        iteration, rng, chosen = self.draw(index)
+        shifts = self.shifts(rng, self.loader.inputs[self.view], len(chosen))
+        data = np.stack([self.loader.load(self.view, self.case_ids[c], d) for c, d in zip(chosen, shifts)])
         if self.transforms is not None:
             with seeded_augmentation([self.seed, self.rank, iteration, 1]):
                 data = self.transforms(data=data)["data"]
@@ -152,13 +161,14 @@ class FusedBatches(SeededCaseBatches):
     def __init__(self, loader: InputLoader, views: Sequence[str], case_ids: Sequence[str], present: np.ndarray,
                  labels: np.ndarray, batch_size: int, transforms: Mapping[str, Callable | None], start: int,
                  total: int, seed: int, rank: int = 0, weights: np.ndarray | None = None,
-                 view_dropout: float = 0.0):
+                 view_dropout: float = 0.0, shift_regions: bool = False):
         super().__init__(len(case_ids), labels, batch_size, start, total, seed, rank, weights)
         self.loader, self.views = loader, list(views)
         self.case_ids = list(case_ids)
         self.present = np.asarray(present, dtype=bool)
         self.transforms = dict(transforms)
         self.view_dropout = float(view_dropout)
+        self.shift_regions = shift_regions
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         iteration, rng, chosen = self.draw(index)
@@ -167,11 +177,11 @@ class FusedBatches(SeededCaseBatches):
             present = drop_views(present, self.view_dropout, rng)
         out: dict[str, torch.Tensor] = {}
         for v, view in enumerate(self.views):
-            size = self.loader.inputs[view].input_size
-            data = np.zeros((len(chosen), 1, *size), dtype=np.float32)
-            for j, c in enumerate(chosen):
+            spec = self.loader.inputs[view]
+            data = np.zeros((len(chosen), 1, *spec.input_size), dtype=np.float32)
+            for j, (c, shift) in enumerate(zip(chosen, self.shifts(rng, spec, len(chosen)))):
                 if present[j, v]:
-                    data[j] = self.loader.load(view, self.case_ids[c])
+                    data[j] = self.loader.load(view, self.case_ids[c], shift)
             transform = self.transforms.get(view)
             if transform is not None:
                 with seeded_augmentation([self.seed, self.rank, iteration, 1 + v]):
@@ -184,7 +194,7 @@ class FusedBatches(SeededCaseBatches):
 
 def build_transforms(input_spec: ViewInput, probability_scale: float, mirror: str, rotation_degrees: float,
                      scale_range: tuple[float, float]):
-    """Mild batchgenerators augmentation of a whole field of view (None when ``probability_scale`` is 0)."""
+    """Mild batchgenerators augmentation of a classification input (None when ``probability_scale`` is 0)."""
     if probability_scale <= 0:
         return None
     params = AugmentationParams(rotation_degrees_3d=rotation_degrees, rotation_degrees_2d=rotation_degrees,

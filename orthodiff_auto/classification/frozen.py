@@ -272,8 +272,14 @@ class FrozenFeatureTask(MultiViewOutputs, ClassificationTaskBase):
     def _rows(self, cases: Sequence[str]) -> np.ndarray:
         return np.array([self._row[c] for c in cases], dtype=np.int64)
 
-    def present_matrix(self, cases: Sequence[str]) -> np.ndarray:
-        return self._present[self._rows(cases)] if len(cases) else np.zeros((0, len(self.views)), dtype=bool)
+    def present_matrix(self, cases: Sequence[str], views: Sequence[str] | None = None) -> np.ndarray:
+        """(cases, views) whether each case has each view (restricted to ``views`` when given)."""
+        if not len(cases):
+            return np.zeros((0, len(self.views)), dtype=bool)
+        present = self._present[self._rows(cases)].copy()
+        if views is not None:
+            present &= np.isin(self.views, list(views))[None]
+        return present
 
     def build_model(self) -> nn.Module:
         model = FrozenFeatureHead(self.views, {v: s.channels for v, s in self.specs.items()}, len(self.findings),
@@ -301,10 +307,11 @@ class FrozenFeatureTask(MultiViewOutputs, ClassificationTaskBase):
             return self.bce(out["logits"], batch["target"])
         return self.fused_loss(out, batch["target"], present)
 
-    def forward_cases(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:
+    def forward_cases(self, model: nn.Module, cases: Sequence[str], device: torch.device,
+                      views: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         rows = self._rows(cases)
         feats = {v: torch.from_numpy(f[rows]).to(device) for v, f in self._features.items()}
-        out = model(feats, torch.from_numpy(self._present[rows]).to(device))
+        out = model(feats, torch.from_numpy(self.present_matrix(cases, views)).to(device))
         return {k: t.float().cpu().numpy() for k, t in out.items()}
 
     def checkpoint_extras(self) -> dict[str, Any]:
@@ -331,7 +338,7 @@ def build_frozen_task(request, plans, views: Sequence[str], present: Mapping[str
     for i, view in enumerate(views):
         spec, extractor = load_view_features(output_dir_for(request.preprocessed_dir, view, request.results_dir), view)
         loader = InputLoader(request.preprocessed_dir, {view: ViewInput.from_plan(view, plans.view(view).classification)},
-                             cache_bytes=0)  # each input is read once
+                             cache_bytes=0, ignore_label=plans.ignore_label)  # each input is read once
         have = [c for c in cases if present[c][i]]
         start = time.perf_counter()
         matrix = extract_features(extractor, loader, view, have, device, request.config.mixed_precision,

@@ -2,9 +2,12 @@
 
 ``FindingsEnsemble.load(checkpoints, device)`` reads the ``checkpoint_final.pt`` files of the folds (each holds
 its plans, findings order, input geometry, fusion mode and the thresholds chosen on its validation fold);
-``predict(scans)`` preprocesses each scan exactly as training did (the view's plan, then the classification
-spacing and input size), averages the folds' probabilities, and calls a finding positive when the mean
-probability reaches the mean of the folds' thresholds (0.5 where no fold has one, e.g. fold ``all``).
+``predict_prepared(scans)`` takes each view's preprocessed scan (the view's plan) with the case's predicted
+segmentation on that grid, cuts the classification region around the segmented anatomy (the cascade; the
+field of view's centre when the prediction is empty) at the classification spacing, averages the folds'
+probabilities, and calls a finding positive when the mean probability reaches the mean of the folds'
+thresholds (0.5 where no fold has one, e.g. fold ``all``). ``predict(scans)`` does the same from raw arrays
+without a segmentation (the region then sits in the field of view's centre).
 A fused ensemble uses whichever of its views a case has (missing views are masked); a single-view one needs
 its view and raises ``UserInputError`` without it. A frozen-feature model (``classification.frozen``) carries
 its denoiser weights and probe choice in its final checkpoint and runs the same way.
@@ -12,6 +15,7 @@ its denoiser weights and probe choice in its final checkpoint and runs the same 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,11 +27,35 @@ from orthodiff_auto.classification.fusion import FusedClassifier
 from orthodiff_auto.classification.model import ViewClassifier
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.preprocessing.classification_input import ViewInput, scan_input
+from orthodiff_auto.preprocessing.case import preprocess_case
+from orthodiff_auto.preprocessing.classification_input import (
+    ViewInput,
+    centre_from_labels,
+    cut_region,
+    region_volume,
+)
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.device import autocast_for
 
 DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class PreparedScan:
+    """One view of a case as the models read it: preprocessed data (1, z, y, x) at ``spacing``, its properties
+    (for mapping back), and the predicted segmentation on that grid (label indices; None when not segmented)."""
+
+    data: np.ndarray
+    spacing: tuple[float, float, float]
+    properties: object
+    labels: np.ndarray | None = None
+
+    @classmethod
+    def from_scan(cls, image: np.ndarray, geometry, view_plan, segmentation: np.ndarray | None = None) -> "PreparedScan":
+        """Preprocess a scan (array in SimpleITK order with its geometry); ``segmentation``: a label map of the
+        scan in its own geometry (e.g. from another tool), carried onto the preprocessed grid."""
+        data, seg, props = preprocess_case(image, geometry, view_plan, segmentation)
+        return cls(data, tuple(props.spacing_after_resampling), props, None if seg is None else seg[0])
 
 
 def build_classifier(extras: Mapping, plans: Plans, where: str = "checkpoint") -> torch.nn.Module:
@@ -76,8 +104,7 @@ class FindingsEnsemble:
             if first is None:
                 first = key
                 plans = Plans.from_dict(extras["plans"])
-                inputs = {v: ViewInput(v, tuple(d["spacing"]), tuple(d["input_size"]))
-                          for v, d in extras["inputs"].items()}
+                inputs = {v: ViewInput.from_dict(d) for v, d in extras["inputs"].items()}
             elif key != first:
                 raise UserInputError(f"{path}: a different classification model than {checkpoints[0]} "
                                      f"(view/fusion/findings differ); an ensemble needs folds of one configuration")
@@ -100,9 +127,17 @@ class FindingsEnsemble:
         return dict(self.thresholds)
 
     # ------------------------------------------------------------------ inputs
-    def prepare(self, view: str, image: np.ndarray, geometry) -> np.ndarray:
-        """(1, *input_size) network input of one scan (array in SimpleITK order with its geometry)."""
-        return scan_input(image, geometry, self.plans.view(view), self.inputs[view])
+    def prepare_preprocessed(self, view: str, scan: "PreparedScan") -> np.ndarray:
+        """(1, *input_size) network input of one preprocessed scan: the region around its predicted anatomy."""
+        spec = self.inputs[view]
+        centre = centre_from_labels(scan.labels) if spec.roi_source == "labels" else None
+        return cut_region(region_volume(scan.data, scan.spacing, spec, centre), spec.input_size)
+
+    def prepare(self, view: str, image: np.ndarray, geometry, segmentation: np.ndarray | None = None) -> np.ndarray:
+        """(1, *input_size) network input of one scan (array in SimpleITK order with its geometry); the region is
+        centred on ``segmentation`` (a label map in the scan's geometry) when given."""
+        scan = PreparedScan.from_scan(image, geometry, self.plans.view(view), segmentation)
+        return self.prepare_preprocessed(view, scan)
 
     # ------------------------------------------------------------------ prediction
     def fold_probabilities(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -134,11 +169,20 @@ class FindingsEnsemble:
         """Whether a case with these views has a scan the classifier reads (a fused one masks the others)."""
         return any(v in self.views for v in views)
 
-    def predict(self, scans: Mapping[str, tuple[np.ndarray, object]]) -> dict[str, dict[str, float]]:
-        """``scans``: view -> (array in SimpleITK order, geometry). Returns {finding: {probability, call, spread}}
-        in dataset.json's order (``spread``: standard deviation of the folds' probabilities)."""
-        inputs = {v: self.prepare(v, image, geometry) for v, (image, geometry) in scans.items() if v in self.views}
+    def predict_prepared(self, scans: Mapping[str, "PreparedScan"]) -> dict[str, dict[str, float]]:
+        """``scans``: view -> its preprocessed scan with the predicted segmentation (``PreparedScan``)."""
+        return self.predict_inputs({v: self.prepare_preprocessed(v, s) for v, s in scans.items() if v in self.views})
+
+    def predict(self, scans: Mapping[str, tuple[np.ndarray, object]],
+                segmentations: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+        """``scans``: view -> (array in SimpleITK order, geometry); ``segmentations``: view -> label map in that
+        scan's geometry, which centres the region (without it, the field of view's centre). Returns
+        {finding: {probability, call, spread}} in dataset.json's order (``spread``: standard deviation of the
+        folds' probabilities)."""
+        segmentations = segmentations or {}
+        inputs = {v: self.prepare(v, image, geometry, segmentations.get(v))
+                  for v, (image, geometry) in scans.items() if v in self.views}
         return self.predict_inputs(inputs)
 
 
-__all__ = ["FindingsEnsemble", "build_classifier", "DEFAULT_THRESHOLD"]
+__all__ = ["FindingsEnsemble", "PreparedScan", "build_classifier", "DEFAULT_THRESHOLD"]

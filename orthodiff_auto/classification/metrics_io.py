@@ -73,6 +73,11 @@ def write_validation_predictions(path: Path | str, case_ids: Sequence[str], find
     return table
 
 
+def subset_predictions_path(fold_dir: Path | str, views: Sequence[str]) -> Path:
+    """Where a multi-view model's validation predictions reading only ``views`` are written."""
+    return Path(fold_dir) / f"validation_predictions@{'+'.join(views)}.csv"
+
+
 def read_validation_predictions(path: Path | str, findings: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(case ids, probabilities (N, F), labels (N, F)) of a validation_predictions.csv, in ``findings`` order."""
     table = pd.read_csv(path, dtype={"case_id": str})
@@ -83,5 +88,5 @@ def read_validation_predictions(path: Path | str, findings: Sequence[str]) -> tu
 
 __all__ = [
     "PREDICTIONS_CSV", "select_thresholds", "thresholds_table", "thresholds_array", "fold_metrics",
-    "write_validation_predictions", "read_validation_predictions",
+    "write_validation_predictions", "read_validation_predictions", "subset_predictions_path",
 ]

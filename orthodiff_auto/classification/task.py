@@ -76,7 +76,8 @@ class ClassificationTaskBase:
 
     def loader(self) -> InputLoader:
         if self._loader is None:
-            self._loader = InputLoader(self.preprocessed_dir, self.inputs, self.cls_config.cache_gb * (1 << 30))
+            self._loader = InputLoader(self.preprocessed_dir, self.inputs, self.cls_config.cache_gb * (1 << 30),
+                                       self.plans.ignore_label)
         return self._loader
 
     def _transforms(self, view: str):
@@ -179,7 +180,7 @@ class ViewClassificationTask(ClassificationTaskBase):
     def batch_dataset(self, start: int, total: int, ctx) -> ViewBatches:
         return ViewBatches(self.loader(), self.view, self.train_cases, self.label_matrix(self.train_cases),
                            per_rank_batch_size(self.batch_size, ctx), self._transforms(self.view), start, total, seed=self.config.seed,
-                           rank=ctx.rank, weights=self.sample_weights)
+                           rank=ctx.rank, weights=self.sample_weights, shift_regions=self.config.augment)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.bce(model(batch["data"]), batch["target"])
@@ -237,10 +238,14 @@ class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
         self.batch_size = int(config.batch_size or max(2, min(batches) // len(self.views)))
         self.init_sources: dict[str, str] = {}
 
-    def present_matrix(self, cases: Sequence[str]) -> np.ndarray:
+    def present_matrix(self, cases: Sequence[str], views: Sequence[str] | None = None) -> np.ndarray:
+        """(cases, views) whether each case has each view (restricted to ``views`` when given)."""
         if not cases:
             return np.zeros((0, len(self.views)), dtype=bool)
-        return np.stack([self.present[c] for c in cases])
+        present = np.stack([self.present[c] for c in cases])
+        if views is not None:
+            present &= np.isin(self.views, list(views))[None]
+        return present
 
     def build_model(self) -> nn.Module:
         archs = {v: self.plans.view(v).classification.architecture for v in self.views}
@@ -279,21 +284,24 @@ class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
         return FusedBatches(self.loader(), self.views, self.train_cases, self.present_matrix(self.train_cases),
                             self.label_matrix(self.train_cases), per_rank_batch_size(self.batch_size, ctx),
                             {v: self._transforms(v) for v in self.views}, start, total, seed=self.config.seed,
-                            rank=ctx.rank, weights=self.sample_weights, view_dropout=self.cls_config.view_dropout)
+                            rank=ctx.rank, weights=self.sample_weights, view_dropout=self.cls_config.view_dropout,
+                            shift_regions=self.config.augment)
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         present = batch["present"].bool()
         out = model({v: batch[f"data_{v}"] for v in self.views}, present)
         return self.fused_loss(out, batch["target"], present)
 
-    def forward_cases(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> dict[str, np.ndarray]:
-        """Fused logits, per-view logits and (gate) per-case weights of whole fields of view."""
+    def forward_cases(self, model: nn.Module, cases: Sequence[str], device: torch.device,
+                      views: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Fused logits, per-view logits and (gate) per-case weights; ``views``: read only these (the others
+        masked as missing), to score the model on cases arriving with fewer views."""
         loader = self.loader()
         step = max(1, self.config.val_batch_size)
         parts: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(cases), step):
             chunk = list(cases[i:i + step])
-            present = self.present_matrix(chunk)
+            present = self.present_matrix(chunk, views)
             inputs = {}
             for v, view in enumerate(self.views):
                 x = np.zeros((len(chunk), 1, *self.inputs[view].input_size), dtype=np.float32)

@@ -4,9 +4,10 @@ checkpoint with the thresholds, and summary.json (shared by the trained models a
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ import torch
 from orthodiff_auto.classification.config import FUSED
 from orthodiff_auto.classification.metrics_io import (
     PREDICTIONS_CSV,
+    subset_predictions_path,
     fold_metrics,
     select_thresholds,
     thresholds_table,
@@ -58,6 +60,8 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
         thresholds = np.full(len(findings), np.nan)
     task.thresholds = thresholds_table(findings, thresholds)
     write_validation_predictions(out / PREDICTIONS_CSV, val, findings, probs, y, thresholds, extra)
+    if task.view == FUSED and hasattr(task, "forward_cases"):
+        write_view_subset_predictions(task, model, device, val, out, cfg.mixed_precision)
     validation_seconds = time.perf_counter() - start
 
     final = out / "checkpoint_final.pt"
@@ -115,6 +119,25 @@ def validate_classification_fold(task, trainer, device, out: Path, request, site
     return summary
 
 
+def view_subsets(views: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty proper subset of ``views``, in their order (the combinations a case can arrive with)."""
+    return [s for n in range(1, len(views)) for s in itertools.combinations(views, n)]
+
+
+def write_view_subset_predictions(task, model, device, val: Sequence[str], out: Path, mixed_precision: bool) -> None:
+    """For every proper subset of the fused model's views: its predictions of the validation cases that have
+    those views, reading only those (the others masked as missing), in ``subset_predictions_path``. Model
+    selection compares them with the single-view models for cases that arrive with fewer views."""
+    for subset in view_subsets(task.views):
+        cases = [c for c, row in zip(val, task.present_matrix(val)) if all(row[task.views.index(v)] for v in subset)]
+        with torch.no_grad(), autocast_for(device, mixed_precision):
+            logits = task.forward_cases(model, cases, device, views=subset)["logits"] if cases else np.zeros(
+                (0, len(task.findings)))
+        probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+        write_validation_predictions(subset_predictions_path(out, subset), cases, task.findings, probs,
+                                     task.label_matrix(cases))
+
+
 def branch_aurocs(task, view_logits: np.ndarray, y: np.ndarray, present: np.ndarray) -> dict[str, dict[str, float]]:
     """AUROC of each view branch's own logits inside the fused model, on the validation cases with that view."""
     out = {}
@@ -126,4 +149,4 @@ def branch_aurocs(task, view_logits: np.ndarray, y: np.ndarray, present: np.ndar
     return out
 
 
-__all__ = ["branch_aurocs", "validate_classification_fold"]
+__all__ = ["branch_aurocs", "validate_classification_fold", "view_subsets", "write_view_subset_predictions"]

@@ -299,7 +299,7 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
     labels = table.loc[cases, findings].to_numpy(dtype=np.float64)
 
     spec = ViewInput.from_plan(view, cls_plan)
-    loader = InputLoader(pp, {view: spec}, cache_bytes=0)  # each case is read once per probe
+    loader = InputLoader(pp, {view: spec}, cache_bytes=0, ignore_label=plans.ignore_label)  # each case is read once
     log(f"probe {view}: {len(cases)} cases, findings {findings}, timesteps {ts}, {len(names)} blocks, "
         f"input {list(spec.input_size)} at {list(spec.spacing)} mm, denoiser {frozen.checkpoint} "
         f"({frozen.iterations} iterations), device {dev}")

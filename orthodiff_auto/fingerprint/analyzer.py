@@ -28,6 +28,7 @@ class CaseTask:
     root: str
     labels: tuple[tuple[str, int], ...]  # (name, value), background included
     num_samples: int = SAMPLES_PER_CASE
+    ignore_label: int | None = None
 
 
 @dataclass
@@ -72,6 +73,7 @@ def analyze_case(task: CaseTask) -> CaseResult:
     fg_samples = np.zeros(0, np.float32)
     label_voxels: dict[str, int] = {}
     label_volumes: dict[str, float] = {}
+    label_bbox = None
     if scan.label is not None:
         label, _ = read_image(scan.label, dtype=None)
         label = orient.to_canonical(label)
@@ -82,6 +84,11 @@ def analyze_case(task: CaseTask) -> CaseResult:
         values = label.ravel()
         if np.issubdtype(values.dtype, np.floating):
             values = np.rint(values)
+        anatomy = label > 0
+        if task.ignore_label is not None:
+            anatomy &= label != task.ignore_label
+        if anatomy.any():
+            label_bbox = nonzero_bbox(anatomy)
         counts = np.bincount(values.astype(np.intp), minlength=max(v for _, v in task.labels) + 1)
         voxel_mm3 = float(np.prod(geometry.spacing))
         for name, value in task.labels:
@@ -108,5 +115,6 @@ def analyze_case(task: CaseTask) -> CaseResult:
         nonzero_intensity=intensity_stats(nonzero),
         label_voxels=label_voxels,
         label_volumes_mm3=label_volumes,
+        label_bbox=label_bbox,
     )
     return CaseResult(fp, fg_samples.astype(np.float32), nz_samples.astype(np.float32))

@@ -17,7 +17,8 @@ def extract_fingerprint(dataset: RawDataset, num_workers: int = 2, progress: boo
     """The fingerprint of ``dataset`` (test scans are never read). Deterministic for a given dataset."""
     labels = tuple(sorted(dataset.description.labels.items(), key=lambda kv: kv[1]))
     tasks = [CaseTask(s.case_id, s.view, s.subset, str(s.image), None if s.label is None else str(s.label),
-                      str(dataset.root), labels, samples_per_case)
+                      str(dataset.root), labels, samples_per_case,
+                      ignore_label=dataset.description.ignore_label)
              for s in dataset.scans if s.subset in FINGERPRINT_SUBSETS]
     results = list(run_parallel(analyze_case, tasks, num_workers, desc="fingerprint", progress=progress))
     return reduce_dataset(results, dataset.description, dataset.findings, VIEWS)

@@ -61,6 +61,16 @@ class CaseFingerprint:
     nonzero_intensity: IntensityStats | None  # voxels != 0 inside the crop
     label_voxels: dict[str, int] = field(default_factory=dict)  # per class name (background included)
     label_volumes_mm3: dict[str, float] = field(default_factory=dict)
+    # bounding box [lo, hi) of the labelled anatomy (label > 0, ignore label excluded), canonical order, in the
+    # uncropped canonical array; None for unlabelled scans or scans without foreground
+    label_bbox: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def label_extent_mm(self) -> tuple[float, float, float] | None:
+        """Size of ``label_bbox`` in mm per canonical axis."""
+        if self.label_bbox is None:
+            return None
+        return tuple(float((hi - lo) * sp) for (lo, hi), sp in zip(self.label_bbox, self.spacing))
 
     @property
     def relative_size_after_crop(self) -> float:
@@ -79,6 +89,7 @@ class CaseFingerprint:
                   "shape_after_crop"):
             d[k] = list(d[k])
         d["crop_bbox"] = [list(b) for b in self.crop_bbox]
+        d["label_bbox"] = None if self.label_bbox is None else [list(b) for b in self.label_bbox]
         return d
 
     @classmethod
@@ -102,6 +113,7 @@ class CaseFingerprint:
             nonzero_intensity=IntensityStats.from_dict(d.get("nonzero_intensity")),
             label_voxels={str(k): int(v) for k, v in d.get("label_voxels", {}).items()},
             label_volumes_mm3={str(k): float(v) for k, v in d.get("label_volumes_mm3", {}).items()},
+            label_bbox=None if d.get("label_bbox") is None else tuple((int(lo), int(hi)) for lo, hi in d["label_bbox"]),
         )
 
 

@@ -108,9 +108,10 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
         report.failed[name] = problem
         log(f"FAILED {name}: {problem}")
     output_dir.mkdir(parents=True, exist_ok=True)
-    wants_findings = predictor.classifier is not None
-    if wants_findings:  # the thresholds behind the calls, so `evaluate` scores them as they were made
-        write_json_atomic(output_dir / "thresholds.json", predictor.classifier.thresholds_table())
+    wants_findings = bool(predictor.classifiers)
+    if wants_findings:  # the thresholds behind the calls (of the all-view classifier), for `evaluate`
+        default = predictor.classifier or next(iter(predictor.classifiers.values()))
+        write_json_atomic(output_dir / "thresholds.json", default.thresholds_table())
     for case_id in shard(sorted(c for c in cases if c not in problems)):
         scans = cases[case_id]
         outputs = [output_dir / s.output_name for s in scans if s.view in predictor.segmenters]
@@ -125,7 +126,8 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
                 if s.view in prediction.segmentations:
                     write_image(output_dir / s.output_name, prediction.segmentations[s.view], loaded[s.view][1])
             if wants_findings:
-                row = {"case_id": case_id, "views": "+".join(s.view for s in scans)}
+                row = {"case_id": case_id, "views": "+".join(s.view for s in scans),
+                       "classifier": prediction.classifier or ""}
                 for finding, values in prediction.findings.items():
                     row[finding] = values["probability"]
                     row[f"{finding}_call"] = int(values["call"])
@@ -141,7 +143,7 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
             if os.environ.get("ORTHODIFF_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
     if wants_findings and _wait_for_all_processes():
-        merge_findings(output_dir, predictor.classifier.findings)
+        merge_findings(output_dir, predictor.findings)
     return report
 
 
@@ -165,7 +167,7 @@ def merge_findings(output_dir: Path, findings) -> Path | None:
     if not parts:
         return None
     table = pd.concat([pd.read_csv(p, dtype={"case_id": str}) for p in parts], ignore_index=True)
-    columns = ["case_id", "views"] + [c for f in findings for c in (f, f"{f}_call", f"{f}_spread")]
+    columns = ["case_id", "views", "classifier"] + [c for f in findings for c in (f, f"{f}_call", f"{f}_spread")]
     table = table.reindex(columns=columns).sort_values("case_id")
     target = output_dir / FINDINGS_CSV
     with atomic_path(target) as tmp:

@@ -18,7 +18,7 @@ from typing import Any
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.utils.atomic import write_json_atomic
 
-MODEL_FORMAT = "orthodiff_auto.model/1"
+MODEL_FORMAT = "orthodiff_auto.model/2"  # 2: a classifier per combination of views
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,11 @@ class TaskChoice:
     variant: str  # e.g. scratch | pretrained
     checkpoints: tuple[str, ...]
     cv: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``name/variant``: how findings.csv and the logs name the configuration."""
+        return f"{self.name}/{self.variant}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "variant": self.variant, "checkpoints": list(self.checkpoints), "cv": self.cv}
@@ -42,8 +47,19 @@ class TaskChoice:
 class ModelDescription:
     dataset: dict[str, Any]  # the dataset description (labels, findings, views)
     segmentation: dict[str, TaskChoice]  # per view
-    classification: TaskChoice | None
+    classification: TaskChoice | None  # the choice for a case with every view
     candidates: dict[str, Any] = field(default_factory=dict)  # every configuration compared, with CV numbers
+    # the choice for each combination of views a case can arrive with ("sag+cor": plans' view order)
+    classification_by_views: dict[str, TaskChoice] = field(default_factory=dict)
+
+    def classifiers_by_views(self) -> dict[str, TaskChoice]:
+        """Every view combination's classifier (the all-view choice alone for a model without the table)."""
+        if self.classification_by_views:
+            return dict(self.classification_by_views)
+        if self.classification is None:
+            return {}
+        views = self.classification.cv.get("views") or [self.classification.name]
+        return {"+".join(views): self.classification}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +67,7 @@ class ModelDescription:
             "dataset": self.dataset,
             "segmentation": {k: v.to_dict() for k, v in self.segmentation.items()},
             "classification": self.classification.to_dict() if self.classification else None,
+            "classification_by_views": {k: v.to_dict() for k, v in self.classification_by_views.items()},
             "candidates": self.candidates,
         }
 
@@ -71,6 +88,8 @@ class ModelDescription:
                 segmentation={k: TaskChoice.from_dict(v) for k, v in d["segmentation"].items()},
                 classification=TaskChoice.from_dict(d["classification"]) if d.get("classification") else None,
                 candidates=d.get("candidates", {}),
+                classification_by_views={k: TaskChoice.from_dict(v)
+                                         for k, v in d.get("classification_by_views", {}).items()},
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise UserInputError(f"{path}: invalid model description ({e})") from None

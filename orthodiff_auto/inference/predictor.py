@@ -14,13 +14,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from orthodiff_auto.classification.inference import FindingsEnsemble
+from orthodiff_auto.classification.inference import FindingsEnsemble, PreparedScan
 from orthodiff_auto.data.image_io import ImageGeometry, read_image
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription
 from orthodiff_auto.networks.builder import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.preprocessing.case import preprocess_case
 from orthodiff_auto.segmentation.prediction import label_map_in_original_geometry, predict_logits
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.device import resolve_device
@@ -65,13 +64,19 @@ class SegmentationEnsemble:
             total = probs if total is None else total + probs
         return (total / len(self.models)).cpu().numpy()
 
+    def segment_prepared(self, scan: PreparedScan, device: torch.device, overlap: float = 0.5, tta: bool = False,
+                         batch_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """(label map in the input's exact geometry, label indices on the preprocessed grid) of a scan that
+        this view's plan preprocessed."""
+        probs = self.probabilities(scan.data, device, overlap, (0, 1, 2) if tta else None, batch_size)
+        original = label_map_in_original_geometry(probs, scan.properties, self.plans.view(self.view), self.plans.labels)
+        return original, np.argmax(probs, axis=0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16)
+
     def segment(self, image: np.ndarray, geometry: ImageGeometry, device: torch.device, overlap: float = 0.5,
                 tta: bool = False, batch_size: int = 2) -> np.ndarray:
         """Label map in the input's exact geometry (same shape, to be written with the same header)."""
-        view_plan = self.plans.view(self.view)
-        data, _, props = preprocess_case(image, geometry, view_plan)
-        probs = self.probabilities(data, device, overlap, (0, 1, 2) if tta else None, batch_size)
-        return label_map_in_original_geometry(probs, props, view_plan, self.plans.labels)
+        scan = PreparedScan.from_scan(image, geometry, self.plans.view(self.view))
+        return self.segment_prepared(scan, device, overlap, tta, batch_size)[0]
 
 
 @dataclass
@@ -80,6 +85,7 @@ class CasePrediction:
     segmentations: dict[str, np.ndarray] = field(default_factory=dict)  # view -> label map (original geometry)
     findings: dict[str, dict[str, float]] = field(default_factory=dict)  # finding -> probability, call, spread
     findings_note: str | None = None  # why ``findings`` is empty when a classifier exists
+    classifier: str | None = None  # the classification configuration that produced ``findings``
 
 
 class Predictor:
@@ -96,9 +102,16 @@ class Predictor:
         self.segmenters: dict[str, SegmentationEnsemble] = {}
         for view, choice in self.description.segmentation.items():
             self.segmenters[view] = SegmentationEnsemble.load(view, self._select(choice.checkpoints), self.device)
-        self.classifier = None
-        if self.description.classification is not None:
-            self.classifier = FindingsEnsemble.load(self._select(self.description.classification.checkpoints), self.device)
+        # one findings ensemble per classification configuration, and which one serves each combination of views
+        self.classifiers: dict[str, FindingsEnsemble] = {}
+        self.classifier_by_views: dict[frozenset, str] = {}
+        for key, choice in self.description.classifiers_by_views().items():
+            name = choice.label
+            if name not in self.classifiers:
+                self.classifiers[name] = FindingsEnsemble.load(self._select(choice.checkpoints), self.device)
+            self.classifier_by_views[frozenset(key.split("+"))] = name
+        self.classifier = self.classifiers.get(self.description.classification.label) if (
+            self.description.classification is not None) else None
 
     def _select(self, checkpoints: Sequence[str]) -> list[Path]:
         paths = [self.model_dir / c for c in checkpoints]
@@ -113,21 +126,67 @@ class Predictor:
     def views(self) -> list[str]:
         return list(self.segmenters)
 
+    @property
+    def findings(self) -> list[str]:
+        first = next(iter(self.classifiers.values()), None)
+        return [] if first is None else list(first.findings)
+
+    def thresholds_table(self) -> dict[str, dict[str, float]]:
+        """{classifier: {finding: threshold}} of every classification configuration the model folder holds."""
+        return {name: c.thresholds_table() for name, c in self.classifiers.items()}
+
+    def classifier_for(self, views) -> str | None:
+        """The configuration model selection chose for a case with these views (the best one reading the
+        largest subset of them that has a classifier); None when none reads any of them."""
+        have = frozenset(views)
+        for size in range(len(have), 0, -1):
+            for key, name in sorted(self.classifier_by_views.items(), key=lambda kv: sorted(kv[0])):
+                if len(key) == size and key <= have:
+                    return name
+        return None
+
     def predict_case(self, case_id: str, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]]) -> CasePrediction:
-        """``scans``: view -> (array in SimpleITK order, geometry). Views without a model are ignored for
-        segmentation; the findings use every view the classifier knows (missing views are masked)."""
+        """``scans``: view -> (array in SimpleITK order, geometry). Each view is preprocessed once and segmented
+        (views without a model are ignored); the findings come from the classifier chosen for the case's views,
+        reading the regions around the segmented anatomy (the cascade)."""
         result = CasePrediction(case_id)
+        prepared: dict[str, PreparedScan] = {}
         for view, (image, geometry) in scans.items():
-            if view in self.segmenters:
-                result.segmentations[view] = self.segmenters[view].segment(
-                    image, geometry, self.device, self.overlap, self.tta)
-        if self.classifier is not None:
-            if self.classifier.can_assess(scans):
-                result.findings = self.classifier.predict(scans)
-            else:  # a single-view classifier and a case without that view: segmentations, no findings
-                result.findings_note = (f"no findings: the classifier reads {' or '.join(self.classifier.views)}, "
-                                        f"the case has {', '.join(sorted(scans))}")
+            segmenter = self.segmenters.get(view)
+            plans = segmenter.plans if segmenter is not None else self._classification_plans()
+            if plans is None or view not in plans.views:
+                continue
+            scan = PreparedScan.from_scan(image, geometry, plans.view(view))
+            if segmenter is not None:
+                result.segmentations[view], labels = segmenter.segment_prepared(
+                    scan, self.device, self.overlap, self.tta)
+                scan = PreparedScan(scan.data, scan.spacing, scan.properties, labels)
+            prepared[view] = scan
+        if self.classifiers:
+            name = self.classifier_for(prepared)
+            if name is None:
+                known = sorted({v for key in self.classifier_by_views for v in key})
+                result.findings_note = (f"no findings: the classifiers read {' or '.join(known)}, the case has "
+                                        f"{', '.join(sorted(scans))}")
+            else:
+                classifier = self.classifiers[name]
+                usable = {v: (s if self._same_grid(classifier, v) else
+                              PreparedScan.from_scan(*scans[v], classifier.plans.view(v)))
+                          for v, s in prepared.items() if v in classifier.views}
+                result.findings = classifier.predict_prepared(usable)
+                result.classifier = name
         return result
+
+    def _classification_plans(self) -> Plans | None:
+        first = next(iter(self.classifiers.values()), None)
+        return None if first is None else first.plans
+
+    def _same_grid(self, classifier: FindingsEnsemble, view: str) -> bool:
+        """Whether the classifier preprocesses ``view`` as its segmenter does (then the prediction is reused)."""
+        segmenter = self.segmenters.get(view)
+        if segmenter is None:
+            return True
+        return classifier.plans.view(view).preprocessing_key == segmenter.plans.view(view).preprocessing_key
 
     def predict_files(self, case_id: str, files: Mapping[str, Path]) -> CasePrediction:
         scans = {view: read_image(path) for view, path in files.items()}

@@ -184,6 +184,11 @@ def cv_report(description) -> str:
             mark = "*" if chosen and chosen.name == name and chosen.variant == variant else " "
             lines.append(f" {mark} cls {name:<5} {variant:<24} macro AUROC {v['macro_auroc']:.3f}  "
                          + " ".join(f"{k} {x:.2f}" for k, x in v["per_finding_auroc"].items()))
-    lines.append(" (* chosen)")
+    lines.append(" (* chosen for cases with every view)")
+    for key, choice in description.classification_by_views.items():
+        sel = choice.cv.get("selection", {})
+        low, high = sel.get("ci", [float("nan")] * 2)
+        lines.append(f"   cases with {key:<12} -> {choice.label:<28} macro AUROC {sel.get('macro_auroc', float('nan')):.3f} "
+                     f"(95% CI {low:.2f}-{high:.2f}, {sel.get('n_cases', 0)} validation cases)")
     return "\n".join(lines)
 

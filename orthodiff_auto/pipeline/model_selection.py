@@ -1,14 +1,18 @@
 """``find_best_configuration``: pool the folds' validation results, choose per task, fill the model folder.
 
 Segmentation: per view, the variant (e.g. scratch or pretrained) with the highest mean validation Dice over
-its folds. Classification: among every single-view and fused configuration (fine-tuned, or frozen diffusion
-features: variant ``diffusion``), the one with the highest macro AUROC of the validation predictions pooled over the folds (every case is predicted once, by the fold that
-did not train on it). Only configurations trained on all labels (no label-fraction runs) and on every
-requested fold compete.
+its folds. Classification: for every combination of views a case can arrive with (each non-empty subset of the
+plans' views), among the configurations that can read it (single-view models of a view in the combination;
+multi-view models reading the combination's views, the others masked: their validation predictions per view
+subset), the one with the highest macro AUROC of the validation predictions pooled over the folds (every case
+is predicted once, by the fold that did not train on it), on the validation cases that have those views; the
+95% bootstrap interval of the winner's macro AUROC is recorded beside it. Only configurations trained on all
+labels (no label-fraction runs) and on every requested fold compete.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -16,10 +20,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV, read_validation_predictions
+from orthodiff_auto.classification.metrics_io import (
+    PREDICTIONS_CSV,
+    read_validation_predictions,
+    subset_predictions_path,
+)
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice
-from orthodiff_auto.training.classification_metrics import auroc_scores
+from orthodiff_auto.training.classification_metrics import auroc_scores, macro_auroc_ci
 from orthodiff_auto.utils.atomic import atomic_path
 
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
@@ -62,20 +70,81 @@ def segmentation_candidates(results: Path, folds: Sequence[int]) -> dict[str, di
     return out
 
 
+def _pooled_predictions(fold_dirs: Sequence[Path | str], findings: Sequence[str],
+                        views: Sequence[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """(case ids, probabilities, labels) of the folds' validation predictions, pooled; ``views``: those of a
+    multi-view model reading only these views (None when a fold lacks them)."""
+    ids, probs, labels = [], [], []
+    for d in fold_dirs:
+        path = Path(d) / PREDICTIONS_CSV if views is None else subset_predictions_path(d, views)
+        if not path.is_file():
+            return None
+        c, p, y = read_validation_predictions(path, findings)
+        ids += c
+        probs.append(p)
+        labels.append(y)
+    return ids, np.concatenate(probs), np.concatenate(labels)
+
+
+def _run_views(fold_dir: Path, name: str) -> list[str]:
+    summary = fold_dir / "summary.json"
+    if summary.is_file():
+        views = json.loads(summary.read_text()).get("views")
+        if views:
+            return list(views)
+    return [name]
+
+
 def classification_candidates(results: Path, folds: Sequence[int], findings: Sequence[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for (name, variant), fold_dirs in _complete_runs(results / "cls", folds, PREDICTIONS_CSV).items():
-        probs, labels = [], []
-        for d in fold_dirs:
-            _, p, y = read_validation_predictions(d / PREDICTIONS_CSV, findings)
-            probs.append(p)
-            labels.append(y)
-        p, y = np.concatenate(probs), np.concatenate(labels)
+        _, p, y = _pooled_predictions(fold_dirs, findings)
         macro, per_finding = auroc_scores(y, p, findings)
         out.setdefault(name, {})[variant] = {
-            "macro_auroc": macro,
-            "per_finding_auroc": per_finding, "n_cases": int(len(y)), "fold_dirs": [str(d) for d in fold_dirs],
+            "macro_auroc": macro, "per_finding_auroc": per_finding, "n_cases": int(len(y)),
+            "views": _run_views(fold_dirs[0], name), "fold_dirs": [str(d) for d in fold_dirs],
         }
+    return out
+
+
+def _reading(candidate: dict[str, Any], subset: Sequence[str], findings: Sequence[str]):
+    """The pooled predictions of ``candidate`` for cases arriving with the views in ``subset`` (None when it
+    reads none of them)."""
+    views = candidate["views"]
+    read = [v for v in views if v in subset]
+    if not read:
+        return None
+    if len(views) > 1 and len(read) < len(views):
+        return _pooled_predictions(candidate["fold_dirs"], findings, read)
+    return _pooled_predictions(candidate["fold_dirs"], findings)
+
+
+def choose_per_view_combination(candidates: dict[str, dict[str, Any]], views: Sequence[str],
+                                findings: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """{"sag+cor": {"label", "macro_auroc", "ci", "n_cases", "compared"}} for every non-empty subset of
+    ``views``: the configuration with the best pooled macro AUROC on the validation cases every competitor
+    predicted (cases that have those views)."""
+    flat = {f"{name}/{variant}": c for name, vs in candidates.items() for variant, c in vs.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for n in range(len(views), 0, -1):
+        for subset in itertools.combinations(views, n):
+            readings = {label: r for label, c in flat.items() if (r := _reading(c, subset, findings)) is not None}
+            if not readings:
+                continue
+            common = set.intersection(*(set(ids) for ids, _, _ in readings.values()))
+            scores = {}
+            for label, (ids, p, y) in readings.items():
+                rows = [i for i, c in enumerate(ids) if c in common]
+                scores[label] = {"macro_auroc": auroc_scores(y[rows], p[rows], findings)[0], "rows": rows}
+            best = _best(scores, "macro_auroc")
+            if best is None:
+                continue
+            ids, p, y = readings[best]
+            rows = scores[best]["rows"]
+            low, high = macro_auroc_ci(y[rows], p[rows])
+            out["+".join(subset)] = {"label": best, "macro_auroc": scores[best]["macro_auroc"], "ci": [low, high],
+                                     "n_cases": len(rows),
+                                     "compared": {k: v["macro_auroc"] for k, v in scores.items()}}
     return out
 
 
@@ -114,19 +183,27 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
                                       {k: v for k, v in variants[best].items() if k != "fold_dirs"})
         log(f"segmentation {view}: {best} (mean Dice {variants[best]['mean_dice']:.3f}; "
             + ", ".join(f"{k} {v['mean_dice']:.3f}" for k, v in variants.items()) + ")")
-    cls_choice = None
+    cls_choice, by_views = None, {}
     flat = {f"{name}/{variant}": v for name, vs in cls.items() for variant, v in vs.items()}
-    if flat:
-        best = _best(flat, "macro_auroc")
-        if best is not None:
-            name, variant = best.split("/", 1)
-            cls_choice = TaskChoice(name, variant, tuple(_copy_folds(flat[best]["fold_dirs"], staging, f"cls/{name}")),
-                                    {k: v for k, v in flat[best].items() if k != "fold_dirs"})
-            log(f"classification: {best} (pooled CV macro AUROC {flat[best]['macro_auroc']:.3f}; "
-                + ", ".join(f"{k} {v['macro_auroc']:.3f}" for k, v in flat.items()) + ")")
+    plan_views = [v for v in json.loads((preprocessed_dir / "plans.json").read_text())["views"]]
+    copied: dict[str, tuple[str, ...]] = {}
+    for key, choice in choose_per_view_combination(cls, plan_views, findings).items():
+        label = choice["label"]
+        name, variant = label.split("/", 1)
+        if label not in copied:
+            copied[label] = tuple(_copy_folds(flat[label]["fold_dirs"], staging, f"cls/{name}/{variant}"))
+        cv = {k: v for k, v in flat[label].items() if k != "fold_dirs"}
+        cv.update(selection={k: v for k, v in choice.items() if k != "label"})
+        by_views[key] = TaskChoice(name, variant, copied[label], cv)
+        low, high = choice["ci"]
+        log(f"classification for cases with {key}: {label} (pooled CV macro AUROC {choice['macro_auroc']:.3f}, "
+            f"95% CI {low:.2f}-{high:.2f}, {choice['n_cases']} cases; "
+            + ", ".join(f"{k} {v:.3f}" for k, v in choice["compared"].items()) + ")")
+    if by_views:
+        cls_choice = by_views.get("+".join(plan_views)) or next(iter(by_views.values()))
     strip = lambda d: {k: {vk: vv for vk, vv in v.items() if vk != "fold_dirs"} for k, v in d.items()}  # noqa: E731
     description = ModelDescription(
-        dataset=dataset, segmentation=seg_choice, classification=cls_choice,
+        dataset=dataset, segmentation=seg_choice, classification=cls_choice, classification_by_views=by_views,
         candidates={"folds": list(folds), "segmentation": {v: strip(d) for v, d in seg.items()},
                     "classification": {n: strip(d) for n, d in cls.items()}},
     )

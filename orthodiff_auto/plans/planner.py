@@ -80,13 +80,15 @@ class PlannerPreset:
     max_patch_edge: int | None = None  # clip of the initial patch per axis (voxels)
     max_classification_batch: int = 16
     classification_size_percentile: float = 95.0
+    roi_margin_fraction: float = 0.1  # margin on each side of the labelled anatomy's box, of its median edge
+    max_classification_voxels: int | None = None  # cpu: the region's voxel count the spacing is coarsened to
     # low-resolution rule (cpu): coarsen the target spacing until the median image has at most this many voxels
     max_image_voxels: int | None = None
 
 
 GPU_PRESET = PlannerPreset()
-CPU_PRESET = PlannerPreset(base_features=8, max_features=64, initial_patch_voxels=64**3, max_patch_edge=64,
-                           max_batch_size=2, max_classification_batch=4, max_image_voxels=32**3)
+CPU_PRESET = PlannerPreset(base_features=8, max_features=64, initial_patch_voxels=48**3, max_patch_edge=64,
+                           max_batch_size=2, max_classification_batch=4, max_classification_voxels=128_000)
 
 
 def preset_for(budget: Budget) -> PlannerPreset:
@@ -208,18 +210,44 @@ def plan_segmentation(spacing: Sequence[float], median_shape: Sequence[float], n
     )
 
 
-def plan_classification(arch: ArchitectureSpec, target_spacing: Sequence[float],
-                        spacings: Sequence[Sequence[float]], shapes_after_crop: Sequence[Sequence[int]],
+@dataclass(frozen=True)
+class RegionOfInterest:
+    """The classification region of a view: its size (mm, canonical order), what centres it, the margin."""
+
+    size_mm: tuple[float, float, float]
+    source: str  # "labels" | "field_of_view"
+    margin_mm: float
+
+
+def plan_region_of_interest(vf: ViewFingerprint, preset: PlannerPreset) -> RegionOfInterest:
+    """The bounding box of the labelled anatomy over the training scans (``preset.roi_percentile`` per axis, so
+    that most cases fit), plus a margin on each side (``preset.roi_margin_fraction`` of the box's median edge),
+    never larger than the field of view (same percentile); the field of view itself when no training scan
+    of the view has labelled anatomy."""
+    q = preset.classification_size_percentile
+    fov = np.percentile([[n * sp for n, sp in zip(sh, spc)] for sh, spc in zip(vf.shapes_after_crop, vf.spacings)],
+                        q, axis=0)
+    extents = [c.label_extent_mm for c in vf.cases if c.subset == "train" and c.label_extent_mm is not None]
+    if not extents:
+        return RegionOfInterest(tuple(round(float(v), 3) for v in fov), "field_of_view", 0.0)
+    box = np.percentile(np.asarray(extents, dtype=float), q, axis=0)
+    margin = float(preset.roi_margin_fraction * np.median(box))
+    size = np.minimum(box + 2 * margin, fov)
+    return RegionOfInterest(tuple(round(float(v), 3) for v in size), "labels", round(margin, 3))
+
+
+def plan_classification(arch: ArchitectureSpec, target_spacing: Sequence[float], roi: RegionOfInterest,
                         num_findings: int, num_cases: int, budget: Budget,
                         preset: PlannerPreset) -> ClassificationPlan:
-    """Whole-field-of-view input size and spacing for the shared encoder (see module docstring)."""
+    """Spacing, input size and batch of a view's classifier over its region of interest (module docstring)."""
     spacing = np.asarray(target_spacing, dtype=float)
+    size_mm = np.asarray(roi.size_mm, dtype=float)
     for _ in range(400):
-        sizes = np.array([new_shape(sh, sp, spacing) for sh, sp in zip(shapes_after_crop, spacings)], dtype=float)
-        size = np.ceil(np.percentile(sizes, preset.classification_size_percentile, axis=0))
-        input_size = pad_to_multiple([int(s) for s in size], arch.shape_divisor)
+        voxels = np.maximum(1, np.round(size_mm / spacing)).astype(int)
+        input_size = pad_to_multiple(voxels.tolist(), arch.shape_divisor)
         per_sample = count_to_gb(encoder_feature_map_count(arch, input_size, 1), 1)
-        if per_sample * preset.min_batch_size <= budget.memory_gb:
+        fits_voxels = preset.max_classification_voxels is None or voxels.prod() <= preset.max_classification_voxels
+        if fits_voxels and per_sample * preset.min_batch_size <= budget.memory_gb:
             break
         coarsest = spacing.max()
         finer = coarsest / spacing > 2
@@ -234,6 +262,10 @@ def plan_classification(arch: ArchitectureSpec, target_spacing: Sequence[float],
         architecture=arch,
         num_findings=int(num_findings),
         memory_estimate_gb=round(per_sample * batch, 4),
+        roi_size_mm=roi.size_mm,
+        roi_source=roi.source,
+        roi_margin_mm=roi.margin_mm,
+        antialias=True,
     )
 
 
@@ -271,7 +303,7 @@ def plan_view(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget: Budg
     num_classes = len(fingerprint.labels)
     seg_cases = vf.num_labelled or len(vf.spacings)
     seg = plan_segmentation(target, median_shape, num_classes, seg_cases, budget, preset)
-    cls = plan_classification(seg.architecture, target, vf.spacings, vf.shapes_after_crop,
+    cls = plan_classification(seg.architecture, target, plan_region_of_interest(vf, preset),
                               len(fingerprint.findings), len(vf.spacings), budget, preset)
     return ViewPlan(
         view=vf.view,
@@ -309,6 +341,8 @@ __all__ = [
     "coarsen_to_fit",
     "determine_target_spacing",
     "plan_classification",
+    "plan_region_of_interest",
+    "RegionOfInterest",
     "plan_diffusion",
     "plan_experiment",
     "plan_segmentation",

@@ -34,7 +34,7 @@ from orthodiff_auto.plans.subplans import (
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.fields import FieldError, check_known_keys, floats, ints, take
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: classification plans with their own region of interest and spacing
 
 #: a field of a plan is missing or invalid (``Plans.load`` turns it into a UserInputError naming the file)
 PlanError = FieldError

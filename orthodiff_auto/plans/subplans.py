@@ -172,14 +172,20 @@ class SegmentationPlan:
         )
 
 
+ROI_SOURCES = ("labels", "field_of_view")
+
+
 @dataclass(frozen=True)
 class ClassificationPlan:
-    """Whole-field-of-view classification (one logit per finding).
+    """What a view's classifier reads: a region of interest at a diagnostic spacing (one logit per finding).
 
-    The classifier sees each case's cropped field of view resampled to ``spacing`` (equal to the view's target
-    spacing, or coarser when the whole field of view would not fit the budget), padded or center-cropped to
-    ``input_size``. Its encoder is ``architecture`` (the segmentation encoder's, so pretrained weights transfer
-    one-to-one) followed by global average pooling and a linear head.
+    The region is a box of ``roi_size_mm`` (canonical axis order) centred on the case's labelled anatomy
+    (``roi_source`` "labels": the reference labels' bounding box when training, the predicted segmentation's
+    when predicting) or on its non-zero field of view ("field_of_view": datasets without segmentation labels).
+    It is sampled at ``spacing`` (the view's target spacing, coarsened only as far as the budget requires for
+    this region), with Gaussian anti-aliasing before any downsampling when ``antialias``, and padded to
+    ``input_size`` (the region in voxels rounded up to the encoder's divisor). The encoder is ``architecture``
+    (the segmentation encoder's, so pretrained weights transfer one-to-one).
     """
 
     spacing: Float3
@@ -188,16 +194,37 @@ class ClassificationPlan:
     architecture: ArchitectureSpec
     num_findings: int
     memory_estimate_gb: float
+    roi_size_mm: Float3 = (0.0, 0.0, 0.0)
+    roi_source: str = "field_of_view"
+    roi_margin_mm: float = 0.0
+    antialias: bool = True
 
     def __post_init__(self):
         check_divisible(self.input_size, self.architecture, "classification.input_size")
         if any(s <= 0 for s in self.spacing):
             raise FieldError(f"classification.spacing must be positive, got {self.spacing}")
+        if self.roi_source not in ROI_SOURCES:
+            raise FieldError(f"classification.roi_source must be one of {list(ROI_SOURCES)}, got {self.roi_source!r}")
+        if any(s < 0 for s in self.roi_size_mm) or self.roi_margin_mm < 0:
+            raise FieldError(f"classification.roi_size_mm and roi_margin_mm must be >= 0, got {self.roi_size_mm}, "
+                             f"{self.roi_margin_mm}")
+
+    @property
+    def roi_voxels(self) -> tuple[int, int, int]:
+        """The region's size in voxels at ``spacing`` (before padding to the divisor); ``input_size`` when the
+        plan has no region size."""
+        if not any(self.roi_size_mm):
+            return tuple(self.input_size)
+        return tuple(max(1, int(round(m / s))) for m, s in zip(self.roi_size_mm, self.spacing))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "spacing": list(self.spacing),
             "input_size": list(self.input_size),
+            "roi_size_mm": list(self.roi_size_mm),
+            "roi_source": self.roi_source,
+            "roi_margin_mm": self.roi_margin_mm,
+            "antialias": self.antialias,
             "batch_size": self.batch_size,
             "num_findings": self.num_findings,
             "memory_estimate_gb": self.memory_estimate_gb,
@@ -214,6 +241,10 @@ class ClassificationPlan:
             architecture=ArchitectureSpec.from_dict(take(d, "architecture", where), f"{where}.architecture"),
             num_findings=int(d.get("num_findings", 0)),
             memory_estimate_gb=float(d.get("memory_estimate_gb", 0.0)),
+            roi_size_mm=floats(take(d, "roi_size_mm", where), f"{where}.roi_size_mm"),
+            roi_source=str(take(d, "roi_source", where)),
+            roi_margin_mm=float(take(d, "roi_margin_mm", where)),
+            antialias=bool(d.get("antialias", True)),
         )
 
 

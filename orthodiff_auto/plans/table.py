@@ -37,7 +37,9 @@ def format_plans(plans: Plans) -> str:
             "/".join("".join(str(k) for k in ks) for ks in a.kernel_sizes), f"{s.memory_estimate_gb:.2f}",
         ])
         c = vp.classification
-        cls_rows.append([name, _x(c.spacing, "{:.3g}"), _x(c.input_size), str(c.batch_size), str(c.num_findings),
+        region = "labelled anatomy" if c.roi_source == "labels" else "field of view"
+        cls_rows.append([name, region, _x(c.roi_size_mm, "{:.0f}"), f"{c.roi_margin_mm:.0f}", _x(c.spacing, "{:.3g}"),
+                         _x(c.input_size), "yes" if c.antialias else "no", str(c.batch_size), str(c.num_findings),
                          f"{c.memory_estimate_gb:.2f}"])
         d = vp.diffusion
         dif_rows.append([name, _x(d.patch_size), str(d.batch_size), str(d.timesteps), d.schedule, d.prediction,
@@ -51,8 +53,9 @@ def format_plans(plans: Plans) -> str:
     out.append("Segmentation (U-Net, dynamic-network-architectures PlainConvUNet)")
     out += _table(["view", "spacing mm", "median shape", "patch", "batch", "stages", "pool/axis", "features",
                    "kernels", "mem GB"], seg_rows)
-    out += ["", "Classification (shared encoder on the whole field of view)"]
-    out += _table(["view", "spacing mm", "input", "batch", "findings", "mem GB"], cls_rows)
+    out += ["", "Classification (shared encoder on a region of interest at a diagnostic spacing)"]
+    out += _table(["view", "region around", "region mm", "margin mm", "spacing mm", "input", "anti-alias", "batch",
+                   "findings", "mem GB"], cls_rows)
     out += ["", "Diffusion pretraining (denoising U-Net, same topology)"]
     out += _table(["view", "patch", "batch", "steps", "schedule", "predicts", "mem GB"], dif_rows)
     out += ["", "Preprocessing"]

@@ -220,6 +220,17 @@ def _bootstrap_ranking(y: np.ndarray, s: np.ndarray, n_resamples: int, seed: int
     return auc, ap
 
 
+def macro_auroc_ci(y_true, y_score, n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% bootstrap interval of the macro AUROC (the mean over findings recomputed on each case
+    resample; seeded)."""
+    y, s = _labels_2d(y_true, y_score)
+    if y.shape[0] == 0:
+        return float("nan"), float("nan")
+    auc, _ = _bootstrap_ranking(y, s, n_resamples, seed)
+    low, high = _percentile_ci(_nanmean(auc, axis=1)[:, None])
+    return float(low[0]), float(high[0])
+
+
 def _percentile_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2.5th and 97.5th percentiles per column over non-NaN resamples (one-class resamples are NaN)."""
     low = np.full(samples.shape[1], np.nan)

@@ -30,24 +30,65 @@ from orthodiff_auto.classification.metrics_io import (
 )
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput, center_pad_crop, resample_to_spacing
+from orthodiff_auto.preprocessing.classification_input import (
+    InputLoader,
+    RegionVolume,
+    ViewInput,
+    antialias_sigma,
+    centre_from_labels,
+    cut_region,
+    region_volume,
+    rescale_centre,
+    resample_to_spacing,
+)
 from tests.classification.conftest import CASES, NO_COR
 
 
-def test_center_pad_crop():
+def test_cut_region_centres_pads_and_shifts():
     a = np.arange(2 * 5 * 3, dtype=np.float32).reshape(1, 2, 5, 3)
-    out = center_pad_crop(a, (4, 3, 3))
+    vol = RegionVolume(a, np.array([0.5, 2.0, 1.0]))
+    out = cut_region(vol, (4, 3, 3))
     assert out.shape == (1, 4, 3, 3)
     assert (out[:, 0] == 0).all() and (out[:, 3] == 0).all()  # padded with 0 on both sides
-    np.testing.assert_array_equal(out[0, 1:3], a[0, :, 1:4])  # centre crop of the 5-axis
+    np.testing.assert_array_equal(out[0, 1:3], a[0, :, 1:4])  # the box around the centre
+    shifted = cut_region(vol, (4, 3, 3), shift=(0, 2, 0))
+    np.testing.assert_array_equal(shifted[0, 1:3, :2], a[0, :, 3:5])  # moved two voxels along axis 1
+    assert (shifted[0, 1:3, 2] == 0).all()  # past the volume's end
+    assert not cut_region(vol, (2, 2, 2), shift=(0, 99, 0)).any()  # entirely outside: background only
 
 
-def test_resample_to_spacing():
+def test_region_centre_follows_the_labelled_anatomy():
+    labels = np.zeros((6, 20, 30), np.uint8)
+    labels[2:4, 10:14, 3:9] = 2
+    labels[2, 12, 20] = 5  # the ignore label does not count
+    centre = centre_from_labels(labels, ignore_label=5)
+    np.testing.assert_allclose(centre, [2.5, 11.5, 5.5])
+    assert centre_from_labels(np.zeros((2, 2, 2))) is None and centre_from_labels(None) is None
+    image = np.zeros((1, 6, 20, 30), np.float32)
+    image[0, 2:4, 10:14, 3:9] = 1.0
+    spec = ViewInput("sag", (3.0, 2.0, 2.0), (2, 4, 6), antialias=True)
+    vol = region_volume(image, (3.0, 1.0, 1.0), spec, centre)  # in-plane downsampled by 2
+    assert vol.data.shape == (1, 6, 10, 15)
+    out = cut_region(vol, spec.input_size)
+    # the labelled block (4x6 voxels at 1 mm -> 2x3 at 2 mm) sits in the middle of the region
+    assert out[0, :, 1:3, 1:5].mean() > 0.5 and out[0, :, 0, :].mean() < out[0, :, 1:3, 1:5].mean()
+    # a voxel's centre keeps its physical position on the coarser grid
+    np.testing.assert_allclose(rescale_centre(np.array([1.5, 3.5, 0.0]), (1, 1, 1), (1, 2, 2)), [1.5, 1.5, -0.25])
+
+
+def test_resample_to_spacing_antialiases_only_when_downsampling():
     a = np.random.default_rng(0).random((1, 4, 8, 8)).astype(np.float32)
     assert resample_to_spacing(a, (3, 1, 1), (3, 1, 1)) is a
     out = resample_to_spacing(a, (3, 1, 1), (3, 2, 2))
     assert out.shape == (1, 4, 4, 4)
     assert out.mean() == pytest.approx(a.mean(), abs=0.05)
+    assert antialias_sigma((3, 1, 1), (3, 2, 4)) == (0.0, 0.5, 1.5)
+    assert antialias_sigma((3, 1, 1), (1.5, 1, 1)) == (0.0, 0.0, 0.0)  # upsampling: no filter
+    # a one-voxel checkerboard aliases without the filter and is averaged away with it
+    checker = (np.indices((4, 16, 16)).sum(0) % 2).astype(np.float32)[None]
+    plain = resample_to_spacing(checker, (1, 1, 1), (1, 3, 3))
+    smooth = resample_to_spacing(checker, (1, 1, 1), (1, 3, 3), antialias=True)
+    assert plain.std() > 0.1 and smooth.std() < 0.01
 
 
 def test_left_right_axis_and_mirroring():

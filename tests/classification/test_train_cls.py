@@ -13,7 +13,7 @@ import torch
 
 from orthodiff_auto.classification.inference import FindingsEnsemble
 from orthodiff_auto.inference.predictor import Predictor
-from orthodiff_auto.classification.metrics_io import read_validation_predictions
+from orthodiff_auto.classification.metrics_io import read_validation_predictions, subset_predictions_path
 from orthodiff_auto.classification.run import train_classification_fold
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_image
@@ -105,6 +105,16 @@ def test_fused_gate_masks_missing_view_and_reports_weights(results, cls_preproce
     for case, views in zip(table["case_id"], table["views"]):
         assert views == ("sag" if case == NO_COR else "sag+cor")
     assert set(summary["branch_auroc"]) == {"sag", "cor"}
+    # for model selection per view combination: the validation cases read with one view only (others masked)
+    only_sag = pd.read_csv(subset_predictions_path(fold, ["sag"]), dtype={"case_id": str})
+    only_cor = pd.read_csv(subset_predictions_path(fold, ["cor"]), dtype={"case_id": str})
+    assert list(only_sag["case_id"]) == list(table["case_id"])
+    assert list(only_cor["case_id"]) == [c for c in table["case_id"] if c != NO_COR]
+    sag_rows = only_sag.set_index("case_id")
+    if NO_COR in sag_rows.index:  # a case without cor is read the same way with or without the mask
+        full = table.set_index("case_id")
+        assert sag_rows.loc[NO_COR, f"{FINDINGS[0]}_probability"] == pytest.approx(
+            full.loc[NO_COR, f"{FINDINGS[0]}_probability"], abs=1e-6)
 
     # inference from the raw scans reproduces the validation predictions, with or without the coronal scan
     ensemble = FindingsEnsemble.load([fold / "checkpoint_final.pt"])
@@ -113,6 +123,8 @@ def test_fused_gate_masks_missing_view_and_reports_weights(results, cls_preproce
     raw = cls_preprocessed.parent / "raw" / "imagesTr"
     for case in list(table["case_id"])[:2]:
         scans = {v: read_image(raw / f"{case}_{v}.nii.gz") for v in ("sag", "cor") if (raw / f"{case}_{v}.nii.gz").is_file()}
+        # this dataset has no segmentation labels: the region is the field of view, centred as in validation
+        assert all(spec.roi_source == "field_of_view" for spec in ensemble.inputs.values())
         found = ensemble.predict(scans)
         assert list(found) == FINDINGS
         row = table[table["case_id"] == case].iloc[0]
@@ -127,9 +139,10 @@ def test_fused_gate_masks_missing_view_and_reports_weights(results, cls_preproce
     # through the Predictor a case without the classifier's view still gets its segmentations, with a note
     assert single.can_assess({"sag", "cor"}) and not single.can_assess({"cor"})
     predictor = Predictor.__new__(Predictor)
-    predictor.segmenters, predictor.classifier = {}, single
+    predictor.segmenters, predictor.classifiers = {}, {"sag/scratch": single}
+    predictor.classifier_by_views = {frozenset({"sag"}): "sag/scratch"}
     case = predictor.predict_case(CASES[0], {"cor": read_image(raw / f"{CASES[0]}_cor.nii.gz")})
-    assert case.findings == {} and "reads sag" in case.findings_note
+    assert case.findings == {} and "read sag" in case.findings_note
 
 
 def test_fused_gate_learns_where_each_finding_is_visible(cls_preprocessed, tmp_path):

@@ -11,8 +11,8 @@ from orthodiff_auto.plans.memory import (
     feature_map_count,
 )
 from orthodiff_auto.plans.planner import (
-    coarsen_to_fit,
     CPU_PRESET,
+    coarsen_to_fit,
     GPU_PRESET,
     architecture_from_topology,
     determine_target_spacing,
@@ -198,11 +198,16 @@ def test_cpu_budget_gives_small_fast_plan():
         assert 2 <= seg.architecture.n_stages <= 6
         assert seg.memory_estimate_gb <= 0.25
         assert vp.classification.memory_estimate_gb <= 0.25
-        # low-resolution rule: the median image is coarsened to at most 32**3 voxels
-        assert np.prod(vp.median_shape_after_resampling) <= 32**3 * 1.05
+        # full resolution: patches of the native spacing, and a classification region of at most 128k voxels
+        assert np.prod(vp.classification.roi_voxels) <= CPU_PRESET.max_classification_voxels
     sag = plans.views["sag"]
-    # the finer in-plane axes are coarsened first (to within 2x of the thick-slice axis), then all together
-    assert sag.target_spacing[0] > 3.0 and sag.target_spacing[0] / sag.target_spacing[1] == pytest.approx(2, rel=0.05)
+    assert sag.target_spacing == (3.0, 0.4, 0.4)
+    # the region (here the whole field of view: no labels) is coarsened in-plane first, to within 2x of the
+    # thick-slice axis, then all axes together, only as far as the budget needs
+    cls = sag.classification
+    assert cls.roi_source == "field_of_view" and cls.spacing[0] > 3.0
+    assert cls.spacing[0] / cls.spacing[1] == pytest.approx(2, rel=0.05)
+    assert np.prod(cls.roi_voxels) > 0.9 * CPU_PRESET.max_classification_voxels
 
 
 def test_coarsen_to_fit_leaves_small_images_alone_and_prefers_finer_axes():

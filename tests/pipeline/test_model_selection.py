@@ -1,0 +1,79 @@
+"""Model selection keeps a classifier for every combination of views a case can arrive with."""
+
+import json
+
+import numpy as np
+import pytest
+
+from orthodiff_auto.classification.metrics_io import (
+    PREDICTIONS_CSV,
+    subset_predictions_path,
+    write_validation_predictions,
+)
+from orthodiff_auto.inference.predictor import Predictor
+from orthodiff_auto.pipeline.model_selection import choose_per_view_combination
+
+FINDINGS = ["a", "b"]
+RNG = np.random.default_rng(0)
+CASES = [f"c{i:02d}" for i in range(40)]
+LABELS = np.stack([np.arange(40) % 2, (np.arange(40) // 2) % 2], axis=1)
+
+
+def scores(quality: float) -> np.ndarray:
+    """Probabilities whose AUROC grows with ``quality`` (0: noise, 1: perfect)."""
+    return np.clip(quality * LABELS + (1 - quality) * RNG.random(LABELS.shape), 0, 1)
+
+
+def run(results, name, variant, views, preds, subsets=None):
+    fold = results / "cls" / name / variant / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "checkpoint_final.pt").write_bytes(b"")
+    (fold / "summary.json").write_text(json.dumps({"views": views}))
+    write_validation_predictions(fold / PREDICTIONS_CSV, CASES, FINDINGS, preds, LABELS)
+    for subset, p in (subsets or {}).items():
+        write_validation_predictions(subset_predictions_path(fold, subset), CASES, FINDINGS, p, LABELS)
+    return {"views": views, "fold_dirs": [str(fold)]}
+
+
+def test_each_view_combination_gets_the_best_reader(tmp_path):
+    # fused reads sag+cor best; with only cor its masked branch is best; with only sag the sag model is best
+    candidates = {
+        "sag": {"scratch": run(tmp_path, "sag", "scratch", ["sag"], scores(0.6))},
+        "cor": {"scratch": run(tmp_path, "cor", "scratch", ["cor"], scores(0.1))},
+        "fused": {"scratch_gate": run(tmp_path, "fused", "scratch_gate", ["sag", "cor"], scores(0.9),
+                                      {("sag",): scores(0.2), ("cor",): scores(0.5)})},
+    }
+    chosen = choose_per_view_combination(candidates, ["sag", "cor"], FINDINGS)
+    assert set(chosen) == {"sag+cor", "sag", "cor"}
+    assert chosen["sag+cor"]["label"] == "fused/scratch_gate"
+    assert chosen["sag"]["label"] == "sag/scratch"
+    assert chosen["cor"]["label"] == "fused/scratch_gate"
+    # every competitor that can read the combination was scored, on the same cases, with a CI beside the winner
+    assert set(chosen["sag"]["compared"]) == {"sag/scratch", "fused/scratch_gate"}
+    assert chosen["sag+cor"]["n_cases"] == len(CASES)
+    low, high = chosen["sag+cor"]["ci"]
+    assert low <= chosen["sag+cor"]["macro_auroc"] <= high
+
+
+def test_a_view_no_classifier_reads_has_no_entry(tmp_path):
+    candidates = {"sag": {"scratch": run(tmp_path, "sag", "scratch", ["sag"], scores(0.5))}}
+    chosen = choose_per_view_combination(candidates, ["sag", "ax"], FINDINGS)
+    assert set(chosen) == {"sag+ax", "sag"}  # "ax" alone: nothing reads it
+    assert chosen["sag+ax"]["label"] == chosen["sag"]["label"] == "sag/scratch"
+
+
+@pytest.mark.parametrize("views, expected", [
+    ({"sag", "cor", "ax"}, "fused/x"), ({"sag"}, "sag/x"), ({"cor", "ax"}, "fused/x"), ({"ax"}, "fused/x"),
+])
+def test_predictor_picks_the_classifier_chosen_for_the_case_views(views, expected):
+    predictor = Predictor.__new__(Predictor)
+    predictor.classifier_by_views = {frozenset({"sag", "cor", "ax"}): "fused/x", frozenset({"sag"}): "sag/x",
+                                     frozenset({"cor", "ax"}): "fused/x", frozenset({"ax"}): "fused/x"}
+    assert predictor.classifier_for(views) == expected
+
+
+def test_predictor_falls_back_to_the_largest_covered_subset():
+    predictor = Predictor.__new__(Predictor)
+    predictor.classifier_by_views = {frozenset({"sag"}): "sag/x", frozenset({"cor"}): "cor/x"}
+    assert predictor.classifier_for({"sag", "ax"}) == "sag/x"
+    assert predictor.classifier_for({"ax"}) is None
