@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from orthodiff_auto.data.label_values import label_values
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.networks.spec import ArchitectureSpec
 from orthodiff_auto.plans.subplans import (
@@ -125,6 +126,12 @@ class Plans:
     def num_classes(self) -> int:
         """Segmentation output channels: every declared label (background included), not the ignore label."""
         return len(self.labels)
+
+    @property
+    def label_values(self) -> tuple[int, ...]:
+        """The declared label value of each output channel (ascending; ``data.label_values``): preprocessed
+        label arrays hold the channel index, predictions are written with these values."""
+        return label_values(self.labels)
 
     def view(self, view: str) -> ViewPlan:
         try:

@@ -8,9 +8,12 @@ exactly the original image's shape, so it is written with the original ``ImageGe
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from orthodiff_auto.data.image_io import ImageGeometry
+from orthodiff_auto.data.label_values import to_class_indices
 from orthodiff_auto.plans.schema import ViewPlan
 from orthodiff_auto.data.cropping import crop, nonzero_bbox, paste
 from orthodiff_auto.preprocessing.normalization import normalize_image
@@ -41,12 +44,15 @@ def sample_class_locations(seg: np.ndarray, classes, seed: int = 1234,
 
 def preprocess_case(image: np.ndarray, geometry: ImageGeometry, view_plan: ViewPlan,
                     label: np.ndarray | None = None, *, case_id: str = "case", ignore_label: int | None = None,
-                    seed: int = 1234) -> tuple[np.ndarray, np.ndarray | None, CaseProperties]:
+                    seed: int = 1234, label_values: Sequence[int] | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray | None, CaseProperties]:
     """Preprocess one scan held in memory (array in SimpleITK order, its geometry, optional label map).
 
     Returns ``(data, seg, properties)``: ``data`` float32 (1, z, y, x) at the view's target spacing in its
     canonical orientation; ``seg`` uint8/uint16 (1, z, y, x) or None; ``properties`` (``CaseProperties``,
-    without source/subset information) for ``revert_to_original``.
+    without source/subset information) for ``revert_to_original``. With ``label_values`` (the plans'
+    ``label_values``, channel order) ``seg`` holds class indices (``data.label_values.to_class_indices``), what
+    training uses; without, the label values as given.
     """
     if tuple(image.shape) != tuple(geometry.shape):
         raise ValueError(f"image shape {image.shape} does not match its geometry {geometry.shape}")
@@ -70,6 +76,8 @@ def preprocess_case(image: np.ndarray, geometry: ImageGeometry, view_plan: ViewP
         lab = crop(orient.to_canonical(label), bbox)
         if np.issubdtype(lab.dtype, np.floating):
             lab = np.rint(lab)
+        if label_values is not None:
+            lab = to_class_indices(lab, label_values, ignore_label)
         values = present_labels(lab.astype(np.int64, copy=False)) if lab.size else [0]
         lab = np.ascontiguousarray(lab, dtype=label_dtype(max(values)))
         seg = resample_labels(lab, new_shape, spacing, target, view_plan.resampling)

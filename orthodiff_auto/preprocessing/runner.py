@@ -2,7 +2,8 @@
 
 A case is up to date, and skipped, when its properties file exists, names the same subset, records the same
 source image/label size and modification time, and was written with the same preprocessing-relevant plan
-fields (target spacing, normalisation, resampling; ``ViewPlan.preprocessing_key``). Everything else is
+fields (target spacing, normalisation, resampling; ``ViewPlan.preprocessing_key``) and label values. Label
+arrays are stored as class indices (``data.label_values``). Everything else is
 (re)written. Cases that no longer exist in the dataset are removed, as are temporary files an interrupted run
 left behind.
 """
@@ -46,6 +47,7 @@ class ScanTask:
     key: str
     source: dict
     ignore_label: int | None
+    label_values: tuple[int, ...]  # channel order: the stored label arrays hold each value's index
 
 
 @dataclass
@@ -87,7 +89,7 @@ def preprocess_scan(task: ScanTask) -> str:
     image, geometry = read_image(scan.image)
     label = read_image(scan.label, dtype=None)[0] if scan.label is not None else None
     data, seg, props = preprocess_case(image, geometry, task.view_plan, label, case_id=scan.case_id,
-                                       ignore_label=task.ignore_label,
+                                       ignore_label=task.ignore_label, label_values=task.label_values,
                                        seed=stable_seed(scan.case_id, scan.view, "locations"))
     props = props.with_source(scan.case_id, scan.subset, task.source, task.key)
     write_case(task.view_dir, scan.case_id, data, seg, props, task.view_plan.segmentation.patch_size)
@@ -111,7 +113,9 @@ def preprocess_dataset(dataset: "RawDataset", plans: Plans, out_dir: Path | str,
         view_dir = out_dir / view
         view_dir.mkdir(parents=True, exist_ok=True)
         remove_temporaries(view_dir)
-        key = preprocessing_key(vp.preprocessing_key)
+        # the label convention decides the stored arrays too: a change of the declared values redoes the cases
+        key = preprocessing_key({**vp.preprocessing_key, "label_values": list(plans.label_values),
+                                 "ignore_label": plans.ignore_label})
         wanted = {s.case_id for s in scans}
         for p in sorted(view_dir.glob("*.json")):
             if not p.name.startswith(".") and p.stem not in wanted:
@@ -124,7 +128,7 @@ def preprocess_dataset(dataset: "RawDataset", plans: Plans, out_dir: Path | str,
             else:
                 ref = ScanRef(scan.case_id, scan.view, scan.subset, str(scan.image),
                               None if scan.label is None else str(scan.label))
-                tasks.append(ScanTask(ref, vp, str(view_dir), key, source, plans.ignore_label))
+                tasks.append(ScanTask(ref, vp, str(view_dir), key, source, plans.ignore_label, plans.label_values))
     # Largest files first: better load balance across workers.
     tasks.sort(key=lambda t: -(t.source["image"]["size"] if t.source["image"] else 0))
     for done in run_parallel(preprocess_scan, tasks, num_workers, desc="preprocess", progress=progress):

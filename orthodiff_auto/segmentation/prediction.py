@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from orthodiff_auto.data.label_values import label_values, to_label_values
 from orthodiff_auto.plans.schema import ViewPlan
 from orthodiff_auto.preprocessing.case import revert_to_original
 from orthodiff_auto.preprocessing.properties import CaseProperties
@@ -52,8 +53,7 @@ def label_map_in_original_geometry(probabilities: np.ndarray, props: CasePropert
     channel as its label value (channel i is the i-th smallest value of ``labels``): uint8, or uint16 when a
     label value reaches 256."""
     original = revert_to_original(probabilities, props, view_plan, kind="probabilities")
-    values = np.array(sorted(labels.values()))
-    return values[np.argmax(original, axis=0)].astype(np.uint8 if values.max() < 256 else np.uint16)
+    return to_label_values(np.argmax(original, axis=0), label_values(labels))
 
 
 __all__ = ["label_map_in_original_geometry", "predict_logits", "predict_probabilities"]

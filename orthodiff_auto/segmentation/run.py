@@ -12,6 +12,7 @@ import torch
 
 from orthodiff_auto.data.dataset import scan_raw_dataset
 from orthodiff_auto.data.image_io import read_image, write_image
+from orthodiff_auto.data.label_values import to_label_values
 from orthodiff_auto.data.preprocessed import read_preprocessed_description
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
@@ -91,8 +92,9 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
         if ref_path is not None:
             reference, _ = read_image(ref_path, dtype=None)
             reference_source = "raw"
-        else:  # raw dataset moved: compare with the preprocessed labels mapped back
-            reference = revert_to_original(seg, props, view_plan, kind="segmentation")
+        else:  # raw dataset moved: compare with the preprocessed labels (class indices) mapped back
+            reference = to_label_values(revert_to_original(seg, props, view_plan, kind="segmentation"),
+                                        plans.label_values)
             reference_source = "preprocessed"
         per_case[case_id] = {
             "reference": reference_source,

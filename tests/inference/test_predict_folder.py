@@ -1,4 +1,5 @@
-"""predict_folder and the Predictor API with a model folder of small random-weight fold checkpoints."""
+"""predict_folder and the Predictor API: geometry, ensembling and skipping with a model folder of small
+random-weight fold checkpoints; what the output holds with a trained model (tests/inference/conftest.py)."""
 
 import json
 import shutil
@@ -129,3 +130,27 @@ def test_not_a_model_folder_exit_2(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     assert main(["predict_folder", str(tmp_path / "in"), str(tmp_path / "out"), "--model", str(tmp_path)]) == 2
     assert "model.json" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- with a trained model (tests/inference/conftest.py)
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+def test_trained_model_finds_ball_and_box_and_writes_the_declared_gapped_values(trained_model, tmp_path):
+    from tests.inference.conftest import LABELS, gapped_scan
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    references = {}
+    for view, seed in (("sag", 101), ("cor", 202)):  # new scans: other noise, shape and origin than in training
+        image, label, g = gapped_scan(view, seed, shape=(7, 26, 22), origin=(4.0, -3.0, 2.5))
+        write_image(inp / f"new_{view}.nii.gz", image, g)
+        references[view] = label
+    assert main(["predict_folder", str(inp), str(out), "--model", str(trained_model)]) == 0
+    for view, reference in references.items():
+        predicted, _ = read_image(out / f"new_{view}.nii.gz", dtype=None)
+        assert set(np.unique(predicted)) == {0, 1, 5}  # the declared values, never the channel index 2
+        for name in ("ball", "box"):
+            value = LABELS[name]
+            assert _dice(predicted == value, reference == value) > 0.7, (view, name)

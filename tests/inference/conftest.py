@@ -1,0 +1,85 @@
+"""A trained model folder for the inference tests, with label values that have a gap.
+
+Two views (sag, cor) of a bright ball and a brighter box on noise; dataset.json declares background 0, ball 1 and
+box 5 (a gap: the network's channels are 0, 1, 2). One segmentation fold per view is trained long enough to
+find both structures (80 steps: mean validation Dice about 0.8 on this data), and one fused findings
+classifier (smoke config); the model folder is assembled from their final checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from orthodiff_auto.data.image_io import write_image
+from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice
+from orthodiff_auto.pipeline.train_fold import train_fold
+from orthodiff_auto.plans.schema import Budget
+from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
+from orthodiff_auto.training.config import make_config
+from orthodiff_auto.training.fold import FoldRequest
+from tests.conftest import sphere_scan, view_geometry
+
+LABELS = {"background": 0, "ball": 1, "box": 5}
+VIEWS = ("sag", "cor")
+FINDINGS = ("f1", "f2")
+SHAPE = (6, 24, 24)
+SPACING = (3.0, 1.0, 1.0)
+
+
+def gapped_scan(view: str, seed: int, shape=SHAPE, spacing=SPACING, origin=(0.0, 0.0, 0.0)):
+    """(image, label, geometry): sphere_scan's ball (1) and box (2 -> 5)."""
+    g = view_geometry(view, shape=shape, spacing=spacing, origin=origin)
+    image, label = sphere_scan(g.shape, np.random.default_rng(seed))
+    label[label == 2] = LABELS["box"]
+    return image, label, g
+
+
+def _raw_dataset(root: Path, n_cases: int = 6) -> Path:
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    json.dump({"name": "Gapped", "labels": LABELS, "findings": list(FINDINGS), "views": list(VIEWS)},
+              open(root / "dataset.json", "w"))
+    rows = ["case_id," + ",".join(FINDINGS)]
+    for i in range(n_cases):
+        for j, view in enumerate(VIEWS):
+            image, label, g = gapped_scan(view, seed=10 * i + j)
+            write_image(root / "imagesTr" / f"k{i:02d}_{view}.nii.gz", image, g)
+            write_image(root / "labelsTr" / f"k{i:02d}_{view}.nii.gz", label, g)
+        rows.append(f"k{i:02d},{i % 2},{(i // 2) % 2}")
+    (root / "findings.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("trained_model")
+    raw = _raw_dataset(base / "raw")
+    pp, results, model = base / "pp", base / "results", base / "model"
+    dataset = validated_dataset(raw, num_workers=1)
+    run_fingerprint(dataset, pp, num_workers=1, progress=False)
+    run_plan(pp, Budget("cpu", 0.25))
+    run_preprocess(dataset, pp, num_workers=1, progress=False)
+    seg_config = make_config("smoke", ["num_epochs=8", "iterations_per_epoch=10", "num_workers=0"])
+    segmentation = {}
+    for view in VIEWS:
+        summary = train_fold(FoldRequest(pp, "seg", view, 0, seg_config, results_dir=results, device="cpu"),
+                             log=lambda *_: None)
+        rel = f"seg/{view}/fold_0.pt"
+        (model / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(results / "seg" / view / "scratch" / "fold_0" / "checkpoint_final.pt", model / rel)
+        segmentation[view] = TaskChoice(view, "scratch", (rel,), {"mean_dice": summary["mean"]["mean"]["dice"]["mean"]})
+    train_fold(FoldRequest(pp, "cls", "fused", 0, make_config("smoke"), results_dir=results, device="cpu"),
+               log=lambda *_: None)
+    (model / "cls" / "fused").mkdir(parents=True)
+    shutil.copy(results / "cls" / "fused" / "scratch_gate" / "fold_0" / "checkpoint_final.pt",
+                model / "cls" / "fused" / "fold_0.pt")
+    shutil.copy(pp / "plans.json", model / "plans.json")
+    dataset_description = json.loads((pp / "dataset.json").read_text())
+    ModelDescription(dataset_description, segmentation,
+                     TaskChoice("fused", "scratch_gate", ("cls/fused/fold_0.pt",), {})).save(model)
+    return model
