@@ -14,9 +14,9 @@ def register(subparsers) -> None:
         help="segment and diagnose every scan in a folder with a trained model folder",
         description="Predict a folder of scans (<case>_<view>.nii.gz, plain image files whose view comes from "
         "the header, or DICOM series folders). Segmentations are written under the input file names in the "
-        "input's exact geometry; findings go to OUTPUT_DIR/findings.csv. Finished cases are skipped; a failing "
-        "case is reported and the others go on (exit code 1 when any failed). Under torchrun each process "
-        "takes its share of the cases.",
+        "input's exact geometry; findings go to OUTPUT_DIR/findings.csv. Finished cases are skipped; an unreadable "
+        "file or a failing case is reported and the rest goes on (exit code 1 when any failed). Under torchrun "
+        "each process takes its share of the cases.",
     )
     p.add_argument("input_dir", type=Path)
     p.add_argument("output_dir", type=Path)

@@ -1,18 +1,23 @@
 """``predict_folder``: a folder of scans -> segmentations beside the same file names, and one findings.csv.
 
 Inputs: ``<case>_<view>.<ext>`` files, plain image files (case = file stem, view from the header), or
-DICOM series folders (case = folder name, view from the header). Cases whose outputs exist are skipped, a
-failing case is reported and the others go on, and every output is written atomically. Under torchrun each
-process takes every WORLD_SIZE-th case, so several GPUs or machines share an archive with no extra tooling.
+DICOM series folders (case = folder name, view from the header). Cases whose outputs exist are skipped; an
+unreadable file fails alone (the case goes on with its other scans), a failing case is reported and the others
+go on, and every output is written atomically. Under torchrun each process joins the process group at its start
+and takes every WORLD_SIZE-th case, so several GPUs or machines share an archive with no extra tooling
+(documentation/inference.md).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import sys
 import traceback
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -21,10 +26,14 @@ from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.predictor import Predictor
+from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 FINDINGS_CSV = "findings.csv"
+# How long a process that has finished its share waits at the final barrier for the slowest one (torchrun stops
+# every process when one fails, so this bounds only a hung process).
+PREDICTION_WAIT = timedelta(hours=24)
 _VIEW_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<view>" + "|".join(VIEWS) + r")$")
 
 
@@ -85,15 +94,29 @@ def discover_inputs(input_dir: Path) -> tuple[dict[str, list[InputScan]], dict[s
     return cases, problems
 
 
-def shard(items: list[str]) -> list[str]:
-    """This process' share under torchrun (RANK/WORLD_SIZE), all of them otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return items[rank::world] if world > 1 else items
+def shard(items: list[str], ctx: DistributedContext = DistributedContext()) -> list[str]:
+    """This process' share under torchrun (every WORLD_SIZE-th item from its RANK), all of them otherwise."""
+    return items[ctx.rank::ctx.world_size] if ctx.enabled else items
 
 
-def _findings_part(output_dir: Path, case_id: str) -> Path:
-    return output_dir / ".findings" / f"{case_id}.csv"
+def findings_run_id(predictor: Predictor) -> str:
+    """What a case's findings part was computed with: the model description, the chosen folds and the
+    classification checkpoints (name, size, modification time). Parts live under ``.findings/<run id>/``, so a
+    rerun with the same model resumes from them, and parts of another model or of other folds are never merged."""
+    root = predictor.model_dir
+    checkpoints = sorted({c for choice in predictor.description.classifiers_by_views().values()
+                          for c in choice.checkpoints})
+    stamp = {
+        "model": (root / "model.json").read_text(),
+        "folds": predictor.folds,
+        "checkpoints": [[c, (root / c).stat().st_size, (root / c).stat().st_mtime_ns] for c in checkpoints
+                        if (root / c).is_file()],
+    }
+    return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _findings_part(output_dir: Path, run_id: str, case_id: str) -> Path:
+    return output_dir / ".findings" / run_id / f"{case_id}.csv"
 
 
 def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Path | str, folds=None,
@@ -101,69 +124,87 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if output_dir.resolve() == input_dir.resolve():
         raise UserInputError(f"{output_dir}: the output folder must differ from the input folder")
-    predictor = Predictor(model_dir, folds=folds, device=device, tta=tta)
+    # Under torchrun every process joins the group first (its own GPU from LOCAL_RANK); the processes exchange
+    # nothing but the barrier before the merge, so gloo (no GPU memory), waiting up to PREDICTION_WAIT.
+    torch_device, ctx = distributed_device(device, backend="gloo", timeout=PREDICTION_WAIT)
+    try:
+        return _predict_folder(input_dir, output_dir, Predictor(model_dir, folds=folds, device=str(torch_device),
+                                                                tta=tta), ctx, overwrite, log)
+    finally:
+        shutdown(ctx)
+
+
+def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx: DistributedContext,
+                    overwrite: bool, log) -> FolderReport:
     cases, problems = discover_inputs(input_dir)
     report = FolderReport()
     for name, problem in problems.items():
         report.failed[name] = problem
-        log(f"FAILED {name}: {problem}")
+        if ctx.is_main:
+            log(f"FAILED {name}: {problem}")
     output_dir.mkdir(parents=True, exist_ok=True)
     wants_findings = bool(predictor.classifiers)
-    if wants_findings:  # the thresholds behind the calls (of the all-view classifier), for `evaluate`
+    run_id = findings_run_id(predictor) if wants_findings else ""
+    if wants_findings and ctx.is_main:  # the thresholds behind the all-view classifier's calls, for `evaluate`
         default = predictor.classifier or next(iter(predictor.classifiers.values()))
         write_json_atomic(output_dir / "thresholds.json", default.thresholds_table())
-    for case_id in shard(sorted(c for c in cases if c not in problems)):
+    case_ids = sorted(c for c in cases if c not in problems)
+    for case_id in shard(case_ids, ctx):
         scans = cases[case_id]
+        part = _findings_part(output_dir, run_id, case_id)
         outputs = [output_dir / s.output_name for s in scans if s.view in predictor.segmenters]
-        done = all(p.is_file() for p in outputs) and (not wants_findings or _findings_part(output_dir, case_id).is_file())
+        done = all(p.is_file() for p in outputs) and (not wants_findings or part.is_file())
         if done and not overwrite:
             report.skipped.append(case_id)
             continue
+        loaded = _read_views(scans, report, log)
+        if not loaded:
+            continue
         try:
-            loaded = {s.view: read_image(s.path) for s in scans}
             prediction = predictor.predict_case(case_id, loaded)
             for s in scans:
                 if s.view in prediction.segmentations:
                     write_image(output_dir / s.output_name, prediction.segmentations[s.view], loaded[s.view][1])
             if wants_findings:
-                row = {"case_id": case_id, "views": "+".join(s.view for s in scans),
+                row = {"case_id": case_id, "views": "+".join(s.view for s in scans if s.view in loaded),
                        "classifier": prediction.classifier or ""}
                 for finding, values in prediction.findings.items():
                     row[finding] = values["probability"]
                     row[f"{finding}_call"] = int(values["call"])
                     row[f"{finding}_spread"] = values["spread"]
-                with atomic_path(_findings_part(output_dir, case_id)) as tmp:
+                with atomic_path(part) as tmp:
                     pd.DataFrame([row]).to_csv(tmp, index=False)
             report.predicted.append(case_id)
             note = f"; {prediction.findings_note}" if prediction.findings_note else ""
-            log(f"predicted {case_id} ({', '.join(s.view for s in scans)}){note}")
+            log(f"predicted {case_id} ({', '.join(loaded)}){note}")
         except (UserInputError, ValueError, RuntimeError, OSError) as e:
             report.failed[case_id] = f"{type(e).__name__}: {e}"
             log(f"FAILED {case_id}: {e}")
             if os.environ.get("ORTHODIFF_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
-    if wants_findings and _wait_for_all_processes():
-        merge_findings(output_dir, predictor.findings)
+    barrier(ctx)  # every process has written its cases (waits up to PREDICTION_WAIT for the slowest)
+    if wants_findings and ctx.is_main:
+        merge_findings(output_dir, predictor.findings, run_id, case_ids)
     return report
 
 
-def _wait_for_all_processes() -> bool:
-    """Under torchrun: wait until every process has written its cases; True on the process that merges."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return True
-    import torch.distributed as dist  # only under torchrun
+def _read_views(scans: list[InputScan], report: FolderReport, log) -> dict[str, tuple]:
+    """view -> (array, geometry) of the case's readable scans; an unreadable file is reported by name and the
+    case goes on with the others (its findings then use the views present)."""
+    loaded = {}
+    for s in scans:
+        try:
+            loaded[s.view] = read_image(s.path)
+        except (UserInputError, OSError) as e:
+            report.failed[s.path.name] = str(e)
+            log(f"FAILED {s.path.name}: {e}")
+    return loaded
 
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    dist.barrier()
-    merge_here = dist.get_rank() == 0
-    dist.destroy_process_group()
-    return merge_here
 
-
-def merge_findings(output_dir: Path, findings) -> Path | None:
-    """One findings.csv from the per-case parts (written by any number of processes)."""
-    parts = sorted((output_dir / ".findings").glob("*.csv"))
+def merge_findings(output_dir: Path, findings, run_id: str, case_ids) -> Path | None:
+    """One findings.csv from the per-case parts of this run (``run_id``) of the cases ``case_ids`` (written by any
+    number of processes); parts of other runs or of cases not in the input folder are left out."""
+    parts = [p for p in (_findings_part(output_dir, run_id, c) for c in sorted(case_ids)) if p.is_file()]
     if not parts:
         return None
     table = pd.concat([pd.read_csv(p, dtype={"case_id": str}) for p in parts], ignore_index=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -26,25 +27,31 @@ class DistributedContext:
         return self.rank == 0
 
 
-def init_distributed(device_type: str) -> DistributedContext:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise."""
+def init_distributed(device_type: str, backend: str | None = None,
+                     timeout: timedelta | None = None) -> DistributedContext:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise. On CUDA the
+    process's GPU is set from LOCAL_RANK first. ``backend``: default nccl on CUDA, gloo on the CPU. ``timeout``:
+    how long a collective (a barrier) waits for the slowest process; default torch's (10 min with nccl, 30 min
+    with gloo)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistributedContext()
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
+        backend = backend or ("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend=backend, **({"timeout": timeout} if timeout is not None else {}))
     return DistributedContext(rank, world_size, local_rank)
 
 
-def distributed_device(requested: str | None) -> tuple[torch.device, DistributedContext]:
-    """The device of a training run (``training.device.resolve_device``) and, under torchrun, its process
-    group (a CUDA device is then the process's own GPU). Call ``shutdown(ctx)`` when the run ends."""
-    ctx = init_distributed(resolve_device(requested).type)
+def distributed_device(requested: str | None, backend: str | None = None,
+                       timeout: timedelta | None = None) -> tuple[torch.device, DistributedContext]:
+    """The device of a run (``training.device.resolve_device``) and, under torchrun, its process group
+    (``init_distributed``; a CUDA device is then the process's own GPU). Call ``shutdown(ctx)`` when the run
+    ends."""
+    ctx = init_distributed(resolve_device(requested).type, backend, timeout)
     return resolve_device(requested, ctx.local_rank, ctx.enabled), ctx
 
 

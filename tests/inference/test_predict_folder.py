@@ -2,10 +2,14 @@
 random-weight fold checkpoints; what the output holds with a trained model (tests/inference/conftest.py)."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -154,3 +158,53 @@ def test_trained_model_finds_ball_and_box_and_writes_the_declared_gapped_values(
         for name in ("ball", "box"):
             value = LABELS[name]
             assert _dice(predicted == value, reference == value) > 0.7, (view, name)
+
+
+def test_unreadable_view_fails_alone_and_the_case_goes_on_with_the_others(trained_model, tmp_path, capsys):
+    from tests.inference.conftest import gapped_scan
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    image, _, g = gapped_scan("cor", 7)
+    write_image(inp / "p_cor.nii.gz", image, g)
+    (inp / "p_sag.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    assert main(["predict_folder", str(inp), str(out), "--model", str(trained_model)]) == 1
+    captured = capsys.readouterr()
+    assert "p_sag.nii.gz" in captured.err and "1 predicted" in captured.out
+    assert (out / "p_cor.nii.gz").is_file() and not (out / "p_sag.nii.gz").exists()
+    findings = pd.read_csv(out / "findings.csv", dtype={"case_id": str}).set_index("case_id")
+    assert findings.loc["p", "views"] == "cor"
+    assert findings.loc["p", ["f1", "f2"]].notna().all()
+
+
+def test_torchrun_two_processes_uneven_cases_merge_only_this_runs_parts(trained_model, tmp_path):
+    from tests.inference.conftest import gapped_scan
+
+    out = tmp_path / "out"
+    # an earlier run into the same folder, on another input: its case must not reach the new findings.csv
+    earlier = tmp_path / "earlier"
+    for view in ("sag", "cor"):
+        image, _, g = gapped_scan(view, 3)
+        write_image(earlier / f"gone_{view}.nii.gz", image, g)
+    assert main(["predict_folder", str(earlier), str(out), "--model", str(trained_model)]) == 0
+    # a part left by another model, and one in the layout of older versions
+    (out / ".findings" / "0123456789abcdef").mkdir(parents=True)
+    stale = "case_id,views,f1,f1_call,f1_spread,f2,f2_call,f2_spread\n{},sag,0.123456,0,0,0.123456,0,0\n"
+    (out / ".findings" / "0123456789abcdef" / "a.csv").write_text(stale.format("a"))
+    (out / ".findings" / "old.csv").write_text(stale.format("old"))
+    inp = tmp_path / "in"
+    for i, case in enumerate("abc"):  # 3 cases on 2 processes: rank 0 takes a and c, rank 1 takes b
+        for view in ("sag", "cor"):
+            image, _, g = gapped_scan(view, 20 + i)
+            write_image(inp / f"{case}_{view}.nii.gz", image, g)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         "-m", "orthodiff_auto", "predict_folder", str(inp), str(out), "--model", str(trained_model),
+         "--device", "cpu"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(line.split()[1] for line in r.stdout.splitlines() if line.startswith("predicted ")) == ["a", "b", "c"]
+    findings = pd.read_csv(out / "findings.csv", dtype={"case_id": str})
+    assert findings["case_id"].tolist() == ["a", "b", "c"]
+    assert not (findings[["f1", "f2"]] == 0.123456).any().any() and findings[["f1", "f2"]].notna().all().all()
+    for case in "abc":
+        assert (out / f"{case}_sag.nii.gz").is_file() and (out / f"{case}_cor.nii.gz").is_file()
