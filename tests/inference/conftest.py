@@ -80,6 +80,8 @@ def trained_model(tmp_path_factory) -> Path:
                 model / "cls" / "fused" / "fold_0.pt")
     shutil.copy(pp / "plans.json", model / "plans.json")
     dataset_description = json.loads((pp / "dataset.json").read_text())
-    ModelDescription(dataset_description, segmentation,
-                     TaskChoice("fused", "scratch_gate", ("cls/fused/fold_0.pt",), {})).save(model)
+    fused = TaskChoice("fused", "scratch_gate", ("cls/fused/fold_0.pt",), {"views": list(VIEWS)})
+    # the fused model masks a missing view, so it serves a case with either view alone too
+    by_views = {"sag+cor": fused, "sag": fused, "cor": fused}
+    ModelDescription(dataset_description, segmentation, fused, classification_by_views=by_views).save(model)
     return model
