@@ -12,8 +12,9 @@ def register(subparsers) -> None:
         "auto",
         help="run every stage: validate, plan, preprocess, pretrain, train all folds, choose the model",
         description="Run the whole pipeline on a raw dataset, skipping stages that are already done (re-run it "
-        "after an interruption to go on). The final model folder is WORK/model (what predict_folder --model "
-        "takes); ends with a cross-validation report.",
+        "after an interruption to go on). A stage done with other settings (another --budget, config or "
+        "--set) is refused, naming its folder, unless --redo-stale. The final model folder is WORK/model (what "
+        "predict_folder --model takes); ends with a cross-validation report.",
     )
     p.add_argument("dataset", type=Path, help="raw dataset folder")
     p.add_argument("--work", required=True, type=Path, help="working folder (preprocessed/, results/, model/)")
@@ -36,6 +37,9 @@ def register(subparsers) -> None:
                         "frozen-feature classifiers, which have no stacked mode)")
     p.add_argument("-np", "--num-processes", type=int, default=2)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument("--redo-stale", action="store_true",
+                   help="plan again when --budget differs from the work folder's plans, and pretrain or train again "
+                   "every run made with other plans or settings (default: refuse, naming it)")
     p.set_defaults(func=run)
 
 
@@ -49,6 +53,7 @@ def run(args) -> int:
         frozen_features=not args.no_frozen_features, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
         classification_overrides=tuple(args.classification_overrides),
         pretrain_overrides=tuple(args.pretrain_overrides), num_processes=args.num_processes, device=args.device,
+        redo_stale=args.redo_stale,
     )
     model_dir = run_auto(args.dataset, args.work, options)
     print(f"model folder: {model_dir}")

@@ -4,22 +4,28 @@ validate -> plan_and_preprocess -> pretrain per view -> train all folds (segment
 and pretrained unless ``compare_scratch`` is off; classification per view and fused; with pretraining also
 ``probe`` per view and classifiers on frozen diffusion features unless ``frozen_features`` is off)
 -> find_best_configuration -> DIR/model.
-A stage counts as done when its artifact exists (plans.json, encoder_<view>.pt, a fold's summary.json); an
-interrupted fold resumes from its latest checkpoint.
+A stage counts as done when its artifact exists (plans.json, encoder_<view>.pt, a fold's summary.json) and
+came from this run's settings (``pipeline.stale``: the plans' budget; a run's plans and training config, as its
+checkpoint records them; encoders not newer than the folds fine-tuned from them); an artifact of other settings
+is refused with a message naming it, or redone with ``redo_stale``. An interrupted fold resumes from its latest
+checkpoint.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from orthodiff_auto.classification.config import FUSED
+from orthodiff_auto.diffusion.config import make_pretrain_configs
 from orthodiff_auto.diffusion.probe import run_probe
 from orthodiff_auto.diffusion.run import output_dir_for, pretrain
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.pipeline.model_selection import find_best_configuration
+from orthodiff_auto.pipeline.stale import budget_differences, fold_differences, pretrain_differences
 from orthodiff_auto.pipeline.train_fold import train_fold
 from orthodiff_auto.plans.budget import parse_budget
 from orthodiff_auto.plans.schema import Plans
@@ -54,6 +60,7 @@ class AutoOptions:
     pretrain_overrides: tuple[str, ...] = ()
     num_processes: int = 2
     device: str | None = None
+    redo_stale: bool = False  # plan again / retrain what earlier settings produced, instead of refusing
 
     def __post_init__(self):
         object.__setattr__(self, "folds", check_folds(self.folds))  # UserInputError for a fold outside 0-4
@@ -78,27 +85,23 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
     clock = StageClock(log)
     preprocessed, results = work / "preprocessed", work / "results"
     dataset = clock.run("validate", validated_dataset, raw, options.num_processes)
-    if not (preprocessed / "plans.json").is_file():
+    plans_path = preprocessed / "plans.json"
+    changed = budget_differences(Plans.load(plans_path).budget, budget) if plans_path.is_file() else []
+    if changed and options.budget is not None:  # without --budget the work folder's plans are continued
+        _refuse_or_redo(plans_path, changed, options, log)
+    if not plans_path.is_file() or (changed and options.budget is not None):
         clock.run("fingerprint", run_fingerprint, dataset, preprocessed, options.num_processes)
         clock.run("plan", run_plan, preprocessed, budget)
     else:
-        log(f"== plans: reusing {preprocessed / 'plans.json'}")
+        log(f"== plans: reusing {plans_path} (budget {Plans.load(plans_path).budget})")
     clock.run("preprocess", run_preprocess, dataset, preprocessed, options.num_processes)
-    plans = Plans.load(preprocessed / "plans.json")
+    plans = Plans.load(plans_path)
     views = list(plans.views)
 
     encoders: dict[str, Path] = {}
     if options.pretrain:
         for view in views:
-            encoder = output_dir_for(preprocessed, view, results) / f"encoder_{view}.pt"
-            if not encoder.is_file():
-                resume = (encoder.parent / "checkpoint_latest.pt").is_file()
-                clock.run(f"pretrain {view}", pretrain, preprocessed, view,
-                          preset=options.pretrain_config or options.config, overrides=list(options.pretrain_overrides),
-                          resume=resume, results=results, device=options.device or "auto", log=log)
-            else:
-                log(f"== pretrain {view}: done ({encoder})")
-            encoders[view] = encoder
+            encoders[view] = _pretrain(clock, preprocessed, results, plans, view, options, log)
 
     def variants(view):
         if view not in encoders:
@@ -152,6 +155,34 @@ def _frozen_feature_classifiers(clock, preprocessed, results, views, options, lo
                    extra=frozen + (f"fusion={mode}",))
 
 
+def _refuse_or_redo(artifact: Path, changed: Sequence[str], options: AutoOptions, log) -> None:
+    """An artifact of other settings: refused (UserInputError naming it), or with ``redo_stale`` announced."""
+    if not options.redo_stale:
+        raise UserInputError(f"{artifact}: made with other settings than this run ({'; '.join(changed)}); use a new "
+                             "--work folder, or --redo-stale to redo it and what depends on it")
+    log(f"== {artifact}: made with other settings ({'; '.join(changed)}), redoing it (--redo-stale)")
+
+
+def _pretrain(clock, preprocessed, results, plans, view, options, log) -> Path:
+    """The view's encoder: reused when its run had these settings, else pretrained (or refused)."""
+    run_dir = output_dir_for(preprocessed, view, results)
+    encoder = run_dir / f"encoder_{view}.pt"
+    preset = options.pretrain_config or options.config
+    config, dconfig = make_pretrain_configs(preset, list(options.pretrain_overrides))
+    changed = pretrain_differences(run_dir, config, dconfig.to_dict(), plans.view(view))
+    if changed:
+        _refuse_or_redo(run_dir, changed, options, log)
+        shutil.rmtree(run_dir)  # with it its probe.json; the folds fine-tuned from it see a newer encoder
+    if encoder.is_file():
+        log(f"== pretrain {view}: done ({encoder})")
+        return encoder
+    resume = (run_dir / "checkpoint_latest.pt").is_file()
+    clock.run(f"pretrain {view}", pretrain, preprocessed, view, preset=preset,
+              overrides=list(options.pretrain_overrides), resume=resume, results=results,
+              device=options.device or "auto", log=log)
+    return encoder
+
+
 def _train(clock, preprocessed, results, task, view, fold, options, pretrained, log, extra: Sequence[str] = ()):
     task_overrides = options.classification_overrides if task == "cls" else ()
     config = make_config(options.config, list(options.overrides) + list(task_overrides) + list(extra))
@@ -159,12 +190,29 @@ def _train(clock, preprocessed, results, task, view, fold, options, pretrained, 
                           device=options.device)
     out = request.output_dir()
     name = f"{task} {view} fold {fold} ({request.variant})"
+    changed = fold_differences(out, config, Plans.load(preprocessed / "plans.json"),
+                               _fold_inputs(preprocessed, results, view, config, pretrained))
+    if changed:
+        _refuse_or_redo(out, changed, options, log)
+        shutil.rmtree(out)
     if (out / "summary.json").is_file():
         log(f"== {name}: done")
         return
     resume = (out / "checkpoint_latest.pt").is_file() or (out / "checkpoint_final.pt").is_file()
     clock.run(name, train_fold, FoldRequest(preprocessed, task, view, fold, config, results_dir=results,
                                             pretrained=pretrained, device=options.device, resume=resume), log)
+
+
+def _fold_inputs(preprocessed, results, view, config, pretrained) -> list[Path]:
+    """Files a fold was made from beside the plans: its pretrained encoder, or for frozen diffusion features the
+    encoders and probe choices of the views it reads; a newer one makes the fold stale."""
+    if pretrained is not None:
+        return [Path(pretrained)]
+    if config.classifier_features != "diffusion":
+        return []
+    views = Plans.load(preprocessed / "plans.json").views if view == FUSED else [view]
+    dirs = [output_dir_for(preprocessed, v, results) for v in views]
+    return [d / f"encoder_{v}.pt" for d, v in zip(dirs, views)] + [d / "probe.json" for d in dirs]
 
 
 def cv_report(description) -> str:

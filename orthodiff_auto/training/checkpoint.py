@@ -19,12 +19,14 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
-def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's payload (``weights_only``); ``mmap``: tensors are mapped, not read, until used (cheap
+    when only the settings are wanted)."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises several types for corrupt, truncated or unsafe files
         message = str(e)
         if isinstance(e, pickle.UnpicklingError) and "weights only load failed" in message.lower():
