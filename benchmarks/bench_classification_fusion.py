@@ -14,7 +14,7 @@ Steps (each skipped when its output already exists, so an interrupted run contin
   4. AUROC per finding and macro, per model, on the validation predictions of all the folds run (pooled), the
      gate weights per finding (mean over folds) of the gate and stacked modes, and whether each finding's
      largest gate weight is on the view the generator renders it best in
-     (``orthodiff_auto.synthetic.spec.BEST_VIEW``; findings without one, e.g. effusion, are visible in every view).
+     (``orthodiff_auto.synthetic.BEST_VIEW``; findings without one, e.g. effusion, are visible in every view).
 
 Writes WORK/bench_classification_fusion.json and prints a markdown table. Each fusion mode trains under its
 own results folder (WORK/results_<mode>, holding copies of the single-view checkpoints it starts from, and for
@@ -186,7 +186,7 @@ def main() -> int:
         report["models"][f"fused_{fusion}"] = entry
 
     try:
-        from orthodiff_auto.synthetic.spec import BEST_VIEW
+        from orthodiff_auto.synthetic import BEST_VIEW
     except ImportError:  # pragma: no cover
         BEST_VIEW = {}
     best_single = max(views, key=lambda v: report["models"][v]["macro"])

@@ -18,17 +18,9 @@ import numpy as np
 
 from orthodiff_auto.data.views import VIEWS
 from orthodiff_auto.synthetic.generator import CaseSpec, crop_geometry, render_case
+from orthodiff_auto.synthetic.joints import get_joint
 
-
-# How far from a finding's recorded centre its changes reach (mm): thin findings are local; a dislocation
-# moves the patella and tears the MPFL (the centre lies between them); an effusion fills several recesses.
-REGION_RADIUS_MM = {
-    "acl_tear": 20.0, "pcl_tear": 20.0, "medial_meniscus_tear": 20.0, "lateral_meniscus_tear": 20.0,
-    "mcl_tear": 20.0, "lcl_tear": 20.0, "patellar_dislocation": 60.0, "effusion": 85.0,
-}
-
-# Crop half-size for measuring visibility: enough to hold the finding's strongest changes.
-CROP_MM = {"patellar_dislocation": 32.0, "effusion": 40.0}
+DEFAULT_CROP_MM = 20.0  # enough to hold a thin finding's strongest changes
 
 
 def change_cnr(diff: np.ndarray, sigma: float, top: int = 1) -> float:
@@ -44,10 +36,10 @@ def finding_visibility(
 ) -> dict[str, float]:
     """CNR of ``finding``'s change on each view of the case (see the module docstring).
 
-    ``half_mm``: half size of the crop around the finding's centre (default ``CROP_MM``)."""
+    ``half_mm``: half size of the crop around the finding's centre (default: the joint's ``crop_mm``)."""
     with_f = render_case(spec, views=[], findings={finding: True})
     center = with_f.regions[finding]
-    half_mm = CROP_MM.get(finding, 20.0) if half_mm is None else half_mm
+    half_mm = get_joint(spec.joint).crop_mm.get(finding, DEFAULT_CROP_MM) if half_mm is None else half_mm
     grids = {v: crop_geometry(spec.geometries[v], center, half_mm) for v in views}
     a = render_case(spec, views=views, noise=False, findings={finding: True}, geometries=grids)
     b = render_case(spec, views=views, noise=False, findings={finding: False}, geometries=grids)

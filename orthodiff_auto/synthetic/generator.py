@@ -1,8 +1,8 @@
-"""Cases and datasets: sample a case (latent knee, findings, site, scan grids), render its views, write the
-raw dataset folder.
+"""Cases and datasets: sample a case of a joint (latent anatomy, findings, site, scan grids), render its views,
+write the raw dataset folder.
 
-A case's content depends only on (seed, subset, index): every random stream is seeded from that triple and
-a fixed purpose number, so neither the number of processes nor the order of work changes anything.
+A case's content depends only on (joint, seed, subset, index): every random stream is seeded from those and a
+fixed purpose number, so neither the number of processes nor the order of work changes anything.
 """
 
 from __future__ import annotations
@@ -19,22 +19,21 @@ import numpy as np
 from orthodiff_auto.data.image_io import ImageGeometry, write_image
 from orthodiff_auto.data.views import VIEWS
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.synthetic import findings as fmod
-from orthodiff_auto.synthetic.anatomy import build_scene
-from orthodiff_auto.synthetic.knee import Knee, sample_knee
-from orthodiff_auto.synthetic.geometry import PRESETS, sample_view_geometry, supersampling
+from orthodiff_auto.synthetic.geometry import PRESETS, plan_angle, sample_view_geometry, supersampling
+from orthodiff_auto.synthetic.joint import Joint, sample_presence, validate_prevalence
+from orthodiff_auto.synthetic.joints import DEFAULT_JOINT, get_joint
+from orthodiff_auto.synthetic.latent import Anatomy
 from orthodiff_auto.synthetic.rendering import RenderSettings, mr_effects, render_anatomy, tissue_table
 from orthodiff_auto.synthetic.scene import TISSUES, Scene
-from orthodiff_auto.synthetic.spec import DATASET_NAME, FINDINGS, LABELS, SITES, SIZES
+from orthodiff_auto.synthetic.spec import SITES, SIZES
 from orthodiff_auto.utils.atomic import write_json_atomic, write_text_atomic
 from orthodiff_auto.utils.log import log_line
 
-SUBSETS = {"train": (1, "knee"), "test": (2, "test"), "unlabeled": (3, "unl")}
+SUBSETS = {"train": (1, None), "test": (2, "test"), "unlabeled": (3, "unl")}  # (stream number, id prefix)
 MARKER = ".orthodiff_synthetic.json"
 _FILE_ENDING = ".nii.gz"
 _OWNED_FOLDERS = ("imagesTr", "labelsTr", "imagesTs", "labelsTs", "unlabeled")
 _OWNED_FILES = ("dataset.json", "findings.csv", "findingsTs.csv", MARKER)
-_VIEW_CENTRE = {"sag": (0.0, 2.0, 8.0), "cor": (0.0, 2.0, 8.0), "ax": (0.0, 0.0, 12.0)}  # knee frame, x scale
 MISSING_VIEW_FRACTION = 0.1
 
 
@@ -48,11 +47,12 @@ class CaseSpec:
     seed: int
     size: str
     site: str
-    knee: Knee
+    anatomy: Anatomy
     findings: dict[str, bool]
     finding_params: dict[str, dict[str, Any]]
     geometries: dict[str, ImageGeometry]  # the views this case has
     tissue_jitter: np.ndarray = field(repr=False, default=None)
+    joint: str = DEFAULT_JOINT
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -64,7 +64,7 @@ class CaseSpec:
 
     def present_findings(self, findings: dict[str, bool] | None = None) -> dict[str, dict]:
         flags = self.findings if findings is None else findings
-        return {name: self.finding_params[name] for name in FINDINGS if flags.get(name)}
+        return {name: self.finding_params[name] for name in get_joint(self.joint).findings if flags.get(name)}
 
 
 @dataclass
@@ -84,12 +84,14 @@ class RenderedCase:
     regions: dict[str, np.ndarray]  # finding -> world (LPS) point at its centre
 
 
-def _rng(seed: int, subset: str, index: int, purpose: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed), SUBSETS[subset][0], int(index), int(purpose)]))
+def _rng(seed: int, subset: str, index: int, purpose: int, stream: int = 0) -> np.random.Generator:
+    entropy = [int(seed), SUBSETS[subset][0], int(index), int(purpose)] + ([int(stream)] if stream else [])
+    return np.random.default_rng(np.random.SeedSequence(entropy))
 
 
-def case_id_for(subset: str, index: int, width: int = 4) -> str:
-    return f"{SUBSETS[subset][1]}{index + 1:0{width}d}"
+def case_id_for(subset: str, index: int, width: int = 4, joint: str = DEFAULT_JOINT) -> str:
+    prefix = SUBSETS[subset][1] or get_joint(joint).case_prefix
+    return f"{prefix}{index + 1:0{width}d}"
 
 
 def sample_case(
@@ -101,46 +103,44 @@ def sample_case(
     prevalence: dict[str, float] | None = None,
     complete: bool | None = None,
     case_id: str | None = None,
+    joint: str = DEFAULT_JOINT,
 ) -> CaseSpec:
-    """Draw case ``index`` of ``subset``: knee, findings, site and one scan grid per view.
+    """Draw case ``index`` of ``subset`` of a joint: its anatomy, findings, site and one scan grid per view.
 
     ``complete``: every view present. Default: training cases complete, ~10% of test/unlabeled cases miss
     one view.
     """
     size = _check_size(size)
     sites = check_sites(sites)
-    try:
-        prev = fmod.validate_prevalence(prevalence)
-    except ValueError as e:
-        raise UserInputError(str(e)) from None
-    knee = sample_knee(_rng(seed, subset, index, 1))
-    present = fmod.sample_presence(_rng(seed, subset, index, 2), prev)
-    params = fmod.sample_finding_params(_rng(seed, subset, index, 3))
-    site = sites[int(_rng(seed, subset, index, 4).integers(len(sites)))]
+    spec_joint = get_joint(joint)
+    prev = check_prevalence(spec_joint, prevalence)
+
+    def rng_for(purpose: int) -> np.random.Generator:
+        return _rng(seed, subset, index, purpose, spec_joint.stream)
+
+    anatomy = spec_joint.sample_anatomy(rng_for(1))
+    present = sample_presence(rng_for(2), spec_joint.findings, prev)
+    params = spec_joint.sample_finding_params(rng_for(3))
+    site = sites[int(rng_for(4).integers(len(sites)))]
     views = list(VIEWS)
     if complete is None:
         complete = subset == "train"
-    r_missing = _rng(seed, subset, index, 6)
+    r_missing = rng_for(6)
     drop, which = r_missing.random(), int(r_missing.integers(len(VIEWS)))
     if not complete and drop < MISSING_VIEW_FRACTION:
         views.pop(which)
     geometries = {}
+    plan_axes = spec_joint.plan_axes(anatomy)
     for vi, view in enumerate(VIEWS):
-        rng = _rng(seed, subset, index, 50 + vi)
-        centre = knee.to_world(np.asarray(_VIEW_CENTRE[view]) * knee.scale) + rng.normal(0.0, 4.0, size=3)
-        kz = _knee_rotation_z(knee)
-        g = sample_view_geometry(view, size, SITES[site], centre, kz, rng)
+        rng = rng_for(50 + vi)
+        centre = anatomy.to_world(np.asarray(spec_joint.view_centres[view]) * anatomy.scale) + rng.normal(0.0, 4.0, size=3)
+        angle = plan_angle(anatomy.rotation, plan_axes[view])
+        g = sample_view_geometry(view, size, SITES[site], centre, angle, rng)
         if view in views:
             geometries[view] = g
-    jitter = np.exp(_rng(seed, subset, index, 7).normal(0.0, 0.04, size=len(TISSUES)))
-    return CaseSpec(case_id or case_id_for(subset, index), subset, index, int(seed), size, site, knee, present,
-                    params, geometries, jitter)
-
-
-def _knee_rotation_z(knee: Knee) -> float:
-    """The knee's rotation about the scanner's z axis (degrees), for planning the slices."""
-    v_axis = knee.rotation[:, 1]  # world direction of the knee's posterior axis
-    return float(np.degrees(np.arctan2(-v_axis[0], v_axis[1])))
+    jitter = np.exp(rng_for(7).normal(0.0, 0.04, size=len(TISSUES)))
+    return CaseSpec(case_id or case_id_for(subset, index, joint=joint), subset, index, int(seed), size, site, anatomy,
+                    present, params, geometries, jitter, joint=joint)
 
 
 def render_case(
@@ -157,7 +157,7 @@ def render_case(
     crop from :func:`crop_geometry`: the voxels it shares with the full grid get the same anatomy).
     """
     flags = dict(spec.findings if findings is None else {**spec.findings, **findings})
-    scene = build_scene(spec.knee, spec.present_findings(flags))
+    scene = get_joint(spec.joint).build_scene(spec.anatomy, spec.present_findings(flags))
     site = SITES[spec.site]
     table = tissue_table(site, spec.tissue_jitter)
     scans = {}
@@ -166,7 +166,7 @@ def render_case(
             raise ValueError(f"case {spec.case_id} has no {view} view")
         g = (geometries or {}).get(view, spec.geometries[view])
         scans[view] = render_scan(scene, spec, view, table, noise, g)
-    regions = {name: spec.knee.to_world(q) for name, q in scene.regions.items()}
+    regions = {name: spec.anatomy.to_world(q) for name, q in scene.regions.items()}
     return RenderedCase(spec, scans, flags, regions)
 
 
@@ -176,7 +176,7 @@ def render_scan(scene: Scene, spec: CaseSpec, view: str, table: np.ndarray, nois
     n_t, m = supersampling(spec.size, spec.geometries[view])
     settings = RenderSettings(n_t, m, PRESETS[spec.size].tile)
     signal, amp, label = render_anatomy(scene, g, settings, table)
-    rng = _rng(spec.seed, spec.subset, spec.index, 100 + VIEWS.index(view))
+    rng = _rng(spec.seed, spec.subset, spec.index, 100 + VIEWS.index(view), get_joint(spec.joint).stream)
     image, sigma = mr_effects(signal, amp, g, SITES[spec.site], rng, noise=noise,
                               fluid_level=float(table[TISSUES.index("fluid")]))
     return RenderedScan(view, image, label, g, sigma)
@@ -199,14 +199,15 @@ def crop_geometry(geometry: ImageGeometry, center_world, half_mm: float) -> Imag
 # ------------------------------------------------------------------------------------------- dataset
 
 
-def dataset_json() -> dict[str, Any]:
+def dataset_json(joint: str = DEFAULT_JOINT) -> dict[str, Any]:
+    spec_joint = get_joint(joint)
     return {
-        "name": DATASET_NAME,
-        "anatomy": "knee",
+        "name": spec_joint.dataset_name,
+        "anatomy": spec_joint.name,
         "modality": "MRI",
         "views": list(VIEWS),
-        "labels": dict(LABELS),
-        "findings": list(FINDINGS),
+        "labels": spec_joint.labels,
+        "findings": list(spec_joint.findings),
         "file_ending": _FILE_ENDING,
     }
 
@@ -236,7 +237,16 @@ def check_sites(sites: Sequence[str] | str | None) -> list[str]:
     return out
 
 
-def parse_prevalence(text: str | None) -> dict[str, float]:
+def check_prevalence(joint: Joint, prevalence: dict[str, float] | None) -> dict[str, float]:
+    """The joint's default prevalences overridden by ``prevalence``; UserInputError for an unknown finding or a
+    value outside [0, 1]."""
+    try:
+        return validate_prevalence(joint, prevalence)
+    except ValueError as e:
+        raise UserInputError(str(e)) from None
+
+
+def parse_prevalence(text: str | None, joint: str = DEFAULT_JOINT) -> dict[str, float]:
     """'acl_tear=0.3,effusion=0.5' -> dict; raises UserInputError for unknown findings or bad values."""
     if not text:
         return {}
@@ -253,7 +263,7 @@ def parse_prevalence(text: str | None) -> dict[str, float]:
         except ValueError:
             raise UserInputError(f"--prevalence: {name}={value!r} is not a number") from None
     try:
-        fmod.validate_prevalence(out)
+        validate_prevalence(get_joint(joint), out)
     except ValueError as e:
         raise UserInputError(f"--prevalence: {e}") from None
     return out
@@ -294,12 +304,13 @@ class _Task:
     sites: tuple[str, ...]
     prevalence: tuple[tuple[str, float], ...]
     complete: bool | None
+    joint: str
 
 
 def _run_task(task: _Task) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec = sample_case(task.seed, task.index, task.subset, task.size, task.sites, dict(task.prevalence),
-                       task.complete, case_id=task.case_id)
+                       task.complete, case_id=task.case_id, joint=task.joint)
     rendered = render_case(spec)
     out = Path(task.out)
     image_folder = {"train": "imagesTr", "test": "imagesTs", "unlabeled": "unlabeled"}[task.subset]
@@ -328,13 +339,15 @@ def generate_dataset(
     num_processes: int = 1,
     complete: bool | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    joint: str = DEFAULT_JOINT,
 ) -> dict[str, Any]:
-    """Write a synthetic raw dataset to ``out``; returns a summary (counts, seconds, per-case rows).
+    """Write a synthetic raw dataset of ``joint`` to ``out``; returns a summary (counts, seconds, per-case rows).
 
     ``complete=True`` gives every case all three views; by default training cases are complete and ~10% of
     test and unlabeled cases miss one view.
     """
     size = _check_size(size)
+    spec_joint = get_joint(joint)
     site_names = check_sites(sites)
     for name, n in (("cases", n_cases), ("unlabeled", n_unlabeled), ("test", n_test)):
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
@@ -343,13 +356,10 @@ def generate_dataset(
         raise UserInputError("--cases must be at least 1: a dataset needs training cases")
     if not isinstance(num_processes, (int, np.integer)) or num_processes < 1:
         raise UserInputError(f"-np must be at least 1, got {num_processes!r}")
-    try:
-        prev = fmod.validate_prevalence(prevalence)
-    except ValueError as e:
-        raise UserInputError(str(e)) from None
+    prev = check_prevalence(spec_joint, prevalence)
     out = Path(out)
     _prepare_output(out)
-    params = dict(generator="orthodiff_auto.synthetic", n_cases=n_cases, n_unlabeled=n_unlabeled, n_test=n_test,
+    params = dict(generator="orthodiff_auto.synthetic", joint=joint, n_cases=n_cases, n_unlabeled=n_unlabeled, n_test=n_test,
                   size=size, seed=seed, sites=site_names, prevalence=prev, complete=complete)
     # The marker goes first: an interrupted run leaves a folder that a rerun may overwrite.
     write_json_atomic(out / MARKER, {"params": params, "cases": {}})
@@ -357,8 +367,8 @@ def generate_dataset(
     for subset, n in (("train", n_cases), ("test", n_test), ("unlabeled", n_unlabeled)):
         width = max(4, len(str(n)))
         for i in range(n):
-            tasks.append(_Task(str(out), int(seed), subset, i, case_id_for(subset, i, width), size,
-                               tuple(site_names), tuple(sorted(prev.items())), complete))
+            tasks.append(_Task(str(out), int(seed), subset, i, case_id_for(subset, i, width, joint), size,
+                               tuple(site_names), tuple(sorted(prev.items())), complete, joint))
     t0 = time.perf_counter()
     rows = []
     if num_processes == 1 or len(tasks) == 1:
@@ -375,23 +385,23 @@ def generate_dataset(
                     progress(row)
     order = {t.case_id: i for i, t in enumerate(tasks)}
     rows.sort(key=lambda r: order[r["case_id"]])
-    _write_tables(out, rows)
-    write_json_atomic(out / "dataset.json", dataset_json())
+    _write_tables(out, rows, spec_joint.findings)
+    write_json_atomic(out / "dataset.json", dataset_json(joint))
     write_json_atomic(out / MARKER, {"params": params, "cases": {
         r["case_id"]: {"subset": r["subset"], "views": r["views"], "site": r["site"], "regions": r["regions"]} for r in rows}})
     seconds = time.perf_counter() - t0
-    return dict(out=str(out), n_cases=n_cases, n_test=n_test, n_unlabeled=n_unlabeled, size=size, seed=seed,
+    return dict(out=str(out), joint=joint, n_cases=n_cases, n_test=n_test, n_unlabeled=n_unlabeled, size=size, seed=seed,
                 seconds=seconds, case_seconds=[r["seconds"] for r in rows], rows=rows)
 
 
-def _write_tables(out: Path, rows: list[dict]) -> None:
-    header = "case_id," + ",".join(FINDINGS) + ",site,field_strength"
+def _write_tables(out: Path, rows: list[dict], findings: tuple[str, ...]) -> None:
+    header = "case_id," + ",".join(findings) + ",site,field_strength"
     for subset, name in (("train", "findings.csv"), ("test", "findingsTs.csv")):
         lines = [header]
         for r in rows:
             if r["subset"] != subset:
                 continue
-            flags = ",".join("1" if r["findings"][f] else "0" for f in FINDINGS)
+            flags = ",".join("1" if r["findings"][f] else "0" for f in findings)
             lines.append(f"{r['case_id']},{flags},{r['site']},{r['field_strength']:.1f}")
         if len(lines) > 1:
             write_text_atomic(out / name, "\n".join(lines) + "\n")
@@ -409,12 +419,13 @@ def read_marker(root: Path | str) -> dict[str, Any] | None:
 
 def generate_synthetic(out: Path | str, cases: int = 20, unlabeled: int = 0, test: int = 0, size: str = "demo",
                        seed: int = 0, sites: str | None = None, prevalence: str | None = None, num_processes: int = 1,
-                       complete: bool = False, log=log_line) -> dict[str, Any]:
+                       complete: bool = False, joint: str = DEFAULT_JOINT, log=log_line) -> dict[str, Any]:
     """``orthodiff generate_synthetic``: ``generate_dataset`` from the command's options (``prevalence`` as
     ``finding=p,...``), logging progress every tenth of the cases and a closing summary; returns the summary."""
     if size not in SIZES:
         raise UserInputError(f"unknown --size {size!r}; choose one of {', '.join(SIZES)}")
-    parsed = parse_prevalence(prevalence)
+    get_joint(joint)
+    parsed = parse_prevalence(prevalence, joint)
     total = cases + test + unlabeled
     done = [0]
 
@@ -426,9 +437,10 @@ def generate_synthetic(out: Path | str, cases: int = 20, unlabeled: int = 0, tes
     summary = generate_dataset(
         out, n_cases=cases, n_unlabeled=unlabeled, n_test=test, size=size, seed=seed, sites=sites,
         prevalence=parsed, num_processes=num_processes, complete=True if complete else None, progress=progress,
+        joint=joint,
     )
     secs = summary["case_seconds"]
-    log(f"wrote {summary['out']}: {cases} training, {test} test, {unlabeled} unlabeled cases "
+    log(f"wrote {summary['out']}: {cases} training, {test} test, {unlabeled} unlabeled {joint} cases "
         f"({size}, seed {seed}) in {summary['seconds']:.1f} s "
         f"(median {sorted(secs)[len(secs) // 2]:.2f} s per case per process)")
     return summary
@@ -436,5 +448,5 @@ def generate_synthetic(out: Path | str, cases: int = 20, unlabeled: int = 0, tes
 
 __all__ = [
     "CaseSpec", "RenderedCase", "RenderedScan", "sample_case", "render_case", "generate_dataset", "dataset_json",
-    "generate_synthetic", "parse_prevalence", "check_sites", "read_marker",
+    "generate_synthetic", "parse_prevalence", "check_prevalence", "check_sites", "read_marker",
 ]

@@ -62,19 +62,21 @@ def sample_view_geometry(
     size: str,
     site: SiteProfile,
     center: np.ndarray,
-    knee_rotation_z: float,
+    plan_angle_z: float,
     rng: np.random.Generator,
 ) -> ImageGeometry:
-    """A scan grid centred near ``center`` (world mm) with the site's protocol for this size preset."""
+    """A scan grid centred near ``center`` (world mm) with the site's protocol for this size preset, its
+    planes turned about the scanner's S-I axis by most of ``plan_angle_z`` (degrees; see ``plan_angle``)."""
     preset = PRESETS[size]
     matrix, thickness = site.protocol[size]
     fov = rng.uniform(*preset.fov_mm)
     in_plane = fov / matrix
     n_slices = int(np.clip(round(rng.uniform(*preset.coverage_mm) / thickness), 4, preset.max_slices))
-    # Technologists align the planes to the knee (following most of its rotation about the scanner's
-    # z axis, e.g. the posterior condylar line for coronal), plus a few degrees of random obliquity.
+    # Technologists align the planes to the anatomy (following most of its rotation about the scanner's
+    # z axis, e.g. the knee's posterior condylar line for coronal, the shoulder's scapular plane for oblique
+    # coronal), plus a few degrees of random obliquity.
     obliquity = (
-        rotation(2, knee_rotation_z * rng.uniform(0.8, 1.0) + rng.uniform(-3, 3))
+        rotation(2, plan_angle_z * rng.uniform(0.8, 1.0) + rng.uniform(-3, 3))
         @ rotation(0, rng.uniform(-3, 3))
         @ rotation(1, rng.uniform(-3, 3))
     )
@@ -89,6 +91,13 @@ def sample_view_geometry(
         origin=tuple(float(o) for o in origin),
         direction=tuple(float(d) for d in direction.reshape(-1)),
     )
+
+
+def plan_angle(rotation_matrix: np.ndarray, axis) -> float:
+    """The rotation about the scanner's z axis (degrees) that turns the scanner's posterior (+y) towards the
+    world direction of the joint-frame vector ``axis`` (placed by ``rotation_matrix``), for planning slices."""
+    direction = rotation_matrix @ np.asarray(axis, dtype=float)
+    return float(np.degrees(np.arctan2(-direction[0], direction[1])))
 
 
 def supersampling(size: str, geometry: ImageGeometry) -> tuple[int, int]:

@@ -1,48 +1,75 @@
-"""The latent knee: its placement in the scanner and every shape parameter, drawn per case.
+"""The knee: what its synthetic dataset declares (labels, findings, default prevalences, the view that shows each
+thin finding best) and the latent knee drawn per case (placement, pose and every shape parameter).
 
-Knee coordinates (u, v, w): u points lateral, v posterior, w superior; the origin lies at the joint line
-(the lowest point of the medial femoral condyle) in the middle of the intercondylar notch. A knee is placed
-in the scanner's LPS world by a rotation (with a mirror for right knees: lateral is the patient's right,
--x) and a translation.
+Knee coordinates (the joint frame of ``latent``): u points lateral, v posterior, w superior; the origin lies
+at the joint line (the lowest point of the medial femoral condyle) in the middle of the intercondylar notch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from orthodiff_auto.synthetic.geometry import rotation
+from orthodiff_auto.synthetic.joint import label_values
+from orthodiff_auto.synthetic.latent import Anatomy, sample_placement, sample_side
+
+DATASET_NAME = "SyntheticKnee"
+
+# dataset.json "labels": background 0, then these in this order.
+LABEL_NAMES: tuple[str, ...] = (
+    "femur",
+    "tibia",
+    "fibula",
+    "patella",
+    "femoral_cartilage",
+    "tibial_cartilage",
+    "patellar_cartilage",
+    "medial_meniscus",
+    "lateral_meniscus",
+    "acl",
+    "pcl",
+)
+LABELS: dict[str, int] = label_values(LABEL_NAMES)
+
+# dataset.json "findings", in this order.
+FINDINGS: tuple[str, ...] = (
+    "acl_tear",
+    "pcl_tear",
+    "medial_meniscus_tear",
+    "lateral_meniscus_tear",
+    "mcl_tear",
+    "lcl_tear",
+    "patellar_dislocation",
+    "effusion",
+)
+
+DEFAULT_PREVALENCE: dict[str, float] = {
+    "acl_tear": 0.3,
+    "pcl_tear": 0.2,
+    "medial_meniscus_tear": 0.35,
+    "lateral_meniscus_tear": 0.25,
+    "mcl_tear": 0.25,
+    "lcl_tear": 0.2,
+    "patellar_dislocation": 0.2,
+    "effusion": 0.35,
+}
+
+# The view whose in-plane resolution shows each thin finding best (documentation and tests).
+BEST_VIEW: dict[str, str] = {
+    "acl_tear": "sag",
+    "pcl_tear": "sag",
+    "mcl_tear": "cor",
+    "lcl_tear": "cor",
+    "patellar_dislocation": "ax",
+}
 
 
-@dataclass
-class Knee:
-    """One latent knee: placement in the world plus every shape parameter (knee frame, mm)."""
-
-    side: str  # "left" | "right"
-    scale: float
-    center: np.ndarray  # world LPS position of the knee origin
-    rotation: np.ndarray  # 3x3, columns = world directions of the knee's u, v, w axes
-    flexion: float  # degrees
-    tibial_rotation: float  # degrees
-    p: dict[str, Any] = field(default_factory=dict)
-
-    def to_knee(self, world_points: np.ndarray) -> np.ndarray:
-        """(..., 3) world -> knee coordinates."""
-        return (np.asarray(world_points, dtype=float) - self.center) @ self.rotation
-
-    def to_world(self, knee_points: np.ndarray) -> np.ndarray:
-        return np.asarray(knee_points, dtype=float) @ self.rotation.T + self.center
-
-
-def sample_knee(rng: np.random.Generator) -> Knee:
+def sample_knee(rng: np.random.Generator) -> Anatomy:
     """Draw a latent knee: side, size, shape details, flexion and placement in the scanner."""
     s = float(rng.uniform(0.9, 1.1))
-    side = "right" if rng.random() < 0.5 else "left"
-    mirror = np.diag([-1.0, 1.0, 1.0]) if side == "right" else np.eye(3)
-    rot = rotation(2, rng.uniform(-12, 12)) @ rotation(0, rng.uniform(-6, 6)) @ rotation(1, rng.uniform(-5, 5)) @ mirror
-    center = rng.normal(0.0, [12.0, 12.0, 18.0])
+    side = sample_side(rng)
+    rot, center = sample_placement(rng, side, (12.0, 6.0, 5.0), (12.0, 12.0, 18.0))
     j = lambda sd: float(rng.normal(0.0, sd))  # noqa: E731  jitter in mm
     t_fc = float(rng.uniform(2.1, 2.7))
     t_tc = float(rng.uniform(1.9, 2.4))
@@ -113,4 +140,5 @@ def sample_knee(rng: np.random.Generator) -> Knee:
     front = troch_c[1] - troch_r[1] * np.sqrt(max(1e-3, 1 - (facet_u / troch_r[0]) ** 2 - dz**2))
     pat_back = p["pat_r"][1] * np.sqrt(1 - (facet_u / p["pat_r"][0]) ** 2)
     p["pat_c"] = (1.5 * s, float(front - t_fc - t_pc - 0.6 - pat_back), float(h))
-    return Knee(side, s, center, rot, float(rng.uniform(0.0, 12.0)), float(rng.uniform(-4.0, 4.0)), p)
+    flexion = float(rng.uniform(0.0, 12.0))
+    return Anatomy(side, s, center, rot, p, pose={"flexion": flexion, "tibial_rotation": float(rng.uniform(-4.0, 4.0))})

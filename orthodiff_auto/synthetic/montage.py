@@ -20,13 +20,11 @@ from orthodiff_auto.data.image_io import ImageGeometry, read_image
 from orthodiff_auto.data.views import VIEW_NAMES, VIEWS
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.synthetic.generator import read_marker
+from orthodiff_auto.synthetic.joints import JOINTS
 from orthodiff_auto.utils.atomic import atomic_path
 
-# Finding -> label whose largest cross-section is a good slice when no location is recorded.
-HINT_LABELS = {
-    "acl_tear": "acl", "pcl_tear": "pcl", "medial_meniscus_tear": "medial_meniscus",
-    "lateral_meniscus_tear": "lateral_meniscus", "patellar_dislocation": "patella", "effusion": "patella",
-}
+# Finding -> label whose largest cross-section is a good slice when no location is recorded (every joint's).
+HINT_LABELS = {finding: label for joint in JOINTS.values() for finding, label in joint.hint_labels.items()}
 MAX_FINDING_COLUMNS = 4
 
 

@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 
 from orthodiff_auto.data.image_io import ImageGeometry
 from orthodiff_auto.synthetic.scene import TISSUES, Ctx, Scene
-from orthodiff_auto.synthetic.spec import LABELS, SiteProfile
+from orthodiff_auto.synthetic.spec import SiteProfile
 
 # Proton-density fat-suppressed signal (3T reference, arbitrary units) and texture amplitude per tissue.
 BASE_INTENSITY: dict[str, float] = {
@@ -25,21 +25,23 @@ BASE_INTENSITY: dict[str, float] = {
     "marrow": 140.0, "cortex": 15.0, "physeal_scar": 55.0, "femoral_cartilage": 440.0,
     "tibial_cartilage": 410.0, "patellar_cartilage": 470.0, "meniscus": 18.0, "ligament": 25.0,
     "acl": 70.0, "tendon": 22.0, "artery": 40.0, "vein": 420.0,
+    # tissues of the ankle and shoulder: hyaline cartilage, the glenoid labrum (fibrocartilage, dark like a
+    # meniscus), bone-marrow oedema, tendinosis (thickened, intermediate signal) and synovitis
+    "cartilage": 430.0, "labrum": 18.0, "edema": 380.0, "tendinosis": 190.0, "synovitis": 330.0,
 }
 TEXTURE: dict[str, float] = {
     "air": 0.0, "skin": 0.1, "fat": 0.14, "muscle": 0.08, "fluid": 0.03, "tear_fluid": 0.05, "marrow": 0.14,
     "cortex": 0.2, "physeal_scar": 0.1, "femoral_cartilage": 0.05, "tibial_cartilage": 0.05,
     "patellar_cartilage": 0.05, "meniscus": 0.2, "ligament": 0.2, "acl": 0.25, "tendon": 0.2, "artery": 0.2,
-    "vein": 0.08,
+    "vein": 0.08, "cartilage": 0.05, "labrum": 0.2, "edema": 0.15, "tendinosis": 0.25, "synovitis": 0.15,
 }
 # Which site contrast multiplier applies to which tissue.
 CONTRAST_GROUP: dict[str, str] = {
     "fluid": "fluid", "tear_fluid": "fluid", "fat": "fat", "marrow": "marrow", "physeal_scar": "marrow",
     "muscle": "muscle", "skin": "skin", "femoral_cartilage": "cartilage", "tibial_cartilage": "cartilage",
-    "patellar_cartilage": "cartilage",
+    "patellar_cartilage": "cartilage", "cartilage": "cartilage",
 }
 TEXTURE_SIGMA_MM = 1.5
-N_LABELS = max(LABELS.values()) + 1
 
 
 def tissue_table(site: SiteProfile, jitter: np.ndarray) -> np.ndarray:
@@ -66,12 +68,12 @@ def render_anatomy(scene: Scene, geometry: ImageGeometry, settings: RenderSettin
 
     Returns (signal float32, texture amplitude float32, label uint8), each of ``geometry.shape``.
     """
-    knee = scene.knee
+    anatomy = scene.anatomy
     nk, nj, ni = geometry.shape
     sk, sj, si = geometry.spacing
     d = geometry.direction_matrix
-    rot = knee.rotation  # world = center + rot @ q
-    origin_q = rot.T @ (np.asarray(geometry.origin) - knee.center)
+    rot = anatomy.rotation  # world = center + rot @ q
+    origin_q = rot.T @ (np.asarray(geometry.origin) - anatomy.center)
     e_i = rot.T @ d[:, 0] * si
     e_j = rot.T @ d[:, 1] * sj
     e_k = rot.T @ d[:, 2] * sk
@@ -104,7 +106,7 @@ def render_anatomy(scene: Scene, geometry: ImageGeometry, settings: RenderSettin
 
 
 def paint(scene: Scene, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tissue and label code at each knee-frame point (3, n): layers painted in order, later ones win."""
+    """Tissue and label code at each joint-frame point (3, n): layers painted in order, later ones win."""
     ctx = Ctx(scene, q)
     n = q.shape[1]
     tissue = np.zeros(n, dtype=np.uint8)
@@ -122,7 +124,7 @@ def majority(lab5: np.ndarray) -> np.ndarray:
     """Most frequent label over the sample axes (0, 2, 4) of a (t, J, m, I, m) array; ties -> lower value."""
     n_t, nj, m, ni, _ = lab5.shape
     flat = lab5.transpose(1, 3, 0, 2, 4).reshape(nj, ni, -1)
-    present = np.flatnonzero(np.bincount(lab5.reshape(-1), minlength=N_LABELS))
+    present = np.flatnonzero(np.bincount(lab5.reshape(-1)))
     if len(present) == 1:
         return np.full((nj, ni), present[0], dtype=np.uint8)
     counts = np.stack([(flat == v).sum(axis=-1) for v in present], axis=-1)

@@ -10,13 +10,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from orthodiff_auto.synthetic.knee import Knee
+from orthodiff_auto.synthetic.latent import Anatomy
 
-# Tissue classes that rendering turns into MR intensities (index = tissue code).
+# Tissue classes that rendering turns into MR intensities (index = tissue code). New ones go at the end: a
+# tissue's code and the per-case jitter drawn for it stay the same.
 TISSUES: tuple[str, ...] = (
     "air", "skin", "fat", "muscle", "fluid", "tear_fluid", "marrow", "cortex", "physeal_scar",
     "femoral_cartilage", "tibial_cartilage", "patellar_cartilage", "meniscus", "ligament", "acl",
-    "tendon", "artery", "vein",
+    "tendon", "artery", "vein", "cartilage", "labrum", "edema", "tendinosis", "synovitis",
 )
 T = {name: i for i, name in enumerate(TISSUES)}
 
@@ -25,7 +26,7 @@ T = {name: i for i, name in enumerate(TISSUES)}
 class FieldDef:
     frame: str
     fn: Callable  # (u, v, w) -> distance array
-    lo: np.ndarray  # knee-frame bounding box (already inflated by the margin)
+    lo: np.ndarray  # joint-frame bounding box (already inflated by the margin)
     hi: np.ndarray
 
 
@@ -38,37 +39,38 @@ class Layer:
 
 
 class Scene:
-    """Implicit fields + painting layers for one knee with its findings."""
+    """Implicit fields + painting layers for one joint with its findings. Every field lives in a rigid frame;
+    the root frame, ``"joint"``, is the anatomy's own (u lateral, v posterior, w superior)."""
 
-    def __init__(self, knee: Knee):
-        self.knee = knee
-        self.frames: dict[str, tuple[np.ndarray, np.ndarray]] = {"knee": (np.eye(3), np.zeros(3))}
-        self.inverse: dict[str, tuple[np.ndarray, np.ndarray]] = {"knee": (np.eye(3), np.zeros(3))}
+    def __init__(self, anatomy: Anatomy):
+        self.anatomy = anatomy
+        self.frames: dict[str, tuple[np.ndarray, np.ndarray]] = {"joint": (np.eye(3), np.zeros(3))}
+        self.inverse: dict[str, tuple[np.ndarray, np.ndarray]] = {"joint": (np.eye(3), np.zeros(3))}
         self.fields: dict[str, FieldDef] = {}
         self.layers: list[Layer] = []
-        self.regions: dict[str, np.ndarray] = {}  # finding -> knee-frame centre (for montages/tests)
+        self.regions: dict[str, np.ndarray] = {}  # finding -> joint-frame centre (for montages/tests)
 
     def add_frame(self, name: str, to_frame: np.ndarray, offset: np.ndarray) -> None:
-        """q_frame = to_frame @ q_knee + offset."""
+        """q_frame = to_frame @ q_joint + offset."""
         m = np.asarray(to_frame, dtype=float)
         b = np.asarray(offset, dtype=float)
         self.frames[name] = (m, b)
         inv = np.linalg.inv(m)
         self.inverse[name] = (inv, -inv @ b)
 
-    def knee_point(self, frame: str, q_frame) -> np.ndarray:
+    def joint_point(self, frame: str, q_frame) -> np.ndarray:
         m, b = self.inverse[frame]
         return m @ np.asarray(q_frame, dtype=float) + b
 
-    def knee_box(self, frame: str, lo, hi) -> tuple[np.ndarray, np.ndarray]:
-        """Knee-frame bounding box of the box [lo, hi] given in ``frame``."""
+    def joint_box(self, frame: str, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+        """Joint-frame bounding box of the box [lo, hi] given in ``frame``."""
         corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
         m, b = self.inverse[frame]
         kc = corners @ m.T + b
         return kc.min(axis=0), kc.max(axis=0)
 
     def add_field(self, name: str, frame: str, fn: Callable, lo, hi, margin: float) -> None:
-        lo, hi = self.knee_box(frame, np.asarray(lo, dtype=float) - margin, np.asarray(hi, dtype=float) + margin)
+        lo, hi = self.joint_box(frame, np.asarray(lo, dtype=float) - margin, np.asarray(hi, dtype=float) + margin)
         self.fields[name] = FieldDef(frame, fn, [float(x) for x in lo], [float(x) for x in hi])
 
     def add_layer(self, name: str, tissue: str, label: int, mask: Callable) -> None:
@@ -80,10 +82,10 @@ class Ctx:
 
     def __init__(self, scene: Scene, q: np.ndarray):
         self.scene = scene
-        self.q = q  # (3, n) float32, knee frame
+        self.q = q  # (3, n) float32, joint frame
         self.lo = [float(x) for x in q.min(axis=1)]
         self.hi = [float(x) for x in q.max(axis=1)]
-        self._coords: dict[str, tuple] = {"knee": (q[0], q[1], q[2])}
+        self._coords: dict[str, tuple] = {"joint": (q[0], q[1], q[2])}
         self._fields: dict[str, np.ndarray | None] = {}
         self.cache: dict[str, Any] = {}
 

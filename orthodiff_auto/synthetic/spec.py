@@ -1,59 +1,9 @@
-"""What the synthetic knee dataset declares: labels, findings, default prevalences, site profiles."""
+"""What every synthetic joint shares: the scanner sites (field strength, noise, bias, contrast, protocol per size
+preset) and the size presets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-DATASET_NAME = "SyntheticKnee"
-
-# dataset.json "labels": background 0, then these in this order.
-LABEL_NAMES: tuple[str, ...] = (
-    "femur",
-    "tibia",
-    "fibula",
-    "patella",
-    "femoral_cartilage",
-    "tibial_cartilage",
-    "patellar_cartilage",
-    "medial_meniscus",
-    "lateral_meniscus",
-    "acl",
-    "pcl",
-)
-LABELS: dict[str, int] = {"background": 0, **{name: i + 1 for i, name in enumerate(LABEL_NAMES)}}
-L = LABELS  # short alias used by the anatomy module
-
-# dataset.json "findings", in this order.
-FINDINGS: tuple[str, ...] = (
-    "acl_tear",
-    "pcl_tear",
-    "medial_meniscus_tear",
-    "lateral_meniscus_tear",
-    "mcl_tear",
-    "lcl_tear",
-    "patellar_dislocation",
-    "effusion",
-)
-
-DEFAULT_PREVALENCE: dict[str, float] = {
-    "acl_tear": 0.3,
-    "pcl_tear": 0.2,
-    "medial_meniscus_tear": 0.35,
-    "lateral_meniscus_tear": 0.25,
-    "mcl_tear": 0.25,
-    "lcl_tear": 0.2,
-    "patellar_dislocation": 0.2,
-    "effusion": 0.35,
-}
-
-# The view whose in-plane resolution shows each thin finding best (documentation and tests).
-BEST_VIEW: dict[str, str] = {
-    "acl_tear": "sag",
-    "pcl_tear": "sag",
-    "mcl_tear": "cor",
-    "lcl_tear": "cor",
-    "patellar_dislocation": "ax",
-}
 
 
 @dataclass(frozen=True)

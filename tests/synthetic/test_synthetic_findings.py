@@ -1,15 +1,17 @@
-"""Findings change the anatomy where they should, and thin ones are plane-dependent."""
+"""Findings of every joint change the anatomy where they should, the labels follow, thin ones are plane-dependent."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from orthodiff_auto.synthetic import BEST_VIEW, FINDINGS, LABELS, render_case, sample_case
-from orthodiff_auto.synthetic.analysis import REGION_RADIUS_MM, finding_visibility
+from orthodiff_auto.synthetic import FINDINGS, JOINTS, LABELS, render_case, sample_case
+from orthodiff_auto.synthetic.analysis import finding_visibility
 from orthodiff_auto.synthetic.generator import crop_geometry
 
 NONE = {f: False for f in FINDINGS}
+ALL_FINDINGS = [(joint.name, finding) for joint in JOINTS.values() for finding in joint.findings]
+BEST_VIEWS = [(joint.name, finding, view) for joint in JOINTS.values() for finding, view in sorted(joint.best_view.items())]
 
 
 def voxel_centres(g) -> np.ndarray:
@@ -19,18 +21,30 @@ def voxel_centres(g) -> np.ndarray:
     return np.asarray(g.origin) + ijk @ g.direction_matrix.T
 
 
+def no_findings(joint: str) -> dict[str, bool]:
+    return {f: False for f in JOINTS[joint].findings}
+
+
 @pytest.fixture(scope="module")
-def tiny_pair():
-    spec = sample_case(0, 1, size="tiny")
-    return spec, render_case(spec, noise=False, findings=NONE)
+def tiny_pairs():
+    """Per joint: a tiny case and its rendering without any finding (made on first use)."""
+    cache = {}
+
+    def get(joint):
+        if joint not in cache:
+            spec = sample_case(0, 1, size="tiny", joint=joint)
+            cache[joint] = spec, render_case(spec, noise=False, findings=no_findings(joint))
+        return cache[joint]
+
+    return get
 
 
-@pytest.mark.parametrize("finding", FINDINGS)
-def test_finding_changes_the_image_in_its_region_only(tiny_pair, finding):
-    spec, without = tiny_pair
-    with_f = render_case(spec, noise=False, findings={**NONE, finding: True})
+@pytest.mark.parametrize("joint, finding", ALL_FINDINGS)
+def test_finding_changes_the_image_in_its_region_only(tiny_pairs, joint, finding):
+    spec, without = tiny_pairs(joint)
+    with_f = render_case(spec, noise=False, findings={**no_findings(joint), finding: True})
     centre = with_f.regions[finding]
-    radius = REGION_RADIUS_MM[finding]
+    radius = JOINTS[joint].region_radius_mm[finding]
     total = near = 0.0
     best_cnr = 0.0
     for view, scan in with_f.scans.items():
@@ -44,32 +58,69 @@ def test_finding_changes_the_image_in_its_region_only(tiny_pair, finding):
     assert best_cnr > 2.5, f"{finding}: change of {best_cnr:.1f} noise sigmas is too faint"
 
 
-@pytest.mark.parametrize("finding, label", [
-    ("acl_tear", "acl"), ("pcl_tear", "pcl"), ("medial_meniscus_tear", "medial_meniscus"),
-    ("lateral_meniscus_tear", "lateral_meniscus"),
+@pytest.mark.parametrize("joint, finding, label, view, half_mm", [
+    ("knee", "acl_tear", "acl", "sag", 20.0), ("knee", "pcl_tear", "pcl", "sag", 20.0),
+    ("knee", "medial_meniscus_tear", "medial_meniscus", "sag", 20.0),
+    ("knee", "lateral_meniscus_tear", "lateral_meniscus", "sag", 20.0),
+    # around the gap only: beside it the ruptured tendon's stumps are thickened (and labelled)
+    ("ankle", "achilles_tendon_rupture", "achilles_tendon", "sag", 4.0),
+    ("shoulder", "supraspinatus_tear", "supraspinatus_tendon", "cor", 20.0),
+    ("shoulder", "infraspinatus_tear", "infraspinatus_tendon", "sag", 20.0),
+    ("shoulder", "subscapularis_tear", "subscapularis_tendon", "ax", 20.0),
 ])
-def test_labels_follow_the_torn_anatomy(finding, label):
-    spec = sample_case(2, 0, size="demo", sites=["siteA"])
+def test_labels_follow_the_torn_anatomy(joint, finding, label, view, half_mm):
+    spec = sample_case(2, 0, size="demo", sites=["siteA"], joint=joint)
+    none = no_findings(joint)
     centre = render_case(spec, views=[], findings={finding: True}).regions[finding]
-    grid = {"sag": crop_geometry(spec.geometries["sag"], centre, 20.0)}
-    a = render_case(spec, views=["sag"], noise=False, findings={**NONE, finding: True}, geometries=grid).scans["sag"].label
-    b = render_case(spec, views=["sag"], noise=False, findings=NONE, geometries=grid).scans["sag"].label
-    value = LABELS[label]
+    grid = {view: crop_geometry(spec.geometries[view], centre, half_mm)}
+    a = render_case(spec, views=[view], noise=False, findings={**none, finding: True}, geometries=grid).scans[view].label
+    b = render_case(spec, views=[view], noise=False, findings=none, geometries=grid).scans[view].label
+    value = JOINTS[joint].labels[label]
     assert (a == value).sum() < (b == value).sum()  # the fluid-filled gap is not the structure any more
     assert ((b == value) & (a == 0)).any()
+
+
+def test_acromioclavicular_spurs_are_labelled_as_their_bones():
+    """Arthropathy grows bone under both sides of the AC joint: acromion and clavicle labels grow."""
+    spec = sample_case(1, 0, size="demo", sites=["siteA"], joint="shoulder")
+    none = no_findings("shoulder")
+    centre = render_case(spec, views=[], findings={"acromioclavicular_arthropathy": True}).regions[
+        "acromioclavicular_arthropathy"]
+    grid = {"cor": crop_geometry(spec.geometries["cor"], centre, 20.0)}
+    scans = [render_case(spec, views=["cor"], noise=False, findings={**none, "acromioclavicular_arthropathy": flag},
+                         geometries=grid).scans["cor"].label for flag in (True, False)]
+    labels = JOINTS["shoulder"].labels
+    for bone in ("acromion", "clavicle"):
+        assert (scans[0] == labels[bone]).sum() > (scans[1] == labels[bone]).sum(), bone
+
+
+def test_talar_osteochondral_lesion_stays_within_the_talus_label():
+    """The lesion (fragment, fluid rim, cyst, oedema) lies inside the bone, whose label it keeps; only the
+    image changes, and inside the talus."""
+    spec = sample_case(3, 0, size="demo", sites=["siteA"], joint="ankle")
+    none = no_findings("ankle")
+    centre = render_case(spec, views=[], findings={"talar_osteochondral_lesion": True}).regions[
+        "talar_osteochondral_lesion"]
+    grid = {"cor": crop_geometry(spec.geometries["cor"], centre, 15.0)}
+    a, b = (render_case(spec, views=["cor"], noise=False, findings={**none, "talar_osteochondral_lesion": flag},
+                        geometries=grid).scans["cor"] for flag in (True, False))
+    assert np.array_equal(a.label, b.label)
+    changed = np.abs(a.image - b.image) > 3 * a.noise_sigma
+    talus = a.label == JOINTS["ankle"].labels["talus"]
+    assert changed.sum() >= 3 and (changed & talus).sum() > 0.5 * changed.sum()
 
 
 def test_dislocation_moves_the_patella_laterally():
     spec = sample_case(2, 0, size="demo", sites=["siteA"])
     shift = spec.finding_params["patellar_dislocation"]["shift"]
-    patella = spec.knee.to_world(spec.knee.p["pat_c"])
+    patella = spec.anatomy.to_world(spec.anatomy.p["pat_c"])
     grid = {"ax": crop_geometry(spec.geometries["ax"], patella, 35.0)}
     centroids = []
     for flag in (False, True):
         scan = render_case(spec, views=["ax"], noise=False, findings={**NONE, "patellar_dislocation": flag},
                            geometries=grid).scans["ax"]
         pts = voxel_centres(scan.geometry)[scan.label == LABELS["patella"]]
-        centroids.append(spec.knee.to_knee(pts).mean(axis=0))  # knee frame: u points lateral
+        centroids.append(spec.anatomy.to_local(pts).mean(axis=0))  # knee frame: u points lateral
     moved = centroids[1] - centroids[0]
     assert 0.5 * shift < moved[0] < 1.5 * shift and abs(moved[2]) < 1.0
 
@@ -83,13 +134,13 @@ def test_effusion_adds_fluid_signal():
     assert (np.abs(diff) > 5 * a.noise_sigma).sum() >= 10
 
 
-@pytest.mark.parametrize("finding, best", sorted(BEST_VIEW.items()))
-def test_thin_findings_are_plane_dependent(finding, best):
+@pytest.mark.parametrize("joint, finding, best", BEST_VIEWS)
+def test_thin_findings_are_plane_dependent(joint, finding, best):
     """Peak change / noise (see orthodiff_auto.synthetic.analysis), averaged over 4 demo-size cases:
     the view whose in-plane grid resolves the finding shows it clearly more than the thick-slice views."""
     cnr = {"sag": [], "cor": [], "ax": []}
     for index in range(4):
-        vis = finding_visibility(sample_case(0, index, size="demo"), finding)
+        vis = finding_visibility(sample_case(0, index, size="demo", joint=joint), finding)
         for view in cnr:
             cnr[view].append(vis[view])
     mean = {view: float(np.mean(v)) for view, v in cnr.items()}

@@ -42,7 +42,7 @@ def test_case_depends_only_on_seed_and_index():
     sample_case(9, 5, size="tiny", subset="test")
     again = sample_case(9, 2, size="tiny")
     assert first.geometries == again.geometries and first.findings == again.findings
-    assert first.knee.p["pat_c"] == again.knee.p["pat_c"]
+    assert first.anatomy.p["pat_c"] == again.anatomy.p["pat_c"]
     assert sample_case(9, 2, subset="test", size="tiny").geometries != first.geometries
 
 
@@ -90,7 +90,7 @@ def test_views_share_one_knee_in_physical_space():
         idx = np.argwhere(scan.label == LABELS["patella"]).astype(float)  # (k, j, i)
         ijk = idx[:, ::-1] * np.asarray(g.spacing[::-1])
         centroids[view] = np.asarray(g.origin) + ijk.mean(axis=0) @ g.direction_matrix.T
-    truth = spec.knee.to_world(spec.knee.p["pat_c"])  # where the latent knee's patella is
+    truth = spec.anatomy.to_world(spec.anatomy.p["pat_c"])  # where the latent knee's patella is
     for view in VIEWS:
         assert np.linalg.norm(centroids[view] - truth) < 4.0, (view, centroids[view], truth)
 

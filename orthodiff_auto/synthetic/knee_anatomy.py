@@ -4,7 +4,7 @@ a :class:`~orthodiff_auto.synthetic.scene.Scene`, step by step: the rigid frames
 painting layers in painting order (soft tissue, joint fluid and tendons, cartilage and menisci, ligaments,
 the findings' clefts, bones last).
 
-Three rigid frames carry the structures: the femur's (the knee frame itself), the tibia's (flexion and tibial
+Three rigid frames carry the structures: the femur's (the joint frame itself), the tibia's (flexion and tibial
 rotation about the condyles' centre) and the patella's (which a dislocation shifts and tilts). Rendering
 paints the layers in order at every sample point (later layers win), so tissue boundaries, partial volume
 and the label maps all follow the same (possibly torn) anatomy.
@@ -17,16 +17,19 @@ from typing import Callable
 import numpy as np
 
 from orthodiff_auto.synthetic import sdf
-from orthodiff_auto.synthetic.findings import add_finding_layers
 from orthodiff_auto.synthetic.geometry import rotation
-from orthodiff_auto.synthetic.knee import Knee
+from orthodiff_auto.synthetic.knee import LABELS as L
+from orthodiff_auto.synthetic.knee_findings import add_finding_layers
+from orthodiff_auto.synthetic.latent import Anatomy
 from orthodiff_auto.synthetic.scene import Scene, all_of, any_of, lt, ray_ellipse
-from orthodiff_auto.synthetic.spec import L
+from orthodiff_auto.synthetic.scene_parts import (
+    add_capsule_field, add_envelope_layers, add_vessel_layers, paint_bones, register_band_fields,
+)
 
 INF = 1e4  # "unbounded" extent of a field's box (mm)
 
 
-def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
+def build_scene(knee: Anatomy, findings: dict[str, dict] | None = None) -> Scene:
     """The scene for ``knee`` with the findings present in ``findings`` (name -> parameters)."""
     findings = dict(findings or {})
     sc = Scene(knee)
@@ -48,10 +51,10 @@ def build_scene(knee: Knee, findings: dict[str, dict] | None = None) -> Scene:
 
 def add_frames(sc: Scene, findings: dict[str, dict]) -> None:
     """The tibia's frame (flexion, tibial rotation) and the patella's (shifted and tilted by a dislocation)."""
-    knee = sc.knee
+    knee = sc.anatomy
     p = knee.p
     pivot = np.array([0.0, p["cond_med_c"][1], p["cond_med_c"][2]])
-    r_tib = rotation(0, knee.flexion) @ rotation(2, knee.tibial_rotation)  # tibia -> knee (about pivot)
+    r_tib = rotation(0, knee.pose["flexion"]) @ rotation(2, knee.pose["tibial_rotation"])  # tibia -> femur (about pivot)
     sc.add_frame("tibia", r_tib.T, pivot - r_tib.T @ pivot)
     pat_c = np.asarray(p["pat_c"], dtype=float)
     r_pat = np.eye(3)
@@ -64,7 +67,7 @@ def add_frames(sc: Scene, findings: dict[str, dict]) -> None:
 
 def add_envelope_fields(sc: Scene) -> None:
     """Soft-tissue envelope (limb), thigh and calf muscles, artery and vein."""
-    p, s = sc.knee.p, sc.knee.scale
+    p, s = sc.anatomy.p, sc.anatomy.scale
     inf = INF
     lr = p["limb_r"]
 
@@ -74,7 +77,7 @@ def add_envelope_fields(sc: Scene) -> None:
         dv = (v - 4.0 * s) / (lr[1] * grow)
         return (np.sqrt(du * du + dv * dv) - 1.0) * (min(lr) * grow)
 
-    sc.add_field("limb", "knee", limb, (-lr[0] * 1.1, 4 * s - lr[1] * 1.1, -inf), (lr[0] * 1.1, 4 * s + lr[1] * 1.1, inf), 1.0)
+    sc.add_field("limb", "joint", limb, (-lr[0] * 1.1, 4 * s - lr[1] * 1.1, -inf), (lr[0] * 1.1, 4 * s + lr[1] * 1.1, inf), 1.0)
 
     thigh_muscles = [
         ("e", (0.0, -8.0 * s, 150.0 * s), (50.0 * s, 40.0 * s, 105.0 * s)),  # quadriceps
@@ -98,17 +101,15 @@ def add_envelope_fields(sc: Scene) -> None:
                 comp.ellipsoid(pr[1], pr[2])
             else:
                 comp.capsule(pr[1], pr[2], pr[3])
-    sc.add_field("muscle_thigh", "knee", thigh, *thigh.bbox(), 2.0)
+    sc.add_field("muscle_thigh", "joint", thigh, *thigh.bbox(), 2.0)
     sc.add_field("muscle_calf", "tibia", calf, *calf.bbox(), 2.0)
     for name in ("artery", "vein"):
-        a, b, r = p[name]
-        sc.add_field(name, "knee", lambda u, v, w, a=a, b=b, r=r: sdf.capsule(u, v, w, a, b, r),
-                     np.minimum(a, b) - r, np.maximum(a, b) + r, 1.0)
+        add_capsule_field(sc, name, "joint", *p[name])
 
 
 def add_bone_fields(sc: Scene) -> None:
     """Femur (condyles, trochlea with its groove, shaft), tibia (plateau, spines, tubercle), fibula, patella."""
-    p, s = sc.knee.p, sc.knee.scale
+    p, s = sc.anatomy.p, sc.anatomy.scale
     inf = INF
     gr, gdepth = p["groove"]
     troch_front = p["troch_c"][1] - p["troch_r"][1]
@@ -125,7 +126,7 @@ def add_bone_fields(sc: Scene) -> None:
              .ellipsoid(p["meta_f_c"], p["meta_f_r"], k=10.0)
              .capsule(shaft_a, shaft_b, shaft_r, k=18.0 * s)
              .capsule(groove_a, groove_b, gr, k=2.0, op="subtract"))
-    sc.add_field("femur", "knee", femur, (-42 * s, -30 * s, -2.0), (42 * s, 36 * s, inf), 9.0)
+    sc.add_field("femur", "joint", femur, (-42 * s, -30 * s, -2.0), (42 * s, 36 * s, inf), 9.0)
 
     w_t = p["w_t"]
     pc, pr = p["plat_c"], p["plat_r"]
@@ -160,10 +161,10 @@ def add_bone_fields(sc: Scene) -> None:
 
 
 def add_band_fields(sc: Scene) -> dict[str, sdf.Band]:
-    """Ligaments and tendons as bands in the knee frame; returns them by name (findings cut them)."""
-    p, s = sc.knee.p, sc.knee.scale
-    tib = lambda q: sc.knee_point("tibia", q)  # noqa: E731 tibia-frame point -> knee frame
-    pat = lambda q: sc.knee_point("patella", q)  # noqa: E731
+    """Ligaments and tendons as bands in the joint frame; returns them by name (findings cut them)."""
+    p, s = sc.anatomy.p, sc.anatomy.scale
+    tib = lambda q: sc.joint_point("tibia", q)  # noqa: E731 tibia-frame point -> joint frame
+    pat = lambda q: sc.joint_point("patella", q)  # noqa: E731
     prad = p["pat_r"]
     bands: dict[str, sdf.Band] = {}
     acl_w, acl_t = p["acl_wt"]
@@ -188,32 +189,26 @@ def add_band_fields(sc: Scene) -> dict[str, sdf.Band]:
     pw, pt = p["pt_wt"]
     bands["ptendon"] = sdf.Band(pat((0.0, 1.0 * s, -prad[2] + 5.0 * s)), tib(p["pt_t"]), pw, pt, (1, 0, 0),
                                 width1=pw * 0.85, thickness1=pt * 1.2, flat=False)
-    for name, band in bands.items():
-        lo, hi = band.bbox()
-        sc.add_field(name, "knee", lambda u, v, w, b=band: b.distance(u, v, w), lo, hi, 3.0)
+    register_band_fields(sc, bands)
     return bands
 
 
 def add_recess_field(sc: Scene) -> None:
     """The suprapatellar recess, normally a thin slit (an effusion replaces it by a distended one)."""
-    p = sc.knee.p
-    sc.add_field("recess", "knee", lambda u, v, w: sdf.ellipsoid(u, v, w, p["recess_c"], p["recess_r"]),
+    p = sc.anatomy.p
+    sc.add_field("recess", "joint", lambda u, v, w: sdf.ellipsoid(u, v, w, p["recess_c"], p["recess_r"]),
                  np.subtract(p["recess_c"], p["recess_r"]), np.add(p["recess_c"], p["recess_r"]), 1.0)
 
 
 def add_soft_tissue_layers(sc: Scene) -> None:
-    p = sc.knee.p
-    sc.add_layer("skin", "skin", 0, lambda ctx: lt(ctx.f("limb"), 0.0))
-    sc.add_layer("fat", "fat", 0, lambda ctx: lt(ctx.f("limb"), -p["skin"]))
-    sc.add_layer("muscle", "muscle", 0, lambda ctx: all_of(
-        any_of(lt(ctx.f("muscle_thigh"), 0.0), lt(ctx.f("muscle_calf"), 0.0)), lt(ctx.f("limb"), -p["fat"])))
-    sc.add_layer("artery", "artery", 0, lambda ctx: lt(ctx.f("artery"), 0.0))
-    sc.add_layer("vein", "vein", 0, lambda ctx: lt(ctx.f("vein"), 0.0))
+    p = sc.anatomy.p
+    add_envelope_layers(sc, ["limb"], ["muscle_thigh", "muscle_calf"], p["skin"], p["fat"])
+    add_vessel_layers(sc)
 
 
 def add_joint_fluid_layers(sc: Scene, findings: dict[str, dict]) -> None:
     """Joint fluid (physiological; an effusion distends it, with the recess and the gutters), then tendons."""
-    p, s = sc.knee.p, sc.knee.scale
+    p, s = sc.anatomy.p, sc.anatomy.scale
     film = p["film"]
     post = film
     gutter = None
@@ -224,12 +219,12 @@ def add_joint_fluid_layers(sc: Scene, findings: dict[str, dict]) -> None:
         gutter = 2.5 + 3.5 * e
         rc = np.asarray(p["recess_c"], dtype=float) + np.array([0.0, -1.0 * s, 3.0 * e * s])
         rr = np.array([p["recess_r"][0] + 6.0 * e * s, 3.0 + 7.0 * e, p["recess_r"][2] + 12.0 * e * s])
-        sc.add_field("recess", "knee", lambda u, v, w: sdf.ellipsoid(u, v, w, rc, rr), rc - rr, rc + rr, 1.0)
+        sc.add_field("recess", "joint", lambda u, v, w: sdf.ellipsoid(u, v, w, rc, rr), rc - rr, rc + rr, 1.0)
         sc.regions["effusion"] = rc
     t_fc, t_tc, t_pc = p["t_fc"], p["t_tc"], p["t_pc"]
 
     def fluid(ctx):
-        uu, vv, ww = ctx.coords("knee")
+        uu, vv, ww = ctx.coords("joint")
         df, dt, dp = ctx.f("femur"), ctx.f("tibia"), ctx.f("patella")
         masks = [lt(ctx.f("recess"), 0.0),
                  all_of(lt(df, t_fc + film), lt(dt, t_tc + film)),
@@ -259,7 +254,7 @@ def add_joint_fluid_layers(sc: Scene, findings: dict[str, dict]) -> None:
 def add_tibial_cartilage_and_meniscus_layers(sc: Scene) -> Callable:
     """Tibial cartilage and the menisci; returns ``meniscus_local(ctx, key)`` (the meniscus coordinates that
     meniscal tears cut)."""
-    p, s = sc.knee.p, sc.knee.scale
+    p, s = sc.anatomy.p, sc.anatomy.scale
     w_t = p["w_t"]
     pc, pr = p["plat_c"], p["plat_r"]
     t_tc = p["t_tc"]
@@ -285,7 +280,7 @@ def add_tibial_cartilage_and_meniscus_layers(sc: Scene) -> Callable:
         c = m["c"]
         lo = np.array([c[0] - 22 * s, c[1] - 26 * s, w_t - 1.0])
         hi = np.array([c[0] + 22 * s, c[1] + 26 * s, w_t + m["height"] + 2.0])
-        if not ctx.near(*sc.knee_box("tibia", lo, hi)):
+        if not ctx.near(*sc.joint_box("tibia", lo, hi)):
             ctx.cache[ck] = None
             return None
         u, v, w = ctx.coords("tibia")
@@ -309,7 +304,7 @@ def add_tibial_cartilage_and_meniscus_layers(sc: Scene) -> Callable:
 
 
 def add_femoral_and_patellar_cartilage_layers(sc: Scene) -> None:
-    p, s = sc.knee.p, sc.knee.scale
+    p, s = sc.anatomy.p, sc.anatomy.scale
     prad = p["pat_r"]
     t_fc, t_pc = p["t_fc"], p["t_pc"]
     notch_half = 9.5 * s
@@ -327,7 +322,7 @@ def add_femoral_and_patellar_cartilage_layers(sc: Scene) -> None:
         sh = (d > 0) & (d < t_fc)
         if not sh.any():
             return sh
-        u, v, w = ctx.coords("knee")
+        u, v, w = ctx.coords("joint")
         region = np.zeros_like(sh)
         # condyles: distal and posterior surfaces, not their medial/lateral sides nor the notch walls
         for key in ("cond_med", "cond_lat"):
@@ -360,17 +355,15 @@ def add_ligament_layers(sc: Scene) -> None:
 
 def add_bone_layers(sc: Scene) -> None:
     """Bones last: they win wherever a soft structure reaches into them (attachments); then the physeal scars."""
-    p, s = sc.knee.p, sc.knee.scale
-    cort = p["cortex"]
-    for bone, label in (("fibula", L["fibula"]), ("tibia", L["tibia"]), ("femur", L["femur"]), ("patella", L["patella"])):
-        sc.add_layer(bone + "_cortex", "cortex", label, lambda ctx, b=bone: lt(ctx.f(b), 0.0))
-        sc.add_layer(bone + "_marrow", "marrow", label, lambda ctx, b=bone: lt(ctx.f(b), -cort))
+    p, s = sc.anatomy.p, sc.anatomy.scale
+    paint_bones(sc, [("fibula", L["fibula"]), ("tibia", L["tibia"]), ("femur", L["femur"]), ("patella", L["patella"])],
+                p["cortex"])
 
     def physis_femur(ctx):
         d = ctx.f("femur")
         if d is None:
             return None
-        u, v, w = ctx.coords("knee")
+        u, v, w = ctx.coords("joint")
         line = p["physis_f"] + 2.5 * np.sin(u / (9.0 * s)) + 0.06 * v
         return (d < -2.0) & (np.abs(w - line) < 0.6) & (w < 50.0 * s)
 

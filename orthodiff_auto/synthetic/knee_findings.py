@@ -1,4 +1,4 @@
-"""The eight abnormalities: how likely each is, its random parameters and how it changes the anatomy.
+"""The knee's eight abnormalities: their random parameters and how each changes the anatomy.
 
 Every finding alters the anatomy where a radiologist would look:
 
@@ -26,13 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from orthodiff_auto.synthetic.scene import Scene, all_of, ray_ellipse
-from orthodiff_auto.synthetic.spec import DEFAULT_PREVALENCE, FINDINGS
-
-
-def sample_presence(rng: np.random.Generator, prevalence: dict[str, float]) -> dict[str, bool]:
-    draws = rng.random(len(FINDINGS))
-    return {name: bool(draws[i] < prevalence[name]) for i, name in enumerate(FINDINGS)}
+from orthodiff_auto.synthetic.scene import Scene, ray_ellipse
+from orthodiff_auto.synthetic.scene_parts import add_band_cleft
 
 
 def sample_finding_params(rng: np.random.Generator) -> dict[str, dict[str, Any]]:
@@ -70,24 +65,10 @@ def _wrap(a):
 def add_finding_layers(sc: Scene, name: str, params: dict, bands: dict, meniscus_local: Callable) -> None:
     """Add the painting layers that realise one present finding (clefts of fluid, label background)."""
     if "band" in params:
-        band = bands[params["band"]]
-        t0 = params["t0"] * band.length
-        half = 0.5 * params["gap"]
-        inflate = params["inflate"]
-        lo, hi = band.bbox(margin=2.0)
-
-        def cleft(ctx, band=band, t0=t0, half=half, inflate=inflate, lo=lo, hi=hi):
-            if not ctx.near(lo, hi):
-                return None
-            u, v, w = ctx.coords("knee")
-            t, _, _ = band.local(u, v, w)
-            sel = np.abs(t - t0) < half
-            return all_of(sel, band.distance(u, v, w, inflate=inflate) < 0)
-
-        sc.add_layer(name + "_cleft", "tear_fluid", 0, cleft)
-        sc.regions[name] = band.p0 + band.a * t0
+        sc.regions[name] = add_band_cleft(sc, name, bands[params["band"]], params["t0"], params["gap"],
+                                          params["inflate"])
         if name == "patellar_dislocation":  # between the displaced patella and the torn MPFL
-            sc.regions[name] = 0.5 * (sc.regions[name] + sc.knee_point("patella", (0.0, 0.0, 0.0)))
+            sc.regions[name] = 0.5 * (sc.regions[name] + sc.joint_point("patella", (0.0, 0.0, 0.0)))
     if name in ("medial_meniscus_tear", "lateral_meniscus_tear"):
         key = params["meniscus"]
         phi_c = float(np.deg2rad(params["phi"]))
@@ -113,7 +94,7 @@ def add_finding_layers(sc: Scene, name: str, params: dict, bands: dict, meniscus
 
 def meniscus_point(sc: Scene, key: str, phi: float) -> np.ndarray:
     """Knee-frame point in the middle of a meniscus at angle ``phi`` (radians from the notch direction)."""
-    p, s = sc.knee.p, sc.knee.scale
+    p, s = sc.anatomy.p, sc.anatomy.scale
     m = p[key]
     c = m["c"]
     du, dv = np.cos(phi) * m["toward_notch"], np.sin(phi)
@@ -122,17 +103,4 @@ def meniscus_point(sc: Scene, key: str, phi: float) -> np.ndarray:
     r_in = ray_ellipse(c[0], c[1], du, dv, m["inner_c"], m["inner_r"])
     r = 0.6 * r_out + 0.4 * r_in
     q_tib = np.array([c[0] + r * du, c[1] + r * dv, p["w_t"] + 0.3 + 0.35 * m["height"]])
-    return sc.knee_point("tibia", q_tib)
-
-
-def validate_prevalence(prevalence: dict[str, float] | None) -> dict[str, float]:
-    """Defaults overridden by ``prevalence``; raises ValueError naming an unknown finding or bad value."""
-    out = dict(DEFAULT_PREVALENCE)
-    for name, value in (prevalence or {}).items():
-        if name not in FINDINGS:
-            raise ValueError(f"unknown finding {name!r} in prevalence; findings are {', '.join(FINDINGS)}")
-        value = float(value)
-        if not (0.0 <= value <= 1.0) or not np.isfinite(value):
-            raise ValueError(f"prevalence of {name} must lie in [0, 1], got {value}")
-        out[name] = value
-    return out
+    return sc.joint_point("tibia", q_tib)
