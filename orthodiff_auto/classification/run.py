@@ -34,7 +34,8 @@ from orthodiff_auto.classification.validation import validate_classification_fol
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.training.checkpoint import refuse_to_overwrite
-from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
+from orthodiff_auto.training.distributed import (DistributedContext, barrier, distributed_device, shutdown,
+                                                 training_timeout)
 from orthodiff_auto.training.fold import FoldRequest
 from orthodiff_auto.training.loop import Trainer
 from orthodiff_auto.training.pretrained import read_encoder_checkpoint
@@ -44,7 +45,7 @@ def train_classification_fold(request: FoldRequest, plans: Plans, log=print,
                               cls_config: ClassificationConfig | None = None) -> dict[str, Any]:
     """Train one classification fold (a view, or ``fused``) and validate it; returns the summary."""
     cls_config = cls_config or ClassificationConfig.from_training(request.config)
-    device, ctx = distributed_device(request.device)
+    device, ctx = distributed_device(request.device, timeout=training_timeout(request.config))
     try:
         return _train(request, plans, cls_config, device, ctx, log)
     finally:

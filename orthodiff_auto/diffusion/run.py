@@ -17,7 +17,7 @@ from orthodiff_auto.diffusion.task import DiffusionTask
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-from orthodiff_auto.training.distributed import barrier, distributed_device, shutdown
+from orthodiff_auto.training.distributed import barrier, distributed_device, shutdown, training_timeout
 from orthodiff_auto.training.loop import Trainer
 from orthodiff_auto.utils.atomic import write_json_atomic
 
@@ -49,7 +49,7 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
         raise UserInputError(f"{out} already holds a pretraining run ({existing.name}); pass --continue to resume "
                              "it, or remove the folder to start over")
 
-    dev, ctx = distributed_device(device)
+    dev, ctx = distributed_device(device, timeout=training_timeout(config))
     try:
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)

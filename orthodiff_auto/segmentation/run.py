@@ -21,7 +21,8 @@ from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.segmentation.prediction import label_map_in_original_geometry, predict_probabilities
 from orthodiff_auto.segmentation.task import SegmentationTask
 from orthodiff_auto.training.checkpoint import refuse_to_overwrite
-from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
+from orthodiff_auto.training.distributed import (DistributedContext, barrier, distributed_device, gather_objects,
+                                                 shutdown, training_timeout)
 from orthodiff_auto.training.fold import FoldRequest, label_fraction_subset, prepare_split
 from orthodiff_auto.training.loop import Trainer
 from orthodiff_auto.training.pretrained import read_encoder_checkpoint
@@ -33,7 +34,7 @@ from orthodiff_auto.utils.log import log_line
 
 def train_segmentation_fold(request: FoldRequest, plans: Plans, log=log_line) -> dict[str, Any]:
     """Train one segmentation fold of a view and validate it; returns the summary (also in summary.json)."""
-    device, ctx = distributed_device(request.device)
+    device, ctx = distributed_device(request.device, timeout=training_timeout(request.config))
     try:
         return _train(request, plans, device, ctx, log)
     finally:
@@ -64,15 +65,17 @@ def _train(request: FoldRequest, plans: Plans, device: torch.device, ctx: Distri
                 f"{len(val_ids)} validation scans; patch {list(task.patch_size)}, batch {task.batch_size}, "
                 f"device {device}" + (f", {ctx.world_size} processes" if ctx.enabled else ""))
     trainer.fit()
-    summary: dict[str, Any] = {}
-    if ctx.is_main:
-        summary = validate_segmentation_fold(task, trainer.model, device, out, request, trainer.history, log)
+    # every process predicts its share of the validation scans (rank 0 alone would keep the others waiting
+    # at a barrier for the whole full-resolution validation)
+    summary = validate_segmentation_fold(task, trainer.model, device, out, request, trainer.history, log, ctx)
     barrier(ctx)
     return summary
 
 
-def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequest, history, log) -> dict[str, Any]:
-    """Predict the fold's validation scans in their original geometry; Dice and HD95 per structure."""
+def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequest, history, log,
+                               ctx: DistributedContext = DistributedContext()) -> dict[str, Any]:
+    """Predict the fold's validation scans in their original geometry; Dice and HD95 per structure. Under
+    torchrun each process takes every WORLD_SIZE-th scan and rank 0 writes the summary (the others return {})."""
     plans, view_plan, cfg = task.plans, task.view_plan, task.config
     source = PreprocessedDataset(request.preprocessed_dir, request.view)
     references = raw_label_paths(request.preprocessed_dir, request.view)
@@ -80,7 +83,7 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
     per_case: dict[str, Any] = {}
     pred_dir = out / "validation"
     start = time.perf_counter()
-    for case_id in task.val_cases:
+    for case_id in task.val_cases[ctx.rank::ctx.world_size]:
         data, seg, props = source.load_numpy(case_id)
         probs = predict_probabilities(model, data, task.patch_size, task.num_classes, device, overlap=cfg.val_overlap,
                                       mirror_axes=(0, 1, 2) if cfg.val_mirroring else None,
@@ -102,6 +105,11 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
                                              plans.ignore_label),
         }
     elapsed = time.perf_counter() - start
+    shares = gather_objects(per_case, ctx)
+    if not ctx.is_main:
+        return {}
+    gathered = {case: entry for share in shares for case, entry in share.items()}
+    per_case = {case: gathered[case] for case in task.val_cases if case in gathered}  # the split's order
     agg = aggregate([c["metrics"] for c in per_case.values()]) if per_case else {}
     times = history.get("epoch_time_s", [])
     waits = history.get("data_wait_s", [])

@@ -48,6 +48,9 @@ class TrainingConfig:
     mixed_precision: bool = True  # on CUDA only; bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = False
     seed: int = 12345
+    # DDP: how long a process waits at a barrier or collective for the others, e.g. while rank 0 validates an
+    # epoch or writes a checkpoint (torch's default is 10 min with nccl, 30 with gloo)
+    ddp_timeout_minutes: float = 180.0
     # bookkeeping and validation
     checkpoint_every_epochs: int = 50
     val_batches_per_epoch: int = 10  # fixed validation patches for the per-epoch pseudo Dice

@@ -55,6 +55,11 @@ def distributed_device(requested: str | None, backend: str | None = None,
     return resolve_device(requested, ctx.local_rank, ctx.enabled), ctx
 
 
+def training_timeout(config) -> timedelta:
+    """The process group's timeout of a training run (``TrainingConfig.ddp_timeout_minutes``)."""
+    return timedelta(minutes=float(config.ddp_timeout_minutes))
+
+
 def per_rank_batch_size(batch_size: int, ctx: DistributedContext) -> int:
     """Each process's share of the global batch (rounded up, at least 1)."""
     return max(1, -(-batch_size // ctx.world_size))
@@ -71,6 +76,15 @@ def all_reduce_mean(t: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t /= ctx.world_size
     return t
+
+
+def gather_objects(obj, ctx: DistributedContext) -> list:
+    """Every process's ``obj`` (picklable), in rank order; ``[obj]`` outside torchrun."""
+    if not ctx.enabled:
+        return [obj]
+    out: list = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def shutdown(ctx: DistributedContext) -> None:

@@ -83,8 +83,9 @@ def test_smoke_run_lowers_loss_and_validates(preprocessed, tmp_path):
     assert sorted(c for s in splits for c in s["val"]) == CASES
 
 
-def test_kill_and_continue_reaches_same_state(preprocessed, tmp_path):
-    common = ["train_fold", preprocessed, "seg", "cor", "1", "--config", "smoke", "--set", "num_epochs=6",
+def test_kill_and_continue_reaches_same_state(preprocessed, tmp_path, capsys):
+    # killed as soon as the epoch-2 checkpoint appears, with 6 epochs left: the kill lands mid-run
+    common = ["train_fold", preprocessed, "seg", "cor", "1", "--config", "smoke", "--set", "num_epochs=8",
               "--set", "iterations_per_epoch=3", "--set", "checkpoint_every_epochs=2"]
     assert _cli(*common, "--results", tmp_path / "a").returncode == 0
     fold_b = tmp_path / "b" / "seg" / "cor" / "scratch" / "fold_1"
@@ -96,33 +97,50 @@ def test_kill_and_continue_reaches_same_state(preprocessed, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (fold_b / "checkpoint_latest.pt").is_file()
-    killed_early = not (fold_b / "checkpoint_final.pt").is_file()
+    assert not (fold_b / "checkpoint_final.pt").is_file(), "the run finished before it was killed"
+    killed_at = torch.load(fold_b / "checkpoint_latest.pt", weights_only=True)["epoch"]
+    assert killed_at < 8
     # without --continue an existing run is never overwritten
-    r = _cli(*common, "--results", tmp_path / "b")
-    assert r.returncode == 2 and "--continue" in r.stderr
+    assert main([*map(str, common), "--results", str(tmp_path / "b")]) == 2
+    assert "--continue" in capsys.readouterr().err
     r = _cli(*common, "--results", tmp_path / "b", "--continue")
     assert r.returncode == 0, r.stderr
     a = torch.load(tmp_path / "a" / "seg" / "cor" / "scratch" / "fold_1" / "checkpoint_final.pt", weights_only=True)
     b = torch.load(fold_b / "checkpoint_final.pt", weights_only=True)
-    assert killed_early or "resumed" in (fold_b / "training_log.txt").read_text()
+    assert f"resumed from checkpoint_latest.pt at epoch {killed_at}" in (fold_b / "training_log.txt").read_text()
+    assert b["epoch"] == a["epoch"] == 8 and len(b["history"]["train_loss"]) == 8
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
     assert a["history"]["train_loss"] == pytest.approx(b["history"]["train_loss"], rel=1e-5)
 
 
 def test_ddp_two_gloo_processes(preprocessed, tmp_path):
+    from orthodiff_auto.plans.schema import Plans
+    from orthodiff_auto.training.config import make_config
+    from orthodiff_auto.training.fold import FoldRequest, prepare_split
+
+    plans = Plans.load(preprocessed / "plans.json")
+    sizes = [len(prepare_split(FoldRequest(preprocessed, "seg", "sag", k, make_config("smoke")), plans)[1])
+             for k in range(5)]
+    k = sizes.index(max(sizes))  # a fold with several validation scans, so that both processes validate
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         "-m", "orthodiff_auto", "train_fold", str(preprocessed), "seg", "sag", "2", "--config", "smoke",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "orthodiff_auto", "train_fold", str(preprocessed), "seg", "sag", str(k), "--config", "smoke",
          "--results", str(tmp_path), "--device", "cpu"],
         capture_output=True, text=True, timeout=300, env=env,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    fold = tmp_path / "seg" / "sag" / "scratch" / "fold_2"
+    fold = tmp_path / "seg" / "sag" / "scratch" / f"fold_{k}"
     assert "2 processes" in (fold / "training_log.txt").read_text()
-    assert (fold / "summary.json").is_file()
-    assert torch.load(fold / "checkpoint_final.pt", weights_only=True)["epoch"] == 2
+    ckpt = torch.load(fold / "checkpoint_final.pt", weights_only=True)
+    assert ckpt["epoch"] == 2
+    # the final validation is shared by the processes (each takes every second scan) and gathered on rank 0
+    val = ckpt["extras"]["split"]["val"]
+    assert len(val) >= 2
+    summary = json.loads((fold / "summary.json").read_text())
+    assert list(summary["per_case"]) == val and summary["num_validation_scans"] == len(val)
+    assert all((fold / "validation" / f"{case}_sag.nii.gz").is_file() for case in val)
 
 
 def test_label_fraction_seed_trains_a_stratified_subset_in_its_own_folder(preprocessed, tmp_path):
