@@ -198,7 +198,7 @@ def test_torchrun_two_processes_uneven_cases_merge_only_this_runs_parts(trained_
             write_image(inp / f"{case}_{view}.nii.gz", image, g)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "orthodiff_auto", "predict_folder", str(inp), str(out), "--model", str(trained_model),
          "--device", "cpu"], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
