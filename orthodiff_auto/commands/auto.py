@@ -27,7 +27,13 @@ def register(subparsers) -> None:
                    help="override for classification runs only, after --set (e.g. --cls-set num_epochs=12)")
     p.add_argument("--pretrain-set", dest="pretrain_overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    p.add_argument("--no-pretrain", action="store_true", help="skip diffusion pretraining (from-scratch only)")
+    p.add_argument("--pretrained-from", type=Path, default=None, metavar="PRETRAINED",
+                   help="a pretrained encoder bundle (another run's WORK/results/pretrain, or one encoder_<view>.pt): "
+                   "its views are planned like its encoders (architecture, normalisation, spacing; patch and batch "
+                   "planned for this dataset) and fine-tune from them instead of pretraining here")
+    p.add_argument("--no-pretrain", action="store_true",
+                   help="skip diffusion pretraining here (views without a --pretrained-from encoder: from scratch "
+                   "only)")
     p.add_argument("--no-frozen-features", action="store_true",
                    help="with pretraining, skip probe and the classifiers on frozen diffusion features")
     p.add_argument("--no-scratch", action="store_true",
@@ -53,7 +59,7 @@ def run(args) -> int:
         frozen_features=not args.no_frozen_features, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
         classification_overrides=tuple(args.classification_overrides),
         pretrain_overrides=tuple(args.pretrain_overrides), num_processes=args.num_processes, device=args.device,
-        redo_stale=args.redo_stale,
+        redo_stale=args.redo_stale, pretrained_from=args.pretrained_from,
     )
     model_dir = run_auto(args.dataset, args.work, options)
     print(f"model folder: {model_dir}")

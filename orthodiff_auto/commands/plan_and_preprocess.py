@@ -1,4 +1,4 @@
-"""``orthodiff plan_and_preprocess RAW_DATASET --out PREPROCESSED_DIR [--budget ...] [-np N]``."""
+"""``orthodiff plan_and_preprocess RAW_DATASET --out PREPROCESSED_DIR [--budget ...] [--like PRETRAINED] [-np N]``."""
 
 from __future__ import annotations
 
@@ -17,11 +17,22 @@ def register(subparsers) -> None:
     )
     add_dataset_and_out(p, "preprocessed folder to write into")
     p.add_argument("--budget", default=None, help=BUDGET_HELP)
+    p.add_argument("--like", default=None, metavar="PRETRAINED",
+                   help="plan like a pretrained encoder bundle (an `orthodiff pretrain` results folder such as "
+                   "WORK/results/pretrain, or one encoder_<view>.pt): its views adopt the encoder's architecture, "
+                   "normalisation and spacing so its weights load; patch and batch are planned for this dataset")
     add_worker_options(p, skip_validation=False)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.like is not None:
+        # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
+        from orthodiff_auto.pipeline.adaptation import plan_and_preprocess_like
+
+        plan_and_preprocess_like(args.dataset, args.out, args.like, args.budget, args.num_processes,
+                                 progress=not args.no_progress)
+        return 0
     # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.preprocessing.stages import plan_and_preprocess
 

@@ -10,9 +10,9 @@ from typing import Any, Mapping
 
 import torch
 
-from orthodiff_auto.plans.schema import ViewPlan
+from orthodiff_auto.plans.schema import Plans, ViewPlan
 from orthodiff_auto.training.checkpoint import save_checkpoint
-from orthodiff_auto.training.pretrained import ENCODER_FORMAT, input_channels, plan_summary, stem_keys
+from orthodiff_auto.training.pretrained import ENCODER_FORMAT, input_channels, plan_summary, plans_excerpt, stem_keys
 
 ENCODER_PREFIX = "encoder."
 
@@ -28,8 +28,10 @@ def encoder_state_from_model_state(state: Mapping[str, torch.Tensor],
 
 def export_encoder(path: Path | str, model_state: Mapping[str, torch.Tensor], view_plan: ViewPlan,
                    iterations: int, diffusion: Mapping[str, Any] | None = None,
-                   patch_size: list[int] | None = None) -> dict[str, Any]:
-    """Write the encoder checkpoint (atomically) from a denoiser (or U-Net) state dict; returns the payload."""
+                   patch_size: list[int] | None = None, plans: Plans | None = None) -> dict[str, Any]:
+    """Write the encoder checkpoint (atomically) from a denoiser (or U-Net) state dict; returns the payload.
+    With ``plans`` (the plans ``view_plan`` belongs to) it carries their excerpt: a self-describing bundle that
+    another dataset can be planned like (``plan_and_preprocess --like``)."""
     spec = view_plan.segmentation.architecture
     state = encoder_state_from_model_state(model_state)
     keys = list(state)
@@ -48,6 +50,8 @@ def export_encoder(path: Path | str, model_state: Mapping[str, torch.Tensor], vi
         "diffusion": dict(diffusion or view_plan.diffusion.to_dict()),
         "iterations": int(iterations),
     }
+    if plans is not None:
+        payload["plans"] = plans_excerpt(plans, view_plan.view)
     save_checkpoint(path, payload)
     return payload
 

@@ -76,7 +76,7 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
             export_encoder(encoder_path, ema_model.state_dict(), view_plan, iterations,
                            diffusion={**task.plan.to_dict(), "prediction": task.prediction,
                                       "min_snr_gamma": dconfig.min_snr_gamma, "ema_decay": dconfig.ema_decay},
-                           patch_size=list(task.patch_size))
+                           patch_size=list(task.patch_size), plans=plans)
             trainer.log(f"wrote {encoder_path}")
             samples_path = None
             if dconfig.num_samples > 0:

@@ -4,6 +4,9 @@ validate -> plan_and_preprocess -> pretrain per view -> train all folds (segment
 and pretrained unless ``compare_scratch`` is off; classification per view and fused; with pretraining also
 ``probe`` per view and classifiers on frozen diffusion features unless ``frozen_features`` is off)
 -> find_best_configuration -> DIR/model.
+With ``pretrained_from`` (a pretrained encoder bundle, e.g. another dataset's RESULTS/pretrain), the views it
+has encoders for are planned like them (``plans.adaptation``) and fine-tune from them instead of pretraining
+here; classifiers on frozen diffusion features, which need this dataset's denoisers, are not trained.
 A stage counts as done when its artifact exists (plans.json, encoder_<view>.pt, a fold's summary.json) and
 came from this run's settings (``pipeline.stale``: the plans' budget; a run's plans and training config, as its
 checkpoint records them; encoders not newer than the folds fine-tuned from them); an artifact of other settings
@@ -25,13 +28,19 @@ from orthodiff_auto.diffusion.probe import run_probe
 from orthodiff_auto.diffusion.run import output_dir_for, pretrain
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.pipeline.model_selection import find_best_configuration
-from orthodiff_auto.pipeline.stale import budget_differences, fold_differences, pretrain_differences
+from orthodiff_auto.pipeline.stale import (
+    adaptation_differences, budget_differences, fold_differences, pretrain_differences,
+)
 from orthodiff_auto.pipeline.train_fold import train_fold
 from orthodiff_auto.plans.budget import parse_budget
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
+from orthodiff_auto.plans.adaptation import check_adaptable
+from orthodiff_auto.preprocessing.stages import (
+    dataset_views, run_fingerprint, run_plan, run_preprocess, validated_dataset,
+)
 from orthodiff_auto.training.config import make_config
 from orthodiff_auto.training.fold import FoldRequest
+from orthodiff_auto.training.pretrained import read_pretrained_bundle
 from orthodiff_auto.utils.log import log_line
 
 FOLDS = (0, 1, 2, 3, 4)
@@ -61,6 +70,7 @@ class AutoOptions:
     num_processes: int = 2
     device: str | None = None
     redo_stale: bool = False  # plan again / retrain what earlier settings produced, instead of refusing
+    pretrained_from: Path | None = None  # a pretrained encoder bundle to plan like and fine-tune from
 
     def __post_init__(self):
         object.__setattr__(self, "folds", check_folds(self.folds))  # UserInputError for a fold outside 0-4
@@ -84,14 +94,20 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
     budget = parse_budget(options.budget)
     clock = StageClock(log)
     preprocessed, results = work / "preprocessed", work / "results"
+    like = read_pretrained_bundle(options.pretrained_from) if options.pretrained_from is not None else None
     dataset = clock.run("validate", validated_dataset, raw, options.num_processes)
+    if like:  # encoders that cannot be adopted: exit 2 naming what differs, before anything is written
+        check_adaptable(dataset_views(dataset), dataset.description.modality, like, str(raw))
     plans_path = preprocessed / "plans.json"
-    changed = budget_differences(Plans.load(plans_path).budget, budget) if plans_path.is_file() else []
-    if changed and options.budget is not None:  # without --budget the work folder's plans are continued
+    existing = Plans.load(plans_path) if plans_path.is_file() else None
+    # without --budget the work folder's plans are continued; the encoders they adopted must be this run's
+    changed = budget_differences(existing.budget, budget) if existing and options.budget is not None else []
+    changed += adaptation_differences(existing, like) if existing else []
+    if changed:
         _refuse_or_redo(plans_path, changed, options, log)
-    if not plans_path.is_file() or (changed and options.budget is not None):
+    if existing is None or changed:
         clock.run("fingerprint", run_fingerprint, dataset, preprocessed, options.num_processes)
-        clock.run("plan", run_plan, preprocessed, budget)
+        clock.run("plan", run_plan, preprocessed, budget, like)
     else:
         log(f"== plans: reusing {plans_path} (budget {Plans.load(plans_path).budget})")
     clock.run("preprocess", run_preprocess, dataset, preprocessed, options.num_processes)
@@ -99,8 +115,11 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
     views = list(plans.views)
 
     encoders: dict[str, Path] = {}
-    if options.pretrain:
-        for view in views:
+    for view in views:
+        if like and view in like:
+            encoders[view] = Path(like[view].encoder)
+            log(f"== pretrain {view}: from {encoders[view]} (pretrained on {like[view].dataset_name!r})")
+        elif options.pretrain:
             encoders[view] = _pretrain(clock, preprocessed, results, plans, view, options, log)
 
     def variants(view):
@@ -124,8 +143,11 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
                     for fold in options.folds:
                         _train(clock, preprocessed, results, "cls", FUSED, fold, options, pretrained, log,
                                extra=(f"fusion={mode}",))
-        if options.frozen_features and encoders:
+        if options.frozen_features and encoders and not like:
             _frozen_feature_classifiers(clock, preprocessed, results, list(encoders), options, log)
+        elif options.frozen_features and like:
+            log("== frozen-feature classifiers: skipped (they need this dataset's own denoisers, not the encoders "
+                "of --pretrained-from)")
 
     model_dir = work / "model"
     description = clock.run("find_best_configuration", find_best_configuration, preprocessed, model_dir, results,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from orthodiff_auto.plans.adaptation import PretrainedPlan
 from orthodiff_auto.plans.schema import Plans, ViewPlan
 from orthodiff_auto.plans.subplans import Budget
 from orthodiff_auto.training.checkpoint import load_checkpoint
@@ -23,6 +24,19 @@ RESULT_NEUTRAL_FIELDS = frozenset({"num_workers", "checkpoint_every_epochs", "va
 
 def budget_differences(planned: Budget, requested: Budget) -> list[str]:
     return [] if str(planned) == str(requested) else [f"budget {planned} -> {requested}"]
+
+
+def adaptation_differences(plans: Plans, like: Mapping[str, PretrainedPlan] | None) -> list[str]:
+    """Views whose plans adopted another pretrained encoder than ``like`` has for them (or one when this run
+    plans without, or none when it plans like one): the encoder's file is compared by its SHA-256."""
+    found = []
+    for view, vp in plans.views.items():
+        had = vp.adapted_from
+        wanted = like.get(view) if like else None
+        if (had.sha256 if had else None) != (wanted.sha256 if wanted else None):
+            found.append(f"{view} planned like {had.encoder if had else 'no pretrained encoder'} -> "
+                         f"{wanted.encoder if wanted else 'no pretrained encoder'}")
+    return found
 
 
 def run_checkpoint(run_dir: Path) -> Path | None:
@@ -74,5 +88,5 @@ def newer_inputs(checkpoint: Path, inputs: Sequence[Path]) -> list[str]:
     return [f"{p.name} is newer" for p in inputs if p.is_file() and p.stat().st_mtime_ns > stamp]
 
 
-__all__ = ["RESULT_NEUTRAL_FIELDS", "budget_differences", "config_differences", "fold_differences",
-           "newer_inputs", "pretrain_differences", "run_checkpoint"]
+__all__ = ["RESULT_NEUTRAL_FIELDS", "adaptation_differences", "budget_differences", "config_differences",
+           "fold_differences", "newer_inputs", "pretrain_differences", "run_checkpoint"]

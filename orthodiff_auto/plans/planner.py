@@ -162,14 +162,34 @@ def _topology(spacing, patch, preset: PlannerPreset) -> Topology:
                     topo.shape_divisor)
 
 
-def plan_segmentation(spacing: Sequence[float], median_shape: Sequence[float], num_classes: int,
-                      num_cases: int, budget: Budget, preset: PlannerPreset) -> SegmentationPlan:
-    """Patch size, topology and batch size under ``budget`` (see module docstring)."""
+def initial_patch(spacing: Sequence[float], median_shape: Sequence[float], preset: PlannerPreset) -> list[float]:
+    """The patch planning starts from: isotropic in mm with ``preset.initial_patch_voxels`` voxels, clipped to
+    the median shape and to ``preset.max_patch_edge``."""
     inv = 1.0 / np.asarray(spacing, dtype=float)
     initial = [round(v) for v in inv * (preset.initial_patch_voxels / np.prod(inv)) ** (1 / 3)]
     patch = [float(min(i, m)) for i, m in zip(initial, median_shape)]
     if preset.max_patch_edge is not None:
         patch = [min(p, float(preset.max_patch_edge)) for p in patch]
+    return patch
+
+
+def batch_size_within(per_sample_gb: float, patch: Sequence[int], median_shape: Sequence[float], num_cases: int,
+                      budget: Budget, preset: PlannerPreset) -> int:
+    """The largest batch of ``patch`` within the budget, capped so that a batch holds at most
+    ``preset.max_dataset_fraction`` of the dataset's voxels, at least ``preset.min_batch_size``."""
+    batch = int(budget.memory_gb // per_sample_gb) if per_sample_gb > 0 else preset.min_batch_size
+    dataset_voxels = float(np.prod(median_shape, dtype=np.float64)) * max(1, num_cases)
+    cap = round(dataset_voxels * preset.max_dataset_fraction / float(np.prod(patch, dtype=np.float64)))
+    batch = max(min(batch, cap), preset.min_batch_size)
+    if preset.max_batch_size is not None:
+        batch = min(batch, preset.max_batch_size)
+    return int(batch)
+
+
+def plan_segmentation(spacing: Sequence[float], median_shape: Sequence[float], num_classes: int,
+                      num_cases: int, budget: Budget, preset: PlannerPreset) -> SegmentationPlan:
+    """Patch size, topology and batch size under ``budget`` (see module docstring)."""
+    patch = initial_patch(spacing, median_shape, preset)
     topo = _topology(spacing, patch, preset)
     arch = architecture_from_topology(topo, preset)
     n_cls = max(2, int(num_classes))
@@ -194,13 +214,7 @@ def plan_segmentation(spacing: Sequence[float], median_shape: Sequence[float], n
         seen.add(topo.patch_size)
         arch = architecture_from_topology(topo, preset)
         count = feature_map_count(arch, topo.patch_size, 1, n_cls, True)
-    per_sample = count_to_gb(count, 1)
-    batch = int(budget.memory_gb // per_sample) if per_sample > 0 else preset.min_batch_size
-    dataset_voxels = float(np.prod(median_shape, dtype=np.float64)) * max(1, num_cases)
-    cap = round(dataset_voxels * preset.max_dataset_fraction / float(np.prod(topo.patch_size, dtype=np.float64)))
-    batch = max(min(batch, cap), preset.min_batch_size)
-    if preset.max_batch_size is not None:
-        batch = min(batch, preset.max_batch_size)
+    batch = batch_size_within(count_to_gb(count, 1), topo.patch_size, median_shape, num_cases, budget, preset)
     return SegmentationPlan(
         patch_size=tuple(int(p) for p in topo.patch_size),
         batch_size=int(batch),
@@ -287,7 +301,8 @@ def plan_normalization(vf: ViewFingerprint, modality: str) -> NormalizationPlan:
     return NormalizationPlan(scheme="zscore", use_mask_for_norm=vf.median_relative_size_after_crop < 0.75, **stats)
 
 
-def _median_shape(vf: ViewFingerprint, target: Sequence[float]) -> tuple[float, ...]:
+def median_shape_at(vf: ViewFingerprint, target: Sequence[float]) -> tuple[float, ...]:
+    """The view's median shape (after cropping) resampled to the ``target`` spacing."""
     shapes = [new_shape(sh, sp, target) for sh, sp in zip(vf.shapes_after_crop, vf.spacings)]
     return tuple(float(v) for v in np.median(np.asarray(shapes, dtype=float), axis=0))
 
@@ -297,9 +312,9 @@ def plan_view(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget: Budg
     preset = preset or preset_for(budget)
     target = determine_target_spacing(vf.spacings, vf.shapes_after_crop)
     if preset.max_image_voxels is not None:
-        target = coarsen_to_fit(target, _median_shape(vf, target), preset.max_image_voxels)
+        target = coarsen_to_fit(target, median_shape_at(vf, target), preset.max_image_voxels)
     target = tuple(round(t, 6) for t in target)
-    median_shape = _median_shape(vf, target)
+    median_shape = median_shape_at(vf, target)
     num_classes = len(fingerprint.labels)
     seg_cases = vf.num_labelled or len(vf.spacings)
     seg = plan_segmentation(target, median_shape, num_classes, seg_cases, budget, preset)
@@ -338,8 +353,11 @@ __all__ = [
     "CPU_PRESET",
     "GPU_PRESET",
     "PlannerPreset",
+    "batch_size_within",
     "coarsen_to_fit",
     "determine_target_spacing",
+    "initial_patch",
+    "median_shape_at",
     "plan_classification",
     "plan_region_of_interest",
     "RegionOfInterest",
@@ -347,4 +365,5 @@ __all__ = [
     "plan_experiment",
     "plan_segmentation",
     "plan_view",
+    "preset_for",
 ]

@@ -42,6 +42,25 @@ PlanError = FieldError
 
 
 @dataclass(frozen=True)
+class AdaptedFrom:
+    """Where a view's adopted architecture, normalisation and target spacing came from (``plans.adaptation``):
+    a pretrained encoder, its file's SHA-256, the view and the dataset it was pretrained on."""
+
+    encoder: str
+    sha256: str
+    view: str
+    dataset_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder, "sha256": self.sha256, "view": self.view, "dataset_name": self.dataset_name}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "adapted_from") -> "AdaptedFrom":
+        check_known_keys(d, cls, where)
+        return cls(*(str(take(d, key, where)) for key in ("encoder", "sha256", "view", "dataset_name")))
+
+
+@dataclass(frozen=True)
 class ViewPlan:
     """Everything planned for one view. ``through_plane_axis`` is the preprocessed array axis across slices
     (0 by construction of the canonical orientation)."""
@@ -56,6 +75,7 @@ class ViewPlan:
     segmentation: SegmentationPlan
     classification: ClassificationPlan
     diffusion: DiffusionPlan
+    adapted_from: AdaptedFrom | None = None  # planned like a pretrained encoder (plans.adaptation)
 
     def __post_init__(self):
         if any(s <= 0 for s in self.target_spacing):
@@ -72,7 +92,7 @@ class ViewPlan:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "view": self.view,
             "target_spacing": list(self.target_spacing),
             "through_plane_axis": self.through_plane_axis,
@@ -84,6 +104,9 @@ class ViewPlan:
             "classification": self.classification.to_dict(),
             "diffusion": self.diffusion.to_dict(),
         }
+        if self.adapted_from is not None:  # only adapted plans carry it: other plans files stay as they were
+            out["adapted_from"] = self.adapted_from.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "view") -> "ViewPlan":
@@ -100,6 +123,8 @@ class ViewPlan:
             segmentation=SegmentationPlan.from_dict(take(d, "segmentation", where), f"{where}.segmentation"),
             classification=ClassificationPlan.from_dict(take(d, "classification", where), f"{where}.classification"),
             diffusion=DiffusionPlan.from_dict(take(d, "diffusion", where), f"{where}.diffusion"),
+            adapted_from=(AdaptedFrom.from_dict(d["adapted_from"], f"{where}.adapted_from")
+                          if d.get("adapted_from") is not None else None),
         )
 
 
@@ -208,6 +233,6 @@ class Plans:
 
 
 __all__ = [
-    "SCHEMA_VERSION", "ArchitectureSpec", "Budget", "ClassificationPlan", "DiffusionPlan", "Float3", "Int3",
-    "NormalizationPlan", "PlanError", "Plans", "ResamplingPlan", "SegmentationPlan", "ViewPlan",
+    "SCHEMA_VERSION", "AdaptedFrom", "ArchitectureSpec", "Budget", "ClassificationPlan", "DiffusionPlan", "Float3",
+    "Int3", "NormalizationPlan", "PlanError", "Plans", "ResamplingPlan", "SegmentationPlan", "ViewPlan",
 ]

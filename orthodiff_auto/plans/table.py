@@ -26,7 +26,13 @@ def format_plans(plans: Plans) -> str:
            f"labels: {len(plans.labels)} classes incl. background"
            + (f", ignore label {plans.ignore_label}" if plans.ignore_label is not None else "")
            + f"; findings: {len(plans.findings)}",
-           "Spatial sizes are in preprocessed order: through-plane axis first, then in-plane.", ""]
+           "Spatial sizes are in preprocessed order: through-plane axis first, then in-plane."]
+    for view, vp in plans.views.items():
+        if vp.adapted_from is not None:
+            a = vp.adapted_from
+            out.append(f"{VIEW_NAMES.get(view, view)}: architecture, normalisation and spacing adopted from "
+                       f"{a.encoder} (pretrained on {a.dataset_name!r}, view {a.view})")
+    out.append("")
     seg_rows, cls_rows, dif_rows, pre_rows = [], [], [], []
     for view, vp in plans.views.items():
         name = VIEW_NAMES.get(view, view)

@@ -4,7 +4,7 @@ Each stage reads the previous stage's artifact and writes its own, so a user can
 inspect or edit the JSON, and go on::
 
     run_fingerprint(raw, out)   -> out/dataset.json, out/findings.csv, out/fingerprint.json
-    run_plan(out, budget)       -> out/plans.json
+    run_plan(out, budget)       -> out/plans.json (``like``: planned like pretrained encoders, plans.adaptation)
     run_preprocess(raw, out)    -> out/<view>/<case>.{b2nd,_seg.b2nd,json} (and refreshes dataset.json,
                                    findings.csv)
 
@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Mapping
 
 from orthodiff_auto.data.dataset import RawDataset, load_raw_dataset
 from orthodiff_auto.data.validation import validate_dataset
 from orthodiff_auto.errors import DatasetError, UserInputError
 from orthodiff_auto.fingerprint.extract import extract_fingerprint
 from orthodiff_auto.fingerprint.schema import DatasetFingerprint
+from orthodiff_auto.plans.adaptation import PretrainedPlan, check_adaptable, plan_experiment_like
 from orthodiff_auto.plans.budget import parse_budget
 from orthodiff_auto.plans.planner import plan_experiment
 from orthodiff_auto.plans.schema import Plans
@@ -77,12 +79,14 @@ def run_fingerprint(dataset: RawDataset, out: Path | str, num_workers: int = 2,
     return fp
 
 
-def run_plan(out: Path | str, budget: Budget) -> tuple[Plans, bool]:
-    """Plan from ``out/fingerprint.json``; returns (plans, whether an existing different plans.json was
+def run_plan(out: Path | str, budget: Budget,
+             like: Mapping[str, PretrainedPlan] | None = None) -> tuple[Plans, bool]:
+    """Plan from ``out/fingerprint.json`` (``like``: the views with a pretrained encoder there adopt its
+    architecture, normalisation and spacing); returns (plans, whether an existing different plans.json was
     replaced)."""
     out = Path(out)
     fp = DatasetFingerprint.load(out / FINGERPRINT_JSON)
-    plans = plan_experiment(fp, budget)
+    plans = plan_experiment_like(fp, budget, like) if like else plan_experiment(fp, budget)
     target = out / PLANS_JSON
     replaced = False
     if target.is_file():
@@ -151,17 +155,25 @@ def preprocess_raw_dataset(dataset: Path | str, out: Path | str, num_processes: 
     return summary
 
 
+def dataset_views(dataset: RawDataset) -> list[str]:
+    """The views of the training and unlabeled scans (those the fingerprint and the plans cover)."""
+    return sorted({s.view for s in dataset.scans if s.subset != "test"})
+
+
 def plan_and_preprocess(dataset: Path | str, out: Path | str, budget: str | None = None, num_processes: int = 2,
-                        progress: bool = True, log=print) -> PreprocessSummary:
-    """``orthodiff plan_and_preprocess``: validate, fingerprint, plan and preprocess; logs the plans table, the
-    preprocessing summary and the time of each stage."""
+                        progress: bool = True, log=print,
+                        like: Mapping[str, PretrainedPlan] | None = None) -> PreprocessSummary:
+    """``orthodiff plan_and_preprocess``: validate, fingerprint, plan (``like``: like pretrained encoders) and
+    preprocess; logs the plans table, the preprocessing summary and the time of each stage."""
     parsed = parse_budget(budget)  # bad --budget: exit 2 before anything is read or written
     t0 = time.perf_counter()
     ds = validated_dataset(dataset, num_processes)
+    if like:  # encoders that cannot be adopted: exit 2 before anything is written
+        check_adaptable(dataset_views(ds), ds.description.modality, like, str(ds.root))
     t1 = time.perf_counter()
     run_fingerprint(ds, out, num_processes, progress=progress)
     t2 = time.perf_counter()
-    plans, replaced = run_plan(out, parsed)
+    plans, replaced = run_plan(out, parsed, like)
     t3 = time.perf_counter()
     log(format_plans(plans))
     if replaced:

@@ -14,9 +14,15 @@ loadable with ``torch.load(weights_only=True)``) holds::
     pretrained_under   {"target_spacing", "patch_size", "normalization"} of the plan it was trained under
     diffusion          the diffusion plan (timesteps, schedule, prediction, ...) and the loss settings
     iterations         optimizer steps of pretraining
+    plans              the plans it was pretrained under (``plans_excerpt``): dataset name, modality, budget,
+                       labels, findings, schema version and the view's whole plan
 
 ``load_pretrained_encoder`` checks it against the architecture the downstream network was built from and
 raises ``UserInputError`` naming the file and every mismatch before it touches any weight.
+
+The encoders of one pretraining (a file per view, ``RESULTS/pretrain/<view>/encoder_<view>.pt``) make a
+self-describing bundle: ``read_pretrained_bundle`` finds them in a folder (or takes one file) and returns, per
+view, what another dataset's plans adopt to load them (``plans.adaptation.PretrainedPlan``).
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ from torch import nn
 
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.networks.spec import ArchitectureSpec
-from orthodiff_auto.plans.schema import ViewPlan
+from orthodiff_auto.plans.adaptation import PretrainedPlan
+from orthodiff_auto.plans.schema import Plans, ViewPlan
+from orthodiff_auto.plans.subplans import NormalizationPlan, ResamplingPlan
 from orthodiff_auto.training.checkpoint import load_checkpoint, unwrap
 
 ENCODER_FORMAT = "orthodiff_auto.encoder/1"
+ENCODER_FILE_PATTERN = "encoder_*.pt"
 # Architecture fields that decide the encoder's weights (the decoder's conv count does not).
 ENCODER_FIELDS = ("network_class", "n_stages", "features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage",
                   "conv_bias", "norm", "nonlin", "conv_dim")
@@ -62,6 +71,19 @@ def plan_summary(view_plan: ViewPlan) -> dict[str, Any]:
         "target_spacing": list(view_plan.target_spacing),
         "patch_size": list(view_plan.diffusion.patch_size),
         "normalization": view_plan.normalization.to_dict(),
+    }
+
+
+def plans_excerpt(plans: Plans, view: str) -> dict[str, Any]:
+    """The plans an encoder was pretrained under, as its checkpoint carries them (``plans``)."""
+    return {
+        "schema_version": plans.schema_version,
+        "dataset_name": plans.dataset_name,
+        "modality": plans.modality,
+        "budget": plans.budget.to_dict(),
+        "labels": dict(plans.labels),
+        "findings": list(plans.findings),
+        "view_plan": plans.view(view).to_dict(),
     }
 
 
@@ -128,6 +150,53 @@ def read_encoder_checkpoint(path: Path | str) -> dict[str, Any]:
     ckpt["source_path"] = str(path.resolve())
     ckpt["sha256"] = _sha256(path)
     return ckpt
+
+
+def pretrained_plan(ckpt: Mapping[str, Any]) -> PretrainedPlan:
+    """What a checkpoint (as ``read_encoder_checkpoint`` returns it) says about the plan its encoder was
+    pretrained under; UserInputError naming the file when it carries no plans or invalid ones."""
+    path = str(ckpt.get("source_path", "encoder checkpoint"))
+    excerpt = ckpt.get("plans")
+    if not isinstance(excerpt, Mapping) or not isinstance(excerpt.get("view_plan"), Mapping):
+        raise UserInputError(f"{path}: the encoder checkpoint carries no plans (written by an older `orthodiff "
+                             "pretrain`); pretrain again to plan another dataset like it")
+    view_plan = excerpt["view_plan"]
+    try:
+        return PretrainedPlan(
+            encoder=path, sha256=str(ckpt.get("sha256", "")), view=str(ckpt["view"]),
+            dataset_name=str(excerpt["dataset_name"]), modality=str(excerpt.get("modality", "MRI")),
+            in_channels=int(ckpt["in_channels"]),
+            target_spacing=tuple(float(v) for v in view_plan["target_spacing"]),
+            normalization=NormalizationPlan.from_dict(dict(view_plan["normalization"])),
+            resampling=ResamplingPlan.from_dict(dict(view_plan.get("resampling", {}))),
+            architecture=ArchitectureSpec.from_dict(dict(ckpt["architecture"])),
+        )
+    except (KeyError, TypeError, ValueError) as e:  # FieldError is a ValueError
+        raise UserInputError(f"{path}: invalid plans in the encoder checkpoint: {e}") from None
+
+
+def read_pretrained_bundle(path: Path | str) -> dict[str, PretrainedPlan]:
+    """The pretrained encoders at ``path`` (one encoder file, or a folder searched for ``encoder_<view>.pt``, e.g.
+    an ``orthodiff pretrain`` results folder RESULTS/pretrain) by view, each with the plan it was pretrained
+    under. UserInputError when there is none, when two are of one view, or when one is not a valid encoder."""
+    path = Path(path)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(path.rglob(ENCODER_FILE_PATTERN))
+    else:
+        raise UserInputError(f"{path}: pretrained encoder bundle not found")
+    if not files:
+        raise UserInputError(f"{path}: no encoder_<view>.pt in this folder (`orthodiff pretrain` writes them to "
+                             "RESULTS/pretrain/<view>/)")
+    bundle: dict[str, PretrainedPlan] = {}
+    for file in files:
+        plan = pretrained_plan(read_encoder_checkpoint(file))
+        if plan.view in bundle:
+            raise UserInputError(f"{path}: two encoders of view {plan.view!r} ({bundle[plan.view].encoder} and "
+                                 f"{plan.encoder}); pass the folder of one pretraining")
+        bundle[plan.view] = plan
+    return bundle
 
 
 def _fmt(v: Any) -> str:
@@ -228,6 +297,7 @@ def pretrained_parameter_groups(model: nn.Module, encoder_attr: str = "encoder")
 
 __all__ = [
     "ENCODER_FIELDS",
+    "ENCODER_FILE_PATTERN",
     "ENCODER_FORMAT",
     "PretrainedInfo",
     "architecture_mismatches",
@@ -235,7 +305,10 @@ __all__ = [
     "input_channels",
     "load_pretrained_encoder",
     "plan_summary",
+    "plans_excerpt",
     "pretrained_parameter_groups",
+    "pretrained_plan",
     "read_encoder_checkpoint",
+    "read_pretrained_bundle",
     "stem_keys",
 ]

@@ -129,3 +129,50 @@ def test_read_checkpoint_once_then_load_from_the_dict(exported):
                        den.encoder.state_dict()["stages.2.0.convs.1.conv.weight"])
     with pytest.raises(UserInputError, match=f"{path.name}.*features_per_stage"):
         load_pretrained_encoder(build_encoder(tiny_arch(features=(8, 8, 16)), 1), ckpt, tiny_arch(features=(8, 8, 16)))
+
+
+def test_export_with_plans_is_a_self_describing_bundle(tmp_path):
+    """With the plans, the encoder file carries their excerpt; a folder of such files reads as a bundle by view,
+    each with the plan another dataset adopts (architecture, normalisation, spacing)."""
+    from orthodiff_auto.training.pretrained import read_pretrained_bundle
+
+    from tests.plans.tiny_plans import tiny_plans
+
+    plans = tiny_plans(views=("sag", "cor"))
+    torch.manual_seed(0)
+    for view in ("sag", "cor"):
+        (tmp_path / "pretrain" / view).mkdir(parents=True)
+        export_encoder(tmp_path / "pretrain" / view / f"encoder_{view}.pt", Denoiser(tiny_arch()).state_dict(),
+                       plans.view(view), iterations=3, plans=plans)
+    ckpt = torch.load(tmp_path / "pretrain" / "sag" / "encoder_sag.pt", weights_only=True)
+    assert ckpt["plans"]["dataset_name"] == "Tiny" and ckpt["plans"]["view_plan"] == plans.view("sag").to_dict()
+    bundle = read_pretrained_bundle(tmp_path / "pretrain")
+    assert sorted(bundle) == ["cor", "sag"]
+    sag = bundle["sag"]
+    assert sag.architecture == plans.view("sag").segmentation.architecture and sag.in_channels == 1
+    assert sag.target_spacing == plans.view("sag").target_spacing and sag.modality == "MRI"
+    assert sag.normalization == plans.view("sag").normalization and len(sag.sha256) == 64
+    assert read_pretrained_bundle(tmp_path / "pretrain" / "cor" / "encoder_cor.pt").keys() == {"cor"}
+
+
+def test_bundle_refusals(tmp_path, exported):
+    """No encoder in the folder, two of one view, an encoder without plans: each refused naming the file."""
+    from orthodiff_auto.training.pretrained import read_pretrained_bundle
+
+    with pytest.raises(UserInputError, match="not found"):
+        read_pretrained_bundle(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserInputError, match="no encoder_<view>.pt"):
+        read_pretrained_bundle(tmp_path / "empty")
+    _, path, _ = exported  # written without plans, as an older `pretrain` did
+    with pytest.raises(UserInputError, match=f"{path.name}: the encoder checkpoint carries no plans"):
+        read_pretrained_bundle(path)
+    from tests.plans.tiny_plans import tiny_plans
+
+    plans = tiny_plans()
+    for name in ("a", "b"):
+        (tmp_path / "two" / name).mkdir(parents=True)
+        export_encoder(tmp_path / "two" / name / "encoder_sag.pt", Denoiser(tiny_arch()).state_dict(),
+                       plans.view("sag"), iterations=1, plans=plans)
+    with pytest.raises(UserInputError, match="two encoders of view 'sag'"):
+        read_pretrained_bundle(tmp_path / "two")
