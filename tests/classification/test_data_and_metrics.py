@@ -160,9 +160,9 @@ def test_batches_are_a_pure_function_of_seed_rank_iteration(cls_preprocessed):
     batch = fused[2]
     torch.testing.assert_close(batch["data_sag"], fused[2]["data_sag"])
     assert batch["present"].dtype == torch.bool and batch["present"].any(1).all()
-    for j in range(4):
-        if not batch["present"][j, 1]:
-            assert (batch["data_cor"][j] == 0).all()  # placeholder, never looked at
+    absent = ~batch["present"][:, 1]
+    assert absent.any()  # this seeded batch drops a coronal scan, so the check below runs
+    assert (batch["data_cor"][absent] == 0).all()  # placeholder, never looked at
 
 
 def test_threshold_selection_hand_values():

@@ -105,14 +105,19 @@ def test_end_to_end_after_plan_and_preprocess(make_native_dataset, tmp_path):
     assert info.iterations == 4 and info.view == "sag"
 
 
-def test_device_names():
+def test_device_names(monkeypatch):
     from orthodiff_auto.training.device import resolve_device as _device
     from orthodiff_auto.errors import UserInputError
 
     assert _device("cpu", 0).type == "cpu"
     with pytest.raises(UserInputError, match="unknown device"):
         _device("tpu", 0)
-    if not torch.cuda.is_available():
-        assert _device("auto", 0).type == "cpu"
-        with pytest.raises(UserInputError, match="no CUDA"):
-            _device("cuda:1", 0)
+    # both kinds of machine, whichever this one is (only torch.device objects are made, no CUDA call)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _device("auto", 0).type == "cpu"
+    with pytest.raises(UserInputError, match="no CUDA"):
+        _device("cuda:1", 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _device("auto", 1) == torch.device("cuda", 1) and _device(None, 0) == torch.device("cuda", 0)
+    assert _device("cuda:1", 0) == torch.device("cuda", 1)  # a number outside torchrun is kept
+    assert _device("cuda:1", 3, distributed=True) == torch.device("cuda", 3)  # under torchrun: LOCAL_RANK's GPU

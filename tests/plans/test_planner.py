@@ -124,19 +124,31 @@ def arch():
     return architecture_from_topology(topo, CPU_PRESET)
 
 
-def test_memory_estimate_matches_dna_and_calibration(arch):
-    import torch
-
+def test_memory_estimate_counts_a_real_network_and_scales_with_batch(arch):
     from orthodiff_auto.networks import build_segmentation_network
 
+    # the count is that of the network really built (on the CPU, not the meta device the planner uses)
     net = build_segmentation_network(arch, 1, 3, deep_supervision=True)
-    expected = int(net.compute_conv_feature_map_size([16, 64, 64]))
-    assert feature_map_count(arch, (16, 64, 64), 1, 3, True) == expected
-    assert estimate_segmentation_memory_gb(arch, (16, 64, 64), 2, 1, 3) == pytest.approx(
-        expected * 2 * 8 / (2 * REFERENCE_FEATURE_MAP_3D))
-    # nnU-Net's reference point: its reference count at batch 2 is the 8 GB budget.
+    assert feature_map_count(arch, (16, 64, 64), 1, 3, True) == int(net.compute_conv_feature_map_size([16, 64, 64]))
+    # more output classes, more feature maps (the heads); memory proportional to the batch
+    assert feature_map_count(arch, (16, 64, 64), 1, 8, True) > feature_map_count(arch, (16, 64, 64), 1, 3, True)
+    one = estimate_segmentation_memory_gb(arch, (16, 64, 64), 1, 1, 3)
+    assert estimate_segmentation_memory_gb(arch, (16, 64, 64), 4, 1, 3) == pytest.approx(4 * one)
+    # nnU-Net's calibration point: its reference count at batch 2 is its 8 GB budget
     assert count_to_gb(REFERENCE_FEATURE_MAP_3D, 2) == pytest.approx(8.0)
-    assert torch.is_tensor(next(net.parameters()))
+
+
+def test_isotropic_8gb_plan_is_nnunets_known_default():
+    """nnU-Net v2's 3d_fullres plan for isotropic 1 mm data with large images under its 8 GB target: a 128^3
+    patch, batch 2, a 6-stage PlainConvUNet with 32 to 320 features, 3x3x3 kernels and isotropic pooling."""
+    plan = plan_segmentation((1.0, 1.0, 1.0), (300, 300, 300), 3, 500, Budget("gpu", 8.0), GPU_PRESET)
+    assert plan.patch_size == (128, 128, 128) and plan.batch_size == 2
+    arch = plan.architecture
+    assert arch.n_stages == 6 and arch.features_per_stage == (32, 64, 128, 256, 320, 320)
+    assert all(k == (3, 3, 3) for k in arch.kernel_sizes)
+    assert arch.strides == ((1, 1, 1),) + ((2, 2, 2),) * 5
+    # and the budget is what stops it: the next larger cube does not fit
+    assert plan.memory_estimate_gb <= 8.0 < estimate_segmentation_memory_gb(arch, (160, 160, 160), 2, 1, 3)
 
 
 def test_memory_estimate_monotone_in_patch_and_batch(arch):

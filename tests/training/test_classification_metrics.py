@@ -54,14 +54,17 @@ def test_ranking_metrics_hand_computed(y, s, expected_auc, expected_ap):
 
 def test_ranking_metrics_match_sklearn_with_ties():
     rng = np.random.default_rng(1)
+    compared = 0
     for _ in range(100):
         n = int(rng.integers(2, 50))
         y = rng.random(n) < rng.uniform(0.1, 0.9)
         s = np.round(rng.random(n), int(rng.integers(1, 3)))  # coarse rounding: many ties
         if y.all() or not y.any():
-            continue
+            continue  # one class: sklearn refuses; NaN here, tested separately
         assert auroc(y, s) == pytest.approx(roc_auc_score(y, s))
         assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
+        compared += 1
+    assert compared >= 80
 
 
 @pytest.mark.parametrize("y", [[0, 0, 0], [1, 1, 1], []])
