@@ -171,6 +171,9 @@ class Trainer:
         if self.start_epoch >= cfg.num_epochs:
             self.log("training already complete")
             return
+        # what a bit-for-bit rerun needs to match (documentation/training.md, "Determinism")
+        self.log(f"reproducibility: seed {cfg.seed}, torch {torch.__version__}, {torch.get_num_threads()} intra-op "
+                 f"threads, device {self.device}" + (f", {self.ctx.world_size} processes" if self.ctx.enabled else ""))
         batches = iter(self._loader(start_iteration))
         iteration = start_iteration
         for epoch in range(self.start_epoch, cfg.num_epochs):

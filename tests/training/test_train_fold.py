@@ -78,6 +78,7 @@ def test_smoke_run_lowers_loss_and_validates(preprocessed, tmp_path):
     assert (fold / "progress.png").is_file()
     log = (fold / "training_log.txt").read_text()
     assert "data wait" in log
+    assert f"reproducibility: seed 12345, torch {torch.__version__}, {torch.get_num_threads()} intra-op threads" in log
     # splits are made once and shared by every view and task
     splits = json.loads((preprocessed / "splits.json").read_text())
     assert sorted(c for s in splits for c in s["val"]) == CASES
