@@ -43,6 +43,25 @@ def sphere_scan(shape, rng: np.random.Generator, n_labels: int = 2):
     return image, label
 
 
+def write_sphere_dataset(root: Path, cases, views, labels: dict, findings: dict, scan) -> Path:
+    """A raw training set: dataset.json, ``scan(i, view) -> (image, label, geometry)`` written to
+    imagesTr/labelsTr for case ``i`` of ``cases``, and findings.csv from ``findings`` ({column: value of case
+    i}: a callable per column)."""
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    names = [c for c in findings if c != "site"]
+    json.dump({"name": "T", "labels": labels, "findings": names, "views": list(views)}, open(root / "dataset.json", "w"))
+    rows = ["case_id," + ",".join(findings)]
+    for i, case in enumerate(cases):
+        for view in views:
+            image, label, g = scan(i, view)
+            write_image(root / "imagesTr" / f"{case}_{view}.nii.gz", image, g)
+            write_image(root / "labelsTr" / f"{case}_{view}.nii.gz", label, g)
+        rows.append(",".join([case] + [str(value(i)) for value in findings.values()]))
+    (root / "findings.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 @pytest.fixture
 def make_native_dataset(tmp_path):
     """Factory: a small valid native dataset; keyword arguments vary its content."""

@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orthodiff_auto.data.image_io import write_image
 from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice
 from orthodiff_auto.pipeline.train_fold import train_fold
 from orthodiff_auto.plans.schema import Budget
 from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
 from orthodiff_auto.training.config import make_config
 from orthodiff_auto.training.fold import FoldRequest
-from tests.conftest import sphere_scan, view_geometry
+from tests.conftest import sphere_scan, view_geometry, write_sphere_dataset
 
 LABELS = {"background": 0, "ball": 1, "box": 5}
 VIEWS = ("sag", "cor")
@@ -40,19 +39,9 @@ def gapped_scan(view: str, seed: int, shape=SHAPE, spacing=SPACING, origin=(0.0,
 
 
 def _raw_dataset(root: Path, n_cases: int = 6) -> Path:
-    (root / "imagesTr").mkdir(parents=True)
-    (root / "labelsTr").mkdir()
-    json.dump({"name": "Gapped", "labels": LABELS, "findings": list(FINDINGS), "views": list(VIEWS)},
-              open(root / "dataset.json", "w"))
-    rows = ["case_id," + ",".join(FINDINGS)]
-    for i in range(n_cases):
-        for j, view in enumerate(VIEWS):
-            image, label, g = gapped_scan(view, seed=10 * i + j)
-            write_image(root / "imagesTr" / f"k{i:02d}_{view}.nii.gz", image, g)
-            write_image(root / "labelsTr" / f"k{i:02d}_{view}.nii.gz", label, g)
-        rows.append(f"k{i:02d},{i % 2},{(i // 2) % 2}")
-    (root / "findings.csv").write_text("\n".join(rows) + "\n")
-    return root
+    findings = {FINDINGS[0]: lambda i: i % 2, FINDINGS[1]: lambda i: (i // 2) % 2}
+    return write_sphere_dataset(root, [f"k{i:02d}" for i in range(n_cases)], VIEWS, LABELS, findings,
+                                lambda i, view: gapped_scan(view, seed=10 * i + VIEWS.index(view)))
 
 
 @pytest.fixture(scope="session")

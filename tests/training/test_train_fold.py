@@ -14,8 +14,7 @@ import torch
 from orthodiff_auto.cli import main
 from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_preprocess, validated_dataset
 from orthodiff_auto.plans.schema import Budget
-from tests.conftest import sphere_scan, view_geometry
-from orthodiff_auto.data.image_io import write_image
+from tests.conftest import sphere_scan, view_geometry, write_sphere_dataset
 
 CASES = [f"k{i:02d}" for i in range(8)]
 
@@ -24,20 +23,13 @@ def _raw_dataset(root: Path) -> Path:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    (root / "imagesTr").mkdir(parents=True)
-    (root / "labelsTr").mkdir()
-    json.dump({"name": "T", "labels": {"background": 0, "ball": 1, "box": 2}, "findings": ["f1", "f2"],
-               "views": ["sag", "cor"]}, open(root / "dataset.json", "w"))
-    rows = ["case_id,f1,f2,site"]
-    for i, case in enumerate(CASES):
-        for view in ("sag", "cor"):
-            g = view_geometry(view, shape=(8, 32, 32), spacing=(3.0, 1.0, 1.0))
-            image, label = sphere_scan(g.shape, rng)
-            write_image(root / "imagesTr" / f"{case}_{view}.nii.gz", image, g)
-            write_image(root / "labelsTr" / f"{case}_{view}.nii.gz", label, g)
-        rows.append(f"{case},{i % 2},{(i // 2) % 2},s{i % 2}")
-    (root / "findings.csv").write_text("\n".join(rows) + "\n")
-    return root
+
+    def scan(i, view):
+        g = view_geometry(view, shape=(8, 32, 32), spacing=(3.0, 1.0, 1.0))
+        return (*sphere_scan(g.shape, rng), g)
+
+    findings = {"f1": lambda i: i % 2, "f2": lambda i: (i // 2) % 2, "site": lambda i: f"s{i % 2}"}
+    return write_sphere_dataset(root, CASES, ("sag", "cor"), {"background": 0, "ball": 1, "box": 2}, findings, scan)
 
 
 @pytest.fixture(scope="module")
