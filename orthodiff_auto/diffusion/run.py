@@ -21,6 +21,8 @@ from orthodiff_auto.training.distributed import barrier, distributed_device, shu
 from orthodiff_auto.training.loop import Trainer
 from orthodiff_auto.utils.atomic import write_json_atomic
 
+PRETRAIN_SUMMARY = "pretrain_summary.json"  # written last: its presence means the view's pretraining is complete
+
 
 def output_dir_for(preprocessed_dir: Path | str, view: str, results: Path | str | None = None) -> Path:
     """RESULTS/pretrain/VIEW (RESULTS: ``results``, default PREPROCESSED_DIR/../results)."""
@@ -104,7 +106,7 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
                 "training_config": config.to_dict(),
                 "diffusion_config": dconfig.to_dict(),
             }
-            write_json_atomic(out / "pretrain_summary.json", summary)
+            write_json_atomic(out / PRETRAIN_SUMMARY, summary)
         barrier(ctx)
         return summary
     finally:
@@ -142,4 +144,4 @@ def sample_figure(model, task, path: Path, num_samples: int, steps: int, device,
     save_sampling_figure(sections, path, axis=task.view_plan.through_plane_axis, reference=reference, title=title)
 
 
-__all__ = ["output_dir_for", "pretrain", "sample_figure"]
+__all__ = ["PRETRAIN_SUMMARY", "output_dir_for", "pretrain", "sample_figure"]

@@ -7,11 +7,11 @@ and pretrained unless ``compare_scratch`` is off; classification per view and fu
 With ``pretrained_from`` (a pretrained encoder bundle, e.g. another dataset's RESULTS/pretrain), the views it
 has encoders for are planned like them (``plans.adaptation``) and fine-tune from them instead of pretraining
 here; classifiers on frozen diffusion features, which need this dataset's denoisers, are not trained.
-A stage counts as done when its artifact exists (plans.json, encoder_<view>.pt, a fold's summary.json) and
-came from this run's settings (``pipeline.stale``: the plans' budget; a run's plans and training config, as its
-checkpoint records them; encoders not newer than the folds fine-tuned from them); an artifact of other settings
-is refused with a message naming it, or redone with ``redo_stale``. An interrupted fold resumes from its latest
-checkpoint.
+A stage counts as done when its last artifact exists (plans.json, pretrain_summary.json, a fold's summary.json)
+and came from this run's settings (``pipeline.stale``: the plans' budget; a run's plans and training config, as
+its checkpoint records them; encoders not newer than the folds fine-tuned from them); an artifact of other
+settings is refused with a message naming it, or redone with ``redo_stale``. An interrupted pretraining or fold
+resumes from its latest checkpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Sequence
 from orthodiff_auto.classification.config import FUSED
 from orthodiff_auto.diffusion.config import make_pretrain_configs
 from orthodiff_auto.diffusion.probe import run_probe
-from orthodiff_auto.diffusion.run import output_dir_for, pretrain
+from orthodiff_auto.diffusion.run import PRETRAIN_SUMMARY, output_dir_for, pretrain
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.pipeline.model_selection import find_best_configuration
 from orthodiff_auto.pipeline.stale import (
@@ -195,7 +195,7 @@ def _pretrain(clock, preprocessed, results, plans, view, options, log) -> Path:
     if changed:
         _refuse_or_redo(run_dir, changed, options, log)
         shutil.rmtree(run_dir)  # with it its probe.json; the folds fine-tuned from it see a newer encoder
-    if encoder.is_file():
+    if (run_dir / PRETRAIN_SUMMARY).is_file():  # written last: an encoder alone is a run killed before the end
         log(f"== pretrain {view}: done ({encoder})")
         return encoder
     resume = (run_dir / "checkpoint_latest.pt").is_file()

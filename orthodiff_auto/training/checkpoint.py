@@ -14,9 +14,13 @@ from orthodiff_auto.utils.atomic import atomic_path
 
 
 def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
-    """Atomic: a kill during the write leaves the previous checkpoint intact."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Atomic: a kill during the write leaves the previous checkpoint intact.
+
+    Written through a file object: given a path, torch names the archive inside the file after it, so the bytes
+    would depend on the temporary name and two saves of the same payload would differ (and so would the sha256
+    that runs record of the encoder they start from)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:

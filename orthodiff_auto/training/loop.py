@@ -170,6 +170,11 @@ class Trainer:
         start_iteration = self.start_epoch * cfg.iterations_per_epoch
         if self.start_epoch >= cfg.num_epochs:
             self.log("training already complete")
+            # a kill can come between the last epoch's checkpoint and these two: write what is missing
+            if not (self.output_dir / "checkpoint_final.pt").is_file():
+                self.save("checkpoint_final.pt", cfg.num_epochs)
+            if self.ctx.is_main and not (self.output_dir / "progress.png").is_file():
+                self.plot_progress()
             return
         # what a bit-for-bit rerun needs to match (documentation/training.md, "Determinism")
         self.log(f"reproducibility: seed {cfg.seed}, torch {torch.__version__}, {torch.get_num_threads()} intra-op "

@@ -45,3 +45,13 @@ def test_corrupt_file_names_it(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(UserInputError, match=f"{path}: cannot load checkpoint"):
         load_checkpoint(path)
+
+
+def test_same_payload_same_bytes_whatever_the_file_name(tmp_path):
+    # torch names the archive inside the file after the path it is given, and atomic writes give it a random
+    # temporary name: the bytes (and the sha256 that runs record of the encoder they start from) differed
+    payload = {"model": {"w": torch.arange(12.0).reshape(3, 4)}, "epoch": 3, "extras": {"view": "sag"}}
+    save_checkpoint(tmp_path / "a.pt", payload)
+    save_checkpoint(tmp_path / "other_name.pt", payload)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "other_name.pt").read_bytes()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -161,3 +161,22 @@ def test_ddp_ranks_hold_equal_weights_after_training(tmp_path):
     for key in rank0:
         torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=0)
     assert any(not torch.equal(rank0[k], initial[k]) for k in rank0)
+
+
+def test_resume_after_a_kill_between_the_last_checkpoints_writes_the_final_one(tmp_path):
+    # the last epoch writes checkpoint_latest.pt, then checkpoint_final.pt and progress.png: a kill between them
+    # left a complete run whose --continue found "training already complete" and never wrote the final checkpoint
+    full = Trainer(ToyTask(), _config(), tmp_path, torch.device("cpu"), log=lambda m: None)
+    full.fit()
+    expected = torch.load(tmp_path / "checkpoint_final.pt", weights_only=True)
+    (tmp_path / "checkpoint_final.pt").unlink()
+    (tmp_path / "progress.png").unlink()
+    resumed = Trainer(ToyTask(), _config(), tmp_path, torch.device("cpu"), log=lambda m: None)
+    resumed.resume(tmp_path / "checkpoint_latest.pt")
+    resumed.fit()
+    final = torch.load(tmp_path / "checkpoint_final.pt", weights_only=True)
+    assert final["epoch"] == expected["epoch"] == 6
+    for k in expected["model"]:
+        torch.testing.assert_close(final["model"][k], expected["model"][k], rtol=0, atol=0)
+    assert final["history"]["train_loss"] == expected["history"]["train_loss"]
+    assert (tmp_path / "progress.png").is_file()
