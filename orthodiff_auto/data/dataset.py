@@ -122,9 +122,11 @@ def read_description(root: Path) -> DatasetDescription:
     if not path.is_file():
         raise DatasetError([Problem(path, "missing: every dataset needs a dataset.json")])
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark (Windows editors) is fine
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError([Problem(path, f"not valid JSON ({e})")]) from None
+    except OSError as e:
+        raise DatasetError([Problem(path, f"cannot read ({e.strerror or e})")]) from None
     if not isinstance(raw, dict):
         raise DatasetError([Problem(path, "must hold a JSON object")])
     problems: list[Problem] = []

@@ -27,6 +27,8 @@ def read_findings_table(
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         return None, [Problem(path, f"cannot parse CSV ({str(e).strip().splitlines()[0]})")]
+    except OSError as e:
+        return None, [Problem(path, f"cannot read ({e.strerror or e})")]
     raw.columns = [c.strip() for c in raw.columns]
     if "case_id" not in raw.columns:
         return None, [Problem(path, "missing the case_id column")]

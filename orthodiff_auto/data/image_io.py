@@ -10,6 +10,7 @@ Conventions used everywhere in orthodiff_auto:
 
 from __future__ import annotations
 
+import errno
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from orthodiff_auto.data.nifti_check import is_nifti, nifti_size_problem
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.utils.atomic import atomic_path
 
@@ -92,6 +94,11 @@ def read_geometry(path: Path | str) -> ImageGeometry:
 def read_image(path: Path | str, dtype: Any = np.float32) -> tuple[np.ndarray, ImageGeometry]:
     """Read a 3D scalar image (NIfTI, NRRD, MHA, ... or a DICOM series folder)."""
     path = Path(path)
+    if not path.exists():
+        link = " (a symbolic link to a missing file)" if path.is_symlink() else ""
+        raise UserInputError(f"{path}: not found{link}")
+    if is_nifti(path) and path.is_file() and (problem := nifti_size_problem(path)) is not None:
+        raise UserInputError(f"{path}: {problem}")  # before SimpleITK reads zeros for missing data
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
@@ -120,8 +127,11 @@ def write_image(path: Path | str, array: np.ndarray, geometry: ImageGeometry, co
         raise ValueError(f"array shape {array.shape} does not match geometry shape {geometry.shape}")
     img = sitk.GetImageFromArray(np.ascontiguousarray(array))
     geometry.apply_to(img)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, write_errors=(RuntimeError,)) as tmp:
         sitk.WriteImage(img, str(tmp), compress)
+        # SimpleITK's NIfTI writer does not raise when the disk is full: check before the rename publishes it
+        if is_nifti(path) and (problem := nifti_size_problem(tmp)) is not None:
+            raise OSError(errno.EIO, f"written incompletely, the disk may be full ({problem})", str(path))
 
 
 def _first_line(e: Exception) -> str:

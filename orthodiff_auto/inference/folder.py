@@ -28,6 +28,7 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.predictor import Predictor
 from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
+from orthodiff_auto.utils.lock import folder_lock
 
 IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 FINDINGS_CSV = "findings.csv"
@@ -128,8 +129,10 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
     # nothing but the barrier before the merge, so gloo (no GPU memory), waiting up to PREDICTION_WAIT.
     torch_device, ctx = distributed_device(device, backend="gloo", timeout=PREDICTION_WAIT)
     try:
-        return _predict_folder(input_dir, output_dir, Predictor(model_dir, folds=folds, device=str(torch_device),
-                                                                tta=tta), ctx, overwrite, log)
+        predictor = Predictor(model_dir, folds=folds, device=str(torch_device), tta=tta)
+        # the model is usable: from here the output folder is written, by one run at a time (or one torchrun job)
+        with folder_lock(output_dir, shared=ctx.enabled):
+            return _predict_folder(input_dir, output_dir, predictor, ctx, overwrite, log)
     finally:
         shutdown(ctx)
 

@@ -41,6 +41,7 @@ from orthodiff_auto.preprocessing.stages import (
 from orthodiff_auto.training.config import make_config
 from orthodiff_auto.training.fold import FoldRequest
 from orthodiff_auto.training.pretrained import read_pretrained_bundle
+from orthodiff_auto.utils.lock import folder_lock
 from orthodiff_auto.utils.log import log_line
 
 FOLDS = (0, 1, 2, 3, 4)
@@ -93,11 +94,16 @@ def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptio
     raw, work = Path(raw), Path(work)
     budget = parse_budget(options.budget)
     clock = StageClock(log)
-    preprocessed, results = work / "preprocessed", work / "results"
     like = read_pretrained_bundle(options.pretrained_from) if options.pretrained_from is not None else None
     dataset = clock.run("validate", validated_dataset, raw, options.num_processes)
     if like:  # encoders that cannot be adopted: exit 2 naming what differs, before anything is written
         check_adaptable(dataset_views(dataset), dataset.description.modality, like, str(raw))
+    with folder_lock(work):  # the input is usable: from here the work folder is written, by one auto at a time
+        return _run_stages(work, dataset, budget, like, clock, options, log)
+
+
+def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: AutoOptions, log):
+    preprocessed, results = work / "preprocessed", work / "results"
     plans_path = preprocessed / "plans.json"
     existing = Plans.load(plans_path) if plans_path.is_file() else None
     # without --budget the work folder's plans are continued; the encoders they adopted must be this run's

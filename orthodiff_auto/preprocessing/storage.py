@@ -18,6 +18,7 @@ Writes are atomic: each file is written under a temporary name beside its final 
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import tempfile
@@ -28,6 +29,7 @@ import numpy as np
 
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.preprocessing.properties import CaseProperties
+from orthodiff_auto.utils.atomic import first_line
 
 BLOCK_BYTES = 64 * 1024
 TMP_MARKER = ".tmp"
@@ -95,21 +97,28 @@ def write_case(view_dir: Path | str, case_id: str, data: np.ndarray, seg: np.nda
     view_dir.mkdir(parents=True, exist_ok=True)
     props_path.unlink(missing_ok=True)
     temps: list[tuple[Path, Path]] = []
+    current = image_path  # the file being written, for the message when that fails
     try:
         tmp = _tmp_path(image_path)
         temps.append((tmp, image_path))
         _write_b2nd(tmp, data.astype(np.float32, copy=False), patch_size)
         if seg is not None:
+            current = seg_path
             tmp = _tmp_path(seg_path)
             temps.append((tmp, seg_path))
             _write_b2nd(tmp, seg, patch_size)
+        current = props_path
         tmp = _tmp_path(props_path)
         temps.append((tmp, props_path))
         properties.save(tmp)
         if seg is None:
             seg_path.unlink(missing_ok=True)
         for tmp, final in temps:
+            current = final
             os.replace(tmp, final)
+    except (OSError, RuntimeError) as e:  # a full disk (blosc2 raises RuntimeError): name the case's file
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else f"write failed ({first_line(e)})"
+        raise OSError(getattr(e, "errno", None) or errno.EIO, reason, str(current)) from e
     finally:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)

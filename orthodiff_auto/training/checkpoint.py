@@ -19,7 +19,7 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
     Written through a file object: given a path, torch names the archive inside the file after it, so the bytes
     would depend on the temporary name and two saves of the same payload would differ (and so would the sha256
     that runs record of the encoder they start from)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, write_errors=(RuntimeError,)) as tmp, open(tmp, "wb") as f:  # torch: RuntimeError
         torch.save(payload, f)
 
 

@@ -6,6 +6,7 @@ An interrupted run therefore never leaves a half-written file under the final na
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,16 +15,21 @@ from typing import Any, Iterator
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path | str) -> Iterator[Path]:
+def atomic_path(target: Path | str, write_errors: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``target``.
 
     The temporary name keeps the target's full suffix (e.g. ``.nii.gz``) so writers that pick a format
-    from the extension still work.
+    from the extension still work. A failed write (an ``OSError`` such as a full disk, or one of
+    ``write_errors``: what a writer in C raises instead) removes the temporary and raises an ``OSError`` whose
+    filename is ``target``, so the message names the file the user knows.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(target.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + "".join(target.suffixes),
+                                        dir=target.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(target)) from e
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -32,9 +38,18 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), str(target)) from e
+    except write_errors as e:
+        raise OSError(errno.EIO, f"write failed ({first_line(e)})", str(target)) from e
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type's name when there is none)."""
+    return next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
 
 
 def _umask() -> int:

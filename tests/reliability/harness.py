@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -93,6 +94,25 @@ def run_killed(args: list, point: KillPoint, timeout: float = RUN_TIMEOUT_S) -> 
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         return True
+
+
+def start_stopped(args: list, point: RenameKill, timeout: float = 120) -> subprocess.Popen:
+    """Start the command and let it run up to ``point``, where it stops itself (SIGSTOP) holding whatever it
+    holds; SIGCONT lets it go on. A RuntimeError when it ends or does not reach the point in time."""
+    log = tempfile.TemporaryFile()  # not a pipe: nobody reads it while the command runs
+    proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.killer", "--stop",
+                             f"{point.path}:{point.k}:{point.when}", "--", *map(str, args)], stdout=log, stderr=log,
+                            env=cli_env(), cwd=REPO, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"ended ({proc.returncode}) before {point.describe()}: {log.read()[-2000:]!r}")
+        if Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T":
+            return proc
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise RuntimeError(f"did not reach {point.describe()} in {timeout} s")
 
 
 @dataclass
@@ -282,14 +302,22 @@ def scenarios(inputs: Inputs) -> dict[str, Scenario]:
         shutil.copytree(inputs.work / "preprocessed", run / "pp")
 
     plan = ["plan_and_preprocess", inputs.raw, "--budget", "cpu", "-np", "1", "--no-progress"]
-    pretrain = lambda run: ["pretrain", run / "pp", VIEW, "--config", "smoke", "--results", run / "res", *sets]  # noqa: E731
-    train = lambda run: ["train_fold", run / "pp", "seg", VIEW, "0", "--config", "smoke", "--results",  # noqa: E731
-                         run / "res", "--pretrained", inputs.encoder, *sets]
-    predict = lambda run: ["predict_folder", inputs.raw / "imagesTs", run / "out", "--model",  # noqa: E731
-                           inputs.work / "model"]
-    auto = lambda run: ["auto", inputs.raw, "--work", run / "work", "--budget", "cpu", "--config", "smoke",  # noqa: E731
-                        "--folds", "0", "-np", "1", "--no-frozen-features", "--no-scratch", *sets,
-                        *[a for s in FAST for a in ("--pretrain-set", s)]]
+
+    def pretrain(run: Path) -> list:
+        return ["pretrain", run / "pp", VIEW, "--config", "smoke", "--results", run / "res", *sets]
+
+    def train(run: Path) -> list:
+        return ["train_fold", run / "pp", "seg", VIEW, "0", "--config", "smoke", "--results", run / "res",
+                "--pretrained", inputs.encoder, *sets]
+
+    def predict(run: Path) -> list:
+        return ["predict_folder", inputs.raw / "imagesTs", run / "out", "--model", inputs.work / "model"]
+
+    def auto(run: Path) -> list:
+        return ["auto", inputs.raw, "--work", run / "work", "--budget", "cpu", "--config", "smoke", "--folds", "0",
+                "-np", "1", "--no-frozen-features", "--no-scratch", *sets,
+                *[a for s in FAST for a in ("--pretrain-set", s)]]
+
     return {
         "plan_and_preprocess": Scenario("plan_and_preprocess", lambda run: [*plan, "--out", run / "pp"],
                                         lambda run: [*plan, "--out", run / "pp"], lambda run: run / "pp",

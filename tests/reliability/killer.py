@@ -1,11 +1,13 @@
-"""``python -m tests.reliability.killer [--die PATH:K:WHEN] [--record FILE] -- ORTHODIFF_ARGS``: the command line
-with a SIGKILL at an exact point.
+"""``python -m tests.reliability.killer [--die|--stop PATH:K:WHEN] [--record FILE] -- ORTHODIFF_ARGS``: the
+command line with a SIGKILL (or a SIGSTOP) at an exact point.
 
 Atomic writes publish a file by renaming it (``os.replace``, ``os.rename``), so the renames are the points
 where what a kill leaves behind changes. ``--die PATH:K:before`` kills the process group with SIGKILL just
 before the K-th rename onto a destination ending in PATH (``/`` separated, relative to the output folder), and
 ``PATH:K:after`` just after it: the state a ``kill -9`` leaves at that instant (the temporary file written in
-full but not yet renamed, or renamed with the next one not yet written). ``--record FILE`` writes every
+full but not yet renamed, or renamed with the next one not yet written). ``--stop`` sends the process SIGSTOP
+there instead: it keeps its locks and open files until a SIGCONT (a second run can be started against it).
+``--record FILE`` writes every
 rename's destination, one absolute path a line, when the command ends: the kill points of a trial are drawn
 from that list of an uninterrupted run.
 """
@@ -19,26 +21,28 @@ import sys
 from pathlib import Path
 
 
-def install(die: tuple[str, int, str] | None) -> list[str]:
-    """Wrap ``os.replace`` and ``os.rename``; returns the list their destinations are appended to."""
+def install(point: tuple[str, int, str] | None, action=None) -> list[str]:
+    """Wrap ``os.replace`` and ``os.rename`` (``action`` at ``point``, default a SIGKILL); returns the
+    list their destinations are appended to."""
+    action = action or _die
     destinations: list[str] = []
     seen = [0]
 
     def matches(dst: str) -> bool:
-        return die is not None and (dst == die[0] or dst.endswith("/" + die[0]))
+        return point is not None and (dst == point[0] or dst.endswith("/" + point[0]))
 
     def wrap(real):
         def renamed(src, dst, *args, **kwargs):
             target = os.path.abspath(os.fspath(dst))
-            hit = matches(target) and seen[0] + 1 == die[1]
-            if hit and die[2] == "before":
-                _die()
+            hit = matches(target) and seen[0] + 1 == point[1]
+            if hit and point[2] == "before":
+                action()
             real(src, dst, *args, **kwargs)
             destinations.append(target)
             if matches(target):
                 seen[0] += 1
-            if hit and die[2] == "after":
-                _die()
+            if hit and point[2] == "after":
+                action()
 
         return renamed
 
@@ -54,6 +58,11 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _stop() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def parse_point(text: str) -> tuple[str, int, str]:
     path, k, when = text.rsplit(":", 2)
     if when not in ("before", "after"):
@@ -63,12 +72,14 @@ def parse_point(text: str) -> tuple[str, int, str]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="killer")
-    parser.add_argument("--die", type=parse_point, default=None, metavar="PATH:K:WHEN")
+    point = parser.add_mutually_exclusive_group()
+    point.add_argument("--die", type=parse_point, default=None, metavar="PATH:K:WHEN")
+    point.add_argument("--stop", type=parse_point, default=None, metavar="PATH:K:WHEN")
     parser.add_argument("--record", type=Path, default=None)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    destinations = install(args.die)
+    destinations = install(args.die or args.stop, _stop if args.stop else _die)
     from orthodiff_auto.cli import main as cli_main  # after install(): every module sees the wrapped calls
 
     rc = cli_main(command)
