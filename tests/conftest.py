@@ -62,48 +62,53 @@ def write_sphere_dataset(root: Path, cases, views, labels: dict, findings: dict,
     return root
 
 
+def write_native_dataset(
+    root: Path,
+    cases=("c001", "c002", "c003", "c004"),
+    views=("sag", "cor", "ax"),
+    findings=("tear", "effusion"),
+    test_cases=(),
+    unlabeled_cases=(),
+    seed: int = 0,
+    file_ending: str = ".nii.gz",
+) -> Path:
+    """A small valid native dataset at ``root``; keyword arguments vary its content."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    labels = {"background": 0, "bone": 1, "cartilage": 2}
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    json.dump(
+        {"name": "Tiny", "anatomy": "knee", "views": list(views), "labels": labels,
+         "findings": list(findings), "file_ending": file_ending},
+        open(root / "dataset.json", "w"),
+    )
+    for subset, folder, ids in (("train", "imagesTr", cases), ("test", "imagesTs", test_cases),
+                                ("unlabeled", "unlabeled", unlabeled_cases)):
+        for case in ids:
+            for view in views:
+                g = view_geometry(view)
+                image, label = sphere_scan(g.shape, rng)
+                write_image(root / folder / f"{case}_{view}{file_ending}", image, g)
+                if subset != "unlabeled":
+                    label_folder = "labelsTr" if subset == "train" else "labelsTs"
+                    write_image(root / label_folder / f"{case}_{view}{file_ending}", label, g)
+    if findings:
+        for name, ids in (("findings.csv", cases), ("findingsTs.csv", test_cases)):
+            if not ids:
+                continue
+            rows = ["case_id," + ",".join(findings) + ",site"]
+            for i, case in enumerate(ids):
+                rows.append(f"{case}," + ",".join(str((i + j) % 2) for j in range(len(findings))) + f",site{i % 2}")
+            (root / name).write_text("\n".join(rows) + "\n")
+    return root
+
+
 @pytest.fixture
 def make_native_dataset(tmp_path):
-    """Factory: a small valid native dataset; keyword arguments vary its content."""
+    """Factory: ``write_native_dataset`` under tmp_path (``raw`` unless a root is given)."""
 
-    def make(
-        root: Path | None = None,
-        cases=("c001", "c002", "c003", "c004"),
-        views=("sag", "cor", "ax"),
-        findings=("tear", "effusion"),
-        test_cases=(),
-        unlabeled_cases=(),
-        seed: int = 0,
-        file_ending: str = ".nii.gz",
-    ) -> Path:
-        root = Path(root or tmp_path / "raw")
-        rng = np.random.default_rng(seed)
-        labels = {"background": 0, "bone": 1, "cartilage": 2}
-        (root / "imagesTr").mkdir(parents=True)
-        (root / "labelsTr").mkdir()
-        json.dump(
-            {"name": "Tiny", "anatomy": "knee", "views": list(views), "labels": labels,
-             "findings": list(findings), "file_ending": file_ending},
-            open(root / "dataset.json", "w"),
-        )
-        for subset, folder, ids in (("train", "imagesTr", cases), ("test", "imagesTs", test_cases),
-                                    ("unlabeled", "unlabeled", unlabeled_cases)):
-            for case in ids:
-                for view in views:
-                    g = view_geometry(view)
-                    image, label = sphere_scan(g.shape, rng)
-                    write_image(root / folder / f"{case}_{view}{file_ending}", image, g)
-                    if subset != "unlabeled":
-                        label_folder = "labelsTr" if subset == "train" else "labelsTs"
-                        write_image(root / label_folder / f"{case}_{view}{file_ending}", label, g)
-        if findings:
-            for name, ids in (("findings.csv", cases), ("findingsTs.csv", test_cases)):
-                if not ids:
-                    continue
-                rows = ["case_id," + ",".join(findings) + ",site"]
-                for i, case in enumerate(ids):
-                    rows.append(f"{case}," + ",".join(str((i + j) % 2) for j in range(len(findings))) + f",site{i % 2}")
-                (root / name).write_text("\n".join(rows) + "\n")
-        return root
+    def make(root: Path | None = None, **kwargs) -> Path:
+        return write_native_dataset(Path(root or tmp_path / "raw"), **kwargs)
 
     return make

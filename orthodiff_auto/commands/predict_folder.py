@@ -15,8 +15,9 @@ def register(subparsers) -> None:
         description="Predict a folder of scans (<case>_<view>.nii.gz, plain image files whose view comes from "
         "the header, or DICOM series folders). Segmentations are written under the input file names in the "
         "input's exact geometry; findings go to OUTPUT_DIR/findings.csv. Finished cases are skipped; an unreadable "
-        "file or a failing case is reported and the rest goes on (exit code 1 when any failed). Under torchrun "
-        "each process takes its share of the cases.",
+        "file or a failing case is reported and the rest goes on (exit code 1 when any failed). A second run into "
+        "the same OUTPUT_DIR is refused while one runs (exit code 2). Under torchrun each process takes its "
+        "share of the cases.",
     )
     p.add_argument("input_dir", type=Path)
     p.add_argument("output_dir", type=Path)

@@ -117,7 +117,8 @@ def write_case(view_dir: Path | str, case_id: str, data: np.ndarray, seg: np.nda
             current = final
             os.replace(tmp, final)
     except (OSError, RuntimeError) as e:  # a full disk (blosc2 raises RuntimeError): name the case's file
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else f"write failed ({first_line(e)})"
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                  else f"write failed, the disk may be full ({first_line(e)})")
         raise OSError(getattr(e, "errno", None) or errno.EIO, reason, str(current)) from e
     finally:
         for tmp, _ in temps:

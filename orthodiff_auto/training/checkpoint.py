@@ -19,8 +19,31 @@ def save_checkpoint(path: Path | str, payload: dict[str, Any]) -> None:
     Written through a file object: given a path, torch names the archive inside the file after it, so the bytes
     would depend on the temporary name and two saves of the same payload would differ (and so would the sha256
     that runs record of the encoder they start from)."""
-    with atomic_path(path, write_errors=(RuntimeError,)) as tmp, open(tmp, "wb") as f:  # torch: RuntimeError
-        torch.save(payload, f)
+    with atomic_path(path, write_errors=(RuntimeError,)) as tmp, open(tmp, "wb") as f:
+        out = _KeepsWriteError(f)
+        try:
+            torch.save(payload, out)
+        except RuntimeError:
+            if out.error is not None:  # a full disk: its reason, not torch's "unexpected pos"
+                raise out.error from None
+            raise
+
+
+class _KeepsWriteError:
+    """A file that keeps its first failed write: torch reports it as a RuntimeError without the reason."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:

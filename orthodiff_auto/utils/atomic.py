@@ -41,7 +41,7 @@ def atomic_path(target: Path | str, write_errors: tuple[type[BaseException], ...
     except OSError as e:
         raise OSError(e.errno, e.strerror or str(e), str(target)) from e
     except write_errors as e:
-        raise OSError(errno.EIO, f"write failed ({first_line(e)})", str(target)) from e
+        raise OSError(errno.EIO, f"write failed, the disk may be full ({first_line(e)})", str(target)) from e
     finally:
         if tmp.exists():
             tmp.unlink()

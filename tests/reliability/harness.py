@@ -33,8 +33,8 @@ from tests.reliability.artifacts import check_complete, differences, digest_tree
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 600
-# every training run of the suite: the smoke preset (2 epochs, a checkpoint after each) with 2 steps an epoch
-FAST = ("iterations_per_epoch=2",)
+# every training run of the suite: the smoke preset (2 epochs, a checkpoint after each) with 1 step an epoch
+FAST = ("iterations_per_epoch=1",)
 VIEW = "sag"
 
 
@@ -161,7 +161,8 @@ class Scenario:
     """One command. ``args(run)``: its arguments for a run folder; ``resume(run)``: those of the re-run after a
     kill; ``output(run)``: the folder it writes; ``prepare(run)``: what the run folder needs first;
     ``in_auto``: where the reference auto run wrote the same output (None: the scenario has its own
-    reference run), ``later_stages``: files there that auto's later stages wrote."""
+    reference run), ``later_stages``: files there that auto's later stages wrote; ``writes(run)``: the folder
+    the command may write into (its --results root: ``output`` and the folders above it), default ``output``."""
 
     name: str
     args: Callable[[Path], list]
@@ -170,6 +171,10 @@ class Scenario:
     prepare: Callable[[Path], None] = lambda run: None
     in_auto: Path | None = None
     later_stages: tuple[str, ...] = ()
+    writes: Callable[[Path], Path] | None = None
+
+    def written(self, run: Path) -> Path:
+        return (self.writes or self.output)(run)
 
 
 @dataclass
@@ -223,20 +228,24 @@ def rerun_subprocess(args: list) -> tuple[int, str]:
     return p.returncode, (p.stderr.strip().splitlines() or [""])[-1]
 
 
-def kill_and_resume(scenario: Scenario, run: Path, point: KillPoint, reference: Reference, inputs_root: Path,
-                    rerun: Callable[[list], tuple[int, str]] = rerun_subprocess) -> Trial:
+def kill_and_resume(scenario: Scenario, run: Path, point: KillPoint | list[KillPoint], reference: Reference,
+                    inputs_root: Path, rerun: Callable[[list], tuple[int, str]] = rerun_subprocess) -> Trial:
     """Kill a fresh run at ``point``, check the output, re-run (``rerun``: in a new process unless the caller
-    runs it in its own), check again and compare with the reference."""
+    runs it in its own), check again and compare with the reference. A list of points kills the re-runs too,
+    one point each, before the last re-run."""
+    points = point if isinstance(point, list) else [point]
     if run.exists():
         shutil.rmtree(run)
     run.mkdir(parents=True)
     scenario.prepare(run)
-    killed = run_killed(scenario.args(run), point)
-    trial = Trial(scenario.name, point.describe(), killed)
     output = scenario.output(run)
-    if output.exists():
-        trial.partial = check_complete(output)
-    trial.resume_rc, trial.resume_error = rerun(scenario.resume(run) if killed else scenario.args(run))
+    trial = Trial(scenario.name, ", then ".join(p.describe() for p in points), killed=False)
+    for i, p in enumerate(points):
+        killed = run_killed(scenario.resume(run) if trial.killed else scenario.args(run), p)
+        trial.killed = trial.killed or killed
+        if output.exists():
+            trial.partial += [f"after kill {i + 1}: {x}" for x in check_complete(output)]
+    trial.resume_rc, trial.resume_error = rerun(scenario.resume(run) if trial.killed else scenario.args(run))
     if trial.resume_rc != 0:
         return trial
     trial.partial += [f"after the re-run: {x}" for x in check_complete(output)]
@@ -324,10 +333,11 @@ def scenarios(inputs: Inputs) -> dict[str, Scenario]:
                                         in_auto=Path("preprocessed"), later_stages=("splits.json",)),
         "pretrain": Scenario("pretrain", pretrain, lambda run: [*pretrain(run), "--continue"],
                              lambda run: run / "res" / "pretrain" / VIEW, copy_preprocessed,
-                             in_auto=Path("results", "pretrain", VIEW)),
+                             in_auto=Path("results", "pretrain", VIEW), writes=lambda run: run / "res"),
         "train_fold": Scenario("train_fold", train, lambda run: [*train(run), "--continue"],
                                lambda run: run / "res" / "seg" / VIEW / "pretrained" / "fold_0", copy_preprocessed,
-                               in_auto=Path("results", "seg", VIEW, "pretrained", "fold_0")),
+                               in_auto=Path("results", "seg", VIEW, "pretrained", "fold_0"),
+                               writes=lambda run: run / "res"),
         "predict_folder": Scenario("predict_folder", predict, predict, lambda run: run / "out"),
         "auto": Scenario("auto", auto, auto, lambda run: run / "work"),
     }

@@ -201,23 +201,42 @@ def test_full_disk_during_predict_folder(suite, workspace, monkeypatch, capsys):
     assert snapshot(workspace, skip=out) == before
 
 
-def test_full_disk_while_simpleitk_writes_a_nifti(tmp_path):
+def test_full_disk_for_every_writer(tmp_path):
     # a real write failure: a file size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes every write past 20 kB fail
-    # as on a full disk. SimpleITK's NIfTI writer only prints "NWAD: wrote only ... bytes" and returns, so the
-    # cut file used to be renamed to its final name
+    # as on a full disk. Each writer must raise an OSError naming its final file and leave nothing behind.
+    # SimpleITK's NIfTI writer only printed "NWAD: wrote only ... bytes" and returned, so the cut file was renamed
+    # to its final name; torch and blosc2 raised RuntimeErrors without the reason
     script = f"""
-import resource, signal, sys
-import numpy as np
+import resource, signal
+from pathlib import Path
+import numpy as np, torch
 from orthodiff_auto.data.image_io import ImageGeometry, write_image
+from orthodiff_auto.preprocessing.storage import write_case
+from orthodiff_auto.training.checkpoint import save_checkpoint
+from orthodiff_auto.utils.atomic import write_text_atomic
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+out = Path({str(tmp_path)!r})
 image = np.random.default_rng(0).normal(size=(20, 64, 64)).astype(np.float32)
-try:
-    write_image({str(tmp_path / "seg.nii.gz")!r}, image, ImageGeometry((20, 64, 64), (1.0,) * 3, (0.0,) * 3,
-                (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)))
-except OSError as e:
-    print("refused:", e.filename, e.strerror)
+writers = {{
+    "seg.nii.gz": lambda: write_image(out / "seg.nii.gz", image, ImageGeometry((20, 64, 64), (1.0,) * 3, (0.0,) * 3,
+                                                                               (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))),
+    "checkpoint.pt": lambda: save_checkpoint(out / "checkpoint.pt", {{"w": torch.from_numpy(image)}}),
+    "case.b2nd": lambda: write_case(out, "case", image[None], None, None),
+    "log.txt": lambda: write_text_atomic(out / "log.txt", "x" * 30000),
+}}
+for name, write in writers.items():
+    try:
+        write()
+        print(name, "written")
+    except OSError as e:
+        print(name, "refused:", e.filename, e.strerror)
 """
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=cli_env(), timeout=120)
-    assert f"refused: {tmp_path / 'seg.nii.gz'} written incompletely" in p.stdout, p.stdout + p.stderr
+    lines = dict(line.split(" ", 1) for line in p.stdout.splitlines())
+    assert lines.keys() == {"seg.nii.gz", "checkpoint.pt", "case.b2nd", "log.txt"}, p.stdout + p.stderr
+    reasons = {"seg.nii.gz": "written incompletely, the disk may be full", "checkpoint.pt": "File too large",
+               "case.b2nd": "write failed, the disk may be full", "log.txt": "File too large"}  # blosc2 says no more
+    for name, line in lines.items():
+        assert line.startswith(f"refused: {tmp_path / name} {reasons[name]}"), line
     assert list(tmp_path.iterdir()) == []
