@@ -12,7 +12,7 @@ import pandas as pd
 from orthodiff_auto.data.dataset import scan_raw_dataset
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.training.classification_metrics import choose_thresholds, evaluate_findings
+from orthodiff_auto.training.classification_metrics import choose_thresholds, evaluate_findings, roc_points
 from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
@@ -150,12 +150,9 @@ def _thresholds(path: Path, findings, y: np.ndarray, scores: np.ndarray, test_se
 
 
 def _roc_points(y: np.ndarray, s: np.ndarray) -> dict[str, list[float]]:
-    order = np.argsort(-s, kind="stable")
-    y = y[order]
-    tps = np.concatenate([[0], np.cumsum(y)])
-    fps = np.concatenate([[0], np.cumsum(1 - y)])
-    pos, neg = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
-    return {"fpr": (fps / neg).tolist(), "tpr": (tps / pos).tolist()}
+    """The ROC curve (sklearn's, one point per distinct score, so ties are handled as in the AUROC)."""
+    fpr, tpr, _ = roc_points(y, s)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
 
 
 def _plots(summary: dict[str, Any], out_dir: Path) -> None:

@@ -1,7 +1,9 @@
 """Multi-label classification metrics: one column per finding, one row per case.
 
-Ranking metrics (AUROC, AP) are computed row-wise on (B, N) arrays so that bootstrap resamples are evaluated
-together. Conventions:
+AUROC, AP and the ROC curve (and so Youden's threshold) are scikit-learn's (``roc_auc_score``,
+``average_precision_score``, ``roc_curve``), the field's reference implementation. Only the bootstrap computes
+them itself: row-wise on (B, N) arrays, so that 1000 resamples of every finding take one vectorised pass instead
+of a sklearn call each (about 3 ms per call; tests hold the two equal on tied scores). Conventions:
   * AUROC and AP are NaN when a column holds only one class (neither is informative then).
   * A case is called positive when ``score >= threshold``.
   * Ratios with a zero denominator (e.g. sensitivity without positives) are NaN, never 0, so that
@@ -14,6 +16,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 # Bootstrap resamples are evaluated in chunks of about this many (resample, case) elements to bound memory.
 _BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000
@@ -62,9 +65,10 @@ def _nanmean(values, axis=None):
 # ---------------------------------------------------------------- ranking metrics, row-wise
 
 def _ranking_metrics_rows(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """AUROC and average precision of each row of (B, N) labels and scores, sharing one sort.
+    """AUROC and average precision of each row of (B, N) labels and scores, sharing one sort: the bootstrap's
+    vectorised form of sklearn's ``roc_auc_score`` and ``average_precision_score``.
 
-    Both are computed over tie groups (equal scores), matching sklearn: AUROC counts a tied
+    Both are computed over tie groups (equal scores), as sklearn does: AUROC counts a tied
     positive/negative pair as 1/2; AP = sum over groups of (recall gain) * (precision at the group's end).
     """
     n = y.shape[1]
@@ -96,16 +100,35 @@ def _ranking_metrics_rows(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.
     return auroc, ap
 
 
+def _has_both_classes(y: np.ndarray) -> bool:
+    return bool(y.any()) and not bool(y.all())
+
+
 def auroc(y_true, y_score) -> float:
-    """Area under the ROC curve (ties count 1/2); NaN when only one class is present."""
+    """Area under the ROC curve (sklearn's ``roc_auc_score``: ties count 1/2); NaN when only one class is
+    present."""
     y, s = _labels_1d(y_true, y_score)
-    return float(_ranking_metrics_rows(y[None], s[None])[0][0])
+    return float(roc_auc_score(y, s)) if _has_both_classes(y) else float("nan")
 
 
 def average_precision(y_true, y_score) -> float:
-    """Average precision (sklearn's step-wise definition, no interpolation); NaN when only one class is present."""
+    """Average precision (sklearn's ``average_precision_score``: step-wise, no interpolation); NaN when only
+    one class is present."""
     y, s = _labels_1d(y_true, y_score)
-    return float(_ranking_metrics_rows(y[None], s[None])[1][0])
+    return float(average_precision_score(y, s)) if _has_both_classes(y) else float("nan")
+
+
+def roc_points(y_true, y_score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sklearn's ``roc_curve`` with every distinct score kept: (fpr, tpr, thresholds), thresholds descending.
+
+    The first point is (0, 0) at threshold +inf; tied scores share one point, so a tied positive/negative pair
+    is a diagonal step and the area under these points is ``auroc``. Empty arrays when only one class is
+    present (no curve is defined)."""
+    y, s = _labels_1d(y_true, y_score)
+    if not _has_both_classes(y):
+        return np.empty(0), np.empty(0), np.empty(0)
+    fpr, tpr, thresholds = roc_curve(y, s, drop_intermediate=False)
+    return fpr, tpr, thresholds
 
 
 def auroc_scores(labels, scores, findings: Sequence[str]) -> tuple[float, dict[str, float]]:
@@ -124,29 +147,24 @@ def macro_auroc(labels, scores) -> float:
 
 # ---------------------------------------------------------------- thresholds
 
-def _counts_per_threshold(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct scores (descending) and the true/false positive counts when each one is the threshold."""
-    order = np.argsort(-s, kind="stable")
-    s_sorted, y_sorted = s[order], y[order]
-    ends = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
-    tp = np.cumsum(y_sorted)[ends]
-    fp = (ends + 1) - tp
-    return s_sorted[ends], tp, fp
-
-
 def youden_threshold(y_true, y_score) -> float:
-    """Threshold (one of the scores) maximising sensitivity + specificity - 1; the largest one on ties.
+    """Threshold (one of the scores) maximising sensitivity + specificity - 1 on sklearn's ROC curve; the
+    largest one on ties.
 
     NaN when only one class is present.
     """
     y, s = _labels_1d(y_true, y_score)
+    fpr, tpr, thresholds = roc_points(y, s)
+    if thresholds.size == 0:
+        return float("nan")
     n_pos = int(y.sum())
     n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    thresholds, tp, fp = _counts_per_threshold(y, s)
-    # J * n_pos * n_neg in integers: exact, so equal J values tie exactly and argmax takes the largest threshold.
-    return float(thresholds[np.argmax(tp * n_neg - fp * n_pos)])
+    # Back to counts, so that J * n_pos * n_neg is an exact integer: equal J values tie exactly (float tpr - fpr
+    # may not) and argmax takes the first, the largest threshold. Point 0 (threshold +inf, nothing called
+    # positive) is not a score, so it is left out, as a threshold would never be chosen there.
+    tp = np.rint(tpr[1:] * n_pos).astype(np.int64)
+    fp = np.rint(fpr[1:] * n_neg).astype(np.int64)
+    return float(thresholds[1:][np.argmax(tp * n_neg - fp * n_pos)])
 
 
 def threshold_for_sensitivity(y_true, y_score, target: float) -> float:
@@ -245,10 +263,10 @@ def _percentile_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _evaluate_block(
     y: np.ndarray, s: np.ndarray, findings: Sequence[str], thresholds: np.ndarray, bootstrap: int, seed: int
 ) -> dict:
-    auc, ap = _ranking_metrics_rows(y.T, s.T)  # findings as rows
     per_finding: dict[str, dict[str, float]] = {}
     for f, name in enumerate(findings):
-        row = {"auroc": float(auc[f]), "ap": float(ap[f]), "threshold": float(thresholds[f])}
+        row = {"auroc": auroc(y[:, f], s[:, f]), "ap": average_precision(y[:, f], s[:, f]),
+               "threshold": float(thresholds[f])}
         row.update(binary_metrics_at_threshold(y[:, f], s[:, f], thresholds[f]))
         row.update(n_positive=int(y[:, f].sum()), n_negative=int((~y[:, f]).sum()))
         per_finding[name] = row

@@ -15,6 +15,7 @@ from orthodiff_auto.training.classification_metrics import (
     binary_metrics_at_threshold,
     choose_thresholds,
     evaluate_findings,
+    roc_points,
     threshold_for_sensitivity,
     youden_threshold,
 )
@@ -52,19 +53,35 @@ def test_ranking_metrics_hand_computed(y, s, expected_auc, expected_ap):
     assert average_precision(y, s) == pytest.approx(expected_ap)
 
 
-def test_ranking_metrics_match_sklearn_with_ties():
+def test_bootstrap_rowwise_metrics_match_sklearn_with_ties():
+    # The bootstrap computes AUROC and AP itself, vectorised over resamples: it must equal sklearn's, which the
+    # point estimates use, on tied scores too.
     rng = np.random.default_rng(1)
     compared = 0
     for _ in range(100):
         n = int(rng.integers(2, 50))
-        y = rng.random(n) < rng.uniform(0.1, 0.9)
-        s = np.round(rng.random(n), int(rng.integers(1, 3)))  # coarse rounding: many ties
-        if y.all() or not y.any():
-            continue  # one class: sklearn refuses; NaN here, tested separately
-        assert auroc(y, s) == pytest.approx(roc_auc_score(y, s))
-        assert average_precision(y, s) == pytest.approx(average_precision_score(y, s))
-        compared += 1
-    assert compared >= 80
+        y = rng.random((3, n)) < rng.uniform(0.1, 0.9)
+        s = np.round(rng.random((3, n)), int(rng.integers(1, 3)))  # coarse rounding: many ties
+        rows_auc, rows_ap = cm._ranking_metrics_rows(y, s)
+        for row in range(3):
+            if y[row].all() or not y[row].any():
+                assert math.isnan(rows_auc[row]) and math.isnan(rows_ap[row])
+                continue  # one class: sklearn refuses
+            assert rows_auc[row] == pytest.approx(roc_auc_score(y[row], s[row]))
+            assert rows_ap[row] == pytest.approx(average_precision_score(y[row], s[row]))
+            compared += 1
+    assert compared >= 240
+
+
+def test_roc_points_hand_computed_with_a_tie():
+    # Scores 0.9 (pos), 0.5 (pos and neg, tied), 0.2 (neg): one point per distinct score, the tie a diagonal
+    # step from (0, 1/2) to (1/2, 1); the area under the points is the AUROC, 0.875.
+    fpr, tpr, thresholds = roc_points([1, 0, 0, 1], [0.5, 0.5, 0.2, 0.9])
+    np.testing.assert_array_equal(thresholds, [np.inf, 0.9, 0.5, 0.2])
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 0.5, 1, 1])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auroc([1, 0, 0, 1], [0.5, 0.5, 0.2, 0.9])) == 0.875
+    assert all(a.size == 0 for a in roc_points([1, 1], [0.2, 0.3]))
 
 
 @pytest.mark.parametrize("y", [[0, 0, 0], [1, 1, 1], []])
@@ -89,6 +106,11 @@ def test_bad_inputs_raise(y, s):
         # J = 1/2 at both 0.4 and 0.2: the larger threshold wins
         ([0, 1, 0, 1], [0.1, 0.2, 0.3, 0.4], 0.4),
         ([0, 0, 1, 1], [0.2, 0.2, 0.7, 0.7], 0.7),
+        # J = 1/3 at 0.6, 0.4 and 0.2; as floats tpr - fpr is 1/3, 2/3 - 1/3 and 1 - 2/3, which differ in the
+        # last bit (a float argmax picks 0.2): J is compared exactly, so the largest threshold wins
+        ([1, 0, 1, 0, 1, 0], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1], 0.6),
+        # every ranking inverted: J < 0 except at the lowest score (everything positive, J = 0); never +inf
+        ([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4], 0.1),
     ],
 )
 def test_youden_threshold(y, s, expected):

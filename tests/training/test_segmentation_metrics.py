@@ -26,7 +26,8 @@ def box(shape, *ranges):
 
 
 def brute_force_hd95(a, b, spacing):
-    """Reference: surface = voxels with a face neighbour outside (or off the array); all-pairs distances."""
+    """Reference: surface = voxels with a face neighbour outside (or off the array); all-pairs distances; the
+    larger of the two directed 95th percentiles (MONAI's definition)."""
 
     def surface_points(mask):
         padded = np.pad(mask, 1)
@@ -37,7 +38,7 @@ def brute_force_hd95(a, b, spacing):
         return np.argwhere(mask & ~inner) * np.asarray(spacing)
 
     d = cdist(surface_points(a), surface_points(b))
-    return np.percentile(np.concatenate([d.min(1), d.min(0)]), 95)
+    return max(np.percentile(d.min(1), 95), np.percentile(d.min(0), 95))
 
 
 # ---------------------------------------------------------------- Dice
@@ -108,6 +109,23 @@ def test_hd95_single_outlier_voxel_is_beyond_the_95th_percentile():
     b[10, 10, 11] = True  # 10 voxels above the plate: 1 distance of 10 among 801 zeros
     assert hausdorff95(a, b, (1.0, 1.0, 1.0)) == 0.0
     assert brute_force_hd95(a, b, (1.0, 1.0, 1.0)) == 0.0
+
+
+def test_hd95_is_the_larger_directed_percentile_not_the_pooled_one():
+    # Thin lines are all surface. Reference: row 0, 20 voxels. Prediction: the same row plus 2 stray voxels
+    # 10 rows below its ends, 10 * 2 mm = 20 mm from the reference. Prediction -> reference: 20 zeros and two
+    # 20s; numpy's 95th percentile of 22 values sits at rank 0.95 * 21 = 19.95, between a 0 and a 20: 19 mm.
+    # Reference -> prediction: all 0. MONAI / surface-distance take the larger direction: 19 mm. Pooling both
+    # directions (42 values, two of them 20, as medpy does) would give rank 38.95 among zeros: 0.
+    ref = np.zeros((11, 20), bool)
+    ref[0] = True
+    pred = ref.copy()
+    pred[10, 0] = pred[10, 19] = True
+    spacing = (2.0, 0.5)
+    assert hausdorff95(pred, ref, spacing) == pytest.approx(19.0)
+    assert hausdorff95(ref, pred, spacing) == pytest.approx(19.0)  # symmetric
+    d = np.concatenate([np.zeros(40), [20.0, 20.0]])
+    assert np.percentile(d, 95) == 0.0  # the pooled definition, which this no longer is
 
 
 @pytest.mark.parametrize("seed", range(4))
