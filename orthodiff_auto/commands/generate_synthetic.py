@@ -28,6 +28,9 @@ def register(subparsers) -> None:
                    "e.g. acl_tear=0.5,effusion=0.2")
     p.add_argument("--complete", action="store_true",
                    help="every case gets all three views (default: ~10%% of test/unlabeled cases miss one)")
+    p.add_argument("--clinical-signal", action="store_true",
+                   help="add age, sex and BMI columns (declared in dataset.json) that shift the findings' "
+                        "prevalences, and co-occurring findings (default off)")
     p.add_argument("-np", "--num-processes", type=int, default=1, help="parallel worker processes (default 1)")
     p.set_defaults(func=run)
 
@@ -38,5 +41,6 @@ def run(args) -> int:
 
     generate_synthetic(args.out, cases=args.cases, unlabeled=args.unlabeled, test=args.test, size=args.size,
                        seed=args.seed, sites=args.sites, prevalence=args.prevalence,
-                       num_processes=args.num_processes, complete=args.complete, joint=args.joint)
+                       num_processes=args.num_processes, complete=args.complete, joint=args.joint,
+                       clinical_signal=args.clinical_signal)
     return 0

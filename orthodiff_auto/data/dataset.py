@@ -5,7 +5,8 @@ Native layout (see documentation/dataset_format.md)::
     dataset.json                     name, anatomy, views, labels, findings, file_ending
     imagesTr/<case>_<view>.nii.gz    view in {sag, cor, ax}; a case may lack views
     labelsTr/<case>_<view>.nii.gz    labels for any subset of the training scans
-    findings.csv                     case_id, one 0/1 column per finding; optional site, field_strength
+    findings.csv                     case_id, one 0/1 column per finding; optional site, field_strength;
+                                     the clinical columns dataset.json declares
     imagesTs/, labelsTs/, findingsTs.csv   optional test scans and references (evaluation only)
     unlabeled/<case>_<view>.nii.gz   optional scans for self-supervised pretraining only
 
@@ -23,7 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from orthodiff_auto.data.findings import read_findings_table
+from orthodiff_auto.data.clinical import ClinicalVariable, parse_clinical_declaration
+from orthodiff_auto.data.findings import METADATA_COLUMNS, read_findings_table
 from orthodiff_auto.data.image_io import read_geometry
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import DatasetError, Problem, UserInputError
@@ -48,6 +50,7 @@ class DatasetDescription:
     file_ending: str = ".nii.gz"
     ignore_label: int | None = None
     source_format: str = "orthodiff"  # or "nnunetv2"
+    clinical: tuple[ClinicalVariable, ...] = ()  # declared clinical columns of findings.csv (data.clinical)
 
     @property
     def foreground_labels(self) -> dict[str, int]:
@@ -61,6 +64,7 @@ class DatasetDescription:
         return values
 
     def to_dict(self) -> dict[str, Any]:
+        clinical = {"clinical": [v.to_dict() for v in self.clinical]} if self.clinical else {}  # old files unchanged
         return {
             "name": self.name,
             "anatomy": self.anatomy,
@@ -71,6 +75,7 @@ class DatasetDescription:
             "findings": list(self.findings),
             "file_ending": self.file_ending,
             "source_format": self.source_format,
+            **clinical,
         }
 
 
@@ -152,9 +157,14 @@ def read_description(root: Path) -> DatasetDescription:
             findings = []
         if len(set(findings)) != len(findings):
             problems.append(Problem(path, f"findings contains duplicates: {findings}"))
+        clinical = parse_clinical_declaration(raw.get("clinical"), path,
+                                              ["case_id", *findings, *METADATA_COLUMNS], problems)
+        if clinical and not findings:
+            problems.append(Problem(path, "clinical columns live in findings.csv, so they need declared findings"))
         desc_kwargs = dict(
             views=tuple(v for v in views if v in VIEWS),
             findings=tuple(findings),
+            clinical=clinical,
             modality=str(raw.get("modality", "MRI")),
             source_format="orthodiff",
         )
@@ -261,7 +271,8 @@ def _read_findings(path: Path, desc: DatasetDescription, cases: list[str], probl
     if not desc.findings:
         problems.append(Problem(path, "present, but dataset.json declares no findings"))
         return None
-    table, found = read_findings_table(path, desc.findings, cases)
+    # findingsTs.csv may leave out a clinical column: prediction treats its values as missing
+    table, found = read_findings_table(path, desc.findings, cases, desc.clinical, clinical_required=required)
     problems.extend(found)
     return table
 

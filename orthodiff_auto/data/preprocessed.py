@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from orthodiff_auto.data.clinical import clinical_from_dicts
 from orthodiff_auto.data.findings import read_findings_table
 from orthodiff_auto.errors import DatasetError, Problem, UserInputError
 
@@ -39,7 +40,7 @@ def load_findings(preprocessed_dir: Path, planned_findings: Sequence[str], cases
     path = preprocessed_dir / "findings.csv"
     if not path.is_file():
         raise UserInputError(f"{path}: missing — `orthodiff preprocess` copies the raw dataset's findings.csv there")
-    table, problems = read_findings_table(path, findings)
+    table, problems = read_findings_table(path, findings, clinical=clinical_from_dicts(description.get("clinical")))
     if problems or table is None:
         raise DatasetError(problems or [Problem(path, "unusable findings table")])
     lacking = sorted(set(cases) - set(table.index))

@@ -19,6 +19,8 @@ import numpy as np
 from orthodiff_auto.data.image_io import ImageGeometry, write_image
 from orthodiff_auto.data.views import VIEWS
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.synthetic.clinical import (CLINICAL_DECLARATION, clinical_cells, sample_clinical,
+                                               sample_presence_with_clinical)
 from orthodiff_auto.synthetic.geometry import PRESETS, plan_angle, sample_view_geometry, supersampling
 from orthodiff_auto.synthetic.joint import Joint, sample_presence, validate_prevalence
 from orthodiff_auto.synthetic.joints import DEFAULT_JOINT, get_joint
@@ -53,6 +55,7 @@ class CaseSpec:
     geometries: dict[str, ImageGeometry]  # the views this case has
     tissue_jitter: np.ndarray = field(repr=False, default=None)
     joint: str = DEFAULT_JOINT
+    clinical: dict[str, Any] | None = None  # --clinical-signal: true age, sex, bmi and which are left out
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -104,11 +107,13 @@ def sample_case(
     complete: bool | None = None,
     case_id: str | None = None,
     joint: str = DEFAULT_JOINT,
+    clinical_signal: bool = False,
 ) -> CaseSpec:
     """Draw case ``index`` of ``subset`` of a joint: its anatomy, findings, site and one scan grid per view.
 
     ``complete``: every view present. Default: training cases complete, ~10% of test/unlabeled cases miss
-    one view.
+    one view. ``clinical_signal``: draw age, sex and BMI, and the findings from them and from each other
+    (``synthetic.clinical``); every other draw is unchanged.
     """
     size = _check_size(size)
     sites = check_sites(sites)
@@ -119,7 +124,12 @@ def sample_case(
         return _rng(seed, subset, index, purpose, spec_joint.stream)
 
     anatomy = spec_joint.sample_anatomy(rng_for(1))
-    present = sample_presence(rng_for(2), spec_joint.findings, prev)
+    clinical = sample_clinical(rng_for(8)) if clinical_signal else None
+    if clinical is None:
+        present = sample_presence(rng_for(2), spec_joint.findings, prev)
+    else:
+        present = sample_presence_with_clinical(rng_for(2), spec_joint.findings, prev, clinical,
+                                                spec_joint.clinical_effects)
     params = spec_joint.sample_finding_params(rng_for(3))
     site = sites[int(rng_for(4).integers(len(sites)))]
     views = list(VIEWS)
@@ -140,7 +150,7 @@ def sample_case(
             geometries[view] = g
     jitter = np.exp(rng_for(7).normal(0.0, 0.04, size=len(TISSUES)))
     return CaseSpec(case_id or case_id_for(subset, index, joint=joint), subset, index, int(seed), size, site, anatomy,
-                    present, params, geometries, jitter, joint=joint)
+                    present, params, geometries, jitter, joint=joint, clinical=clinical)
 
 
 def render_case(
@@ -199,8 +209,9 @@ def crop_geometry(geometry: ImageGeometry, center_world, half_mm: float) -> Imag
 # ------------------------------------------------------------------------------------------- dataset
 
 
-def dataset_json(joint: str = DEFAULT_JOINT) -> dict[str, Any]:
+def dataset_json(joint: str = DEFAULT_JOINT, clinical_signal: bool = False) -> dict[str, Any]:
     spec_joint = get_joint(joint)
+    clinical = {"clinical": CLINICAL_DECLARATION} if clinical_signal else {}
     return {
         "name": spec_joint.dataset_name,
         "anatomy": spec_joint.name,
@@ -209,6 +220,7 @@ def dataset_json(joint: str = DEFAULT_JOINT) -> dict[str, Any]:
         "labels": spec_joint.labels,
         "findings": list(spec_joint.findings),
         "file_ending": _FILE_ENDING,
+        **clinical,
     }
 
 
@@ -305,12 +317,13 @@ class _Task:
     prevalence: tuple[tuple[str, float], ...]
     complete: bool | None
     joint: str
+    clinical_signal: bool = False
 
 
 def _run_task(task: _Task) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec = sample_case(task.seed, task.index, task.subset, task.size, task.sites, dict(task.prevalence),
-                       task.complete, case_id=task.case_id, joint=task.joint)
+                       task.complete, case_id=task.case_id, joint=task.joint, clinical_signal=task.clinical_signal)
     rendered = render_case(spec)
     out = Path(task.out)
     image_folder = {"train": "imagesTr", "test": "imagesTs", "unlabeled": "unlabeled"}[task.subset]
@@ -324,6 +337,7 @@ def _run_task(task: _Task) -> dict[str, Any]:
         case_id=spec.case_id, subset=task.subset, findings=rendered.findings, site=spec.site,
         field_strength=spec.field_strength, views=list(spec.views), seconds=time.perf_counter() - t0,
         regions={k: [round(float(x), 2) for x in v] for k, v in rendered.regions.items() if rendered.findings.get(k)},
+        clinical=None if spec.clinical is None else clinical_cells(spec.clinical),
     )
 
 
@@ -340,11 +354,13 @@ def generate_dataset(
     complete: bool | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     joint: str = DEFAULT_JOINT,
+    clinical_signal: bool = False,
 ) -> dict[str, Any]:
     """Write a synthetic raw dataset of ``joint`` to ``out``; returns a summary (counts, seconds, per-case rows).
 
     ``complete=True`` gives every case all three views; by default training cases are complete and ~10% of
-    test and unlabeled cases miss one view.
+    test and unlabeled cases miss one view. ``clinical_signal``: age, sex and BMI columns (declared in
+    dataset.json) that shift the findings' prevalences, and co-occurring findings (``synthetic.clinical``).
     """
     size = _check_size(size)
     spec_joint = get_joint(joint)
@@ -361,6 +377,8 @@ def generate_dataset(
     _prepare_output(out)
     params = dict(generator="orthodiff_auto.synthetic", joint=joint, n_cases=n_cases, n_unlabeled=n_unlabeled, n_test=n_test,
                   size=size, seed=seed, sites=site_names, prevalence=prev, complete=complete)
+    if clinical_signal:  # only then, so that a dataset made without the option stays byte-identical
+        params["clinical_signal"] = True
     # The marker goes first: an interrupted run leaves a folder that a rerun may overwrite.
     write_json_atomic(out / MARKER, {"params": params, "cases": {}})
     tasks = []
@@ -368,7 +386,7 @@ def generate_dataset(
         width = max(4, len(str(n)))
         for i in range(n):
             tasks.append(_Task(str(out), int(seed), subset, i, case_id_for(subset, i, width, joint), size,
-                               tuple(site_names), tuple(sorted(prev.items())), complete, joint))
+                               tuple(site_names), tuple(sorted(prev.items())), complete, joint, bool(clinical_signal)))
     t0 = time.perf_counter()
     rows = []
     if num_processes == 1 or len(tasks) == 1:
@@ -386,7 +404,7 @@ def generate_dataset(
     order = {t.case_id: i for i, t in enumerate(tasks)}
     rows.sort(key=lambda r: order[r["case_id"]])
     _write_tables(out, rows, spec_joint.findings)
-    write_json_atomic(out / "dataset.json", dataset_json(joint))
+    write_json_atomic(out / "dataset.json", dataset_json(joint, clinical_signal))
     write_json_atomic(out / MARKER, {"params": params, "cases": {
         r["case_id"]: {"subset": r["subset"], "views": r["views"], "site": r["site"], "regions": r["regions"]} for r in rows}})
     seconds = time.perf_counter() - t0
@@ -395,14 +413,16 @@ def generate_dataset(
 
 
 def _write_tables(out: Path, rows: list[dict], findings: tuple[str, ...]) -> None:
-    header = "case_id," + ",".join(findings) + ",site,field_strength"
+    clinical = [d["name"] for d in CLINICAL_DECLARATION] if rows and rows[0].get("clinical") else []
+    header = "case_id," + ",".join(findings) + ",site,field_strength" + "".join("," + c for c in clinical)
     for subset, name in (("train", "findings.csv"), ("test", "findingsTs.csv")):
         lines = [header]
         for r in rows:
             if r["subset"] != subset:
                 continue
             flags = ",".join("1" if r["findings"][f] else "0" for f in findings)
-            lines.append(f"{r['case_id']},{flags},{r['site']},{r['field_strength']:.1f}")
+            cells = "".join("," + r["clinical"][c] for c in clinical)
+            lines.append(f"{r['case_id']},{flags},{r['site']},{r['field_strength']:.1f}{cells}")
         if len(lines) > 1:
             write_text_atomic(out / name, "\n".join(lines) + "\n")
 
@@ -419,7 +439,8 @@ def read_marker(root: Path | str) -> dict[str, Any] | None:
 
 def generate_synthetic(out: Path | str, cases: int = 20, unlabeled: int = 0, test: int = 0, size: str = "demo",
                        seed: int = 0, sites: str | None = None, prevalence: str | None = None, num_processes: int = 1,
-                       complete: bool = False, joint: str = DEFAULT_JOINT, log=log_line) -> dict[str, Any]:
+                       complete: bool = False, joint: str = DEFAULT_JOINT, clinical_signal: bool = False,
+                       log=log_line) -> dict[str, Any]:
     """``orthodiff generate_synthetic``: ``generate_dataset`` from the command's options (``prevalence`` as
     ``finding=p,...``), logging progress every tenth of the cases and a closing summary; returns the summary."""
     if size not in SIZES:
@@ -437,7 +458,7 @@ def generate_synthetic(out: Path | str, cases: int = 20, unlabeled: int = 0, tes
     summary = generate_dataset(
         out, n_cases=cases, n_unlabeled=unlabeled, n_test=test, size=size, seed=seed, sites=sites,
         prevalence=parsed, num_processes=num_processes, complete=True if complete else None, progress=progress,
-        joint=joint,
+        joint=joint, clinical_signal=clinical_signal,
     )
     secs = summary["case_seconds"]
     log(f"wrote {summary['out']}: {cases} training, {test} test, {unlabeled} unlabeled {joint} cases "

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from orthodiff_auto.synthetic.clinical import ClinicalEffects
 from orthodiff_auto.synthetic.latent import Anatomy
 from orthodiff_auto.synthetic.scene import Scene
 
@@ -62,6 +63,8 @@ class Joint:
     # Mixed into every random stream of a case (0: none, the knee's historical streams), so that datasets of
     # different joints made with the same seed do not share sites, noise or missing views.
     stream: int = 0
+    # How the findings depend on age, sex, BMI and each other with --clinical-signal (None: not at all).
+    clinical_effects: ClinicalEffects | None = None
 
     @property
     def labels(self) -> dict[str, int]:

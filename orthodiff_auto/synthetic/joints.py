@@ -19,6 +19,7 @@ KNEE = Joint(
     view_centres={"sag": (0.0, 2.0, 8.0), "cor": (0.0, 2.0, 8.0), "ax": (0.0, 0.0, 12.0)},
     plan_axes=posterior_for_every_view,
     best_view=knee.BEST_VIEW,
+    clinical_effects=knee.CLINICAL_EFFECTS,
     # a dislocation moves the patella and tears the MPFL (its centre lies between them); an effusion fills
     # several recesses
     region_radius_mm={"acl_tear": 20.0, "pcl_tear": 20.0, "medial_meniscus_tear": 20.0, "lateral_meniscus_tear": 20.0,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from orthodiff_auto.synthetic.clinical import ClinicalEffects
 from orthodiff_auto.synthetic.joint import label_values
 from orthodiff_auto.synthetic.latent import Anatomy, sample_placement, sample_side
 
@@ -54,6 +55,16 @@ DEFAULT_PREVALENCE: dict[str, float] = {
     "patellar_dislocation": 0.2,
     "effusion": 0.35,
 }
+
+# --clinical-signal: meniscal tears are degenerative (much likelier with age; the medial one also with BMI);
+# ACL tears a little likelier in women; an ACL tear usually comes with an effusion and often with a lateral
+# meniscus tear (the pivot-shift injury). Log-odds shifts (synthetic.clinical).
+CLINICAL_EFFECTS = ClinicalEffects(
+    age_log_odds={"medial_meniscus_tear": 1.5, "lateral_meniscus_tear": 1.2, "effusion": 0.3},
+    bmi_log_odds={"medial_meniscus_tear": 0.4},
+    female_log_odds={"acl_tear": 0.5},
+    co_occurrence={"acl_tear": {"lateral_meniscus_tear": 1.8, "effusion": 2.0}},
+)
 
 # The view whose in-plane resolution shows each thin finding best (documentation and tests).
 BEST_VIEW: dict[str, str] = {
