@@ -13,6 +13,7 @@ def register(subparsers) -> None:
         help="score predictions against a dataset's test references",
         description="Dice and HD95 per structure against labelsTs/, AUROC/AP/sensitivity/specificity/F1 per "
         "finding against findingsTs.csv (bootstrap 95%% CIs), per view and per site; writes summary.json, "
+        "report.html (self-contained: tables and embedded figures), "
         "roc_curves.png and dice_boxplot.png to PRED_DIR/evaluation (or --out). Exit 2 when no prediction "
         "matches a reference.",
     )

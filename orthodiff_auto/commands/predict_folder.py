@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower in 3D)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--overwrite", action="store_true", help="predict cases whose outputs already exist")
+    p.add_argument("--qc", action="store_true",
+                   help="also write OUTPUT_DIR/qc/<case>.png: the middle slice of each view with the segmentation's "
+                   "contours, and the findings table")
     p.set_defaults(func=run)
 
 
@@ -34,7 +37,7 @@ def run(args) -> int:
     from orthodiff_auto.inference.folder import predict_folder
 
     report = predict_folder(args.input_dir, args.output_dir, args.model, folds=args.folds, tta=args.tta,
-                            device=args.device, overwrite=args.overwrite)
+                            device=args.device, overwrite=args.overwrite, qc=args.qc)
     print(f"{len(report.predicted)} predicted, {len(report.skipped)} already done, {len(report.failed)} failed")
     if report.failed:
         for name, why in report.failed.items():

@@ -12,12 +12,15 @@ import pandas as pd
 from orthodiff_auto.data.dataset import scan_raw_dataset
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.evaluation.figures import evaluation_figures
+from orthodiff_auto.evaluation.report_html import render_report
 from orthodiff_auto.training.classification_metrics import choose_thresholds, evaluate_findings, roc_points
 from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
-from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
+from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 
 THRESHOLDS_JSON = "thresholds.json"
+REPORT_HTML = "report.html"
 # where the thresholds behind sensitivity/specificity came from (summary["findings"]["threshold_method"])
 FROM_THRESHOLDS_JSON = "thresholds.json"
 FROM_TEST_SET = "test_set_youden"
@@ -57,7 +60,7 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
     out_dir = Path(out_dir) if out_dir else pred_dir / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "summary.json", json_safe(summary))
-    _plots(summary, out_dir)
+    _write_figures_and_report(summary, out_dir)
     return summary
 
 
@@ -155,42 +158,14 @@ def _roc_points(y: np.ndarray, s: np.ndarray) -> dict[str, list[float]]:
     return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
 
 
-def _plots(summary: dict[str, Any], out_dir: Path) -> None:
-    import matplotlib  # only when a figure is drawn: importing matplotlib takes about half a second
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if "findings" in summary:
-        fig, ax = plt.subplots(figsize=(6, 6))
-        for name, pts in summary["findings"]["roc"].items():
-            auc = summary["findings"]["per_finding"][name]["auroc"]
-            ax.plot(pts["fpr"], pts["tpr"], label=f"{name} ({auc:.2f})" if auc == auc else name)
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set_xlabel("1 - specificity")
-        ax.set_ylabel("sensitivity")
-        ax.legend(fontsize=7, loc="lower right")
-        _save(fig, out_dir / "roc_curves.png")
-    seg = summary.get("segmentation")
-    if seg and seg["per_case"]:
-        names = list(next(iter(seg["per_case"].values()))["metrics"])
-        values = [[c["metrics"][n]["dice"] for c in seg["per_case"].values() if c["metrics"][n]["dice"] == c["metrics"][n]["dice"]]
-                  for n in names]
-        fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.7), 4))
-        ax.boxplot(values, showfliers=True)
-        ax.set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right", fontsize=8)
-        ax.set_ylabel("Dice")
-        ax.set_ylim(0, 1)
-        _save(fig, out_dir / "dice_boxplot.png")
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt  # only when a figure is drawn: importing matplotlib takes about half a second
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+def _write_figures_and_report(summary: dict[str, Any], out_dir: Path) -> None:
+    """roc_curves.png, dice_boxplot.png and report.html (the same figures embedded, and the tables)."""
+    figures = evaluation_figures(summary)
+    for name, png in figures.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_bytes(png)
+    note = _THRESHOLD_NOTES.get(summary.get("findings", {}).get("threshold_method"), "")
+    write_text_atomic(out_dir / REPORT_HTML, render_report(summary, figures, note))
 
 
 _THRESHOLD_NOTES = {

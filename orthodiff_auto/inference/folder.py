@@ -25,7 +25,8 @@ import pandas as pd
 from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.inference.predictor import Predictor
+from orthodiff_auto.inference.predictor import CasePrediction, Predictor
+from orthodiff_auto.inference.qc import QC_FOLDER, write_qc_png
 from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 from orthodiff_auto.utils.lock import folder_lock
@@ -121,7 +122,10 @@ def _findings_part(output_dir: Path, run_id: str, case_id: str) -> Path:
 
 
 def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Path | str, folds=None,
-                   tta: bool = False, device: str | None = None, overwrite: bool = False, log=print) -> FolderReport:
+                   tta: bool = False, device: str | None = None, overwrite: bool = False, qc: bool = False,
+                   log=print) -> FolderReport:
+    """Predict every case of ``input_dir`` into ``output_dir``; ``qc``: also ``qc/<case>.png`` per case
+    (``inference.qc``)."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if output_dir.resolve() == input_dir.resolve():
         raise UserInputError(f"{output_dir}: the output folder must differ from the input folder")
@@ -132,13 +136,13 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
         predictor = Predictor(model_dir, folds=folds, device=str(torch_device), tta=tta)
         # the model is usable: from here the output folder is written, by one run at a time (or one torchrun job)
         with folder_lock(output_dir, shared=ctx.enabled):
-            return _predict_folder(input_dir, output_dir, predictor, ctx, overwrite, log)
+            return _predict_folder(input_dir, output_dir, predictor, ctx, overwrite, qc, log)
     finally:
         shutdown(ctx)
 
 
 def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx: DistributedContext,
-                    overwrite: bool, log) -> FolderReport:
+                    overwrite: bool, qc: bool, log) -> FolderReport:
     cases, problems = discover_inputs(input_dir)
     report = FolderReport()
     for name, problem in problems.items():
@@ -156,6 +160,8 @@ def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx
         scans = cases[case_id]
         part = _findings_part(output_dir, run_id, case_id)
         outputs = [output_dir / s.output_name for s in scans if s.view in predictor.segmenters]
+        if qc:
+            outputs.append(output_dir / QC_FOLDER / f"{case_id}.png")
         done = all(p.is_file() for p in outputs) and (not wants_findings or part.is_file())
         if done and not overwrite:
             report.skipped.append(case_id)
@@ -177,6 +183,8 @@ def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx
                     row[f"{finding}_spread"] = values["spread"]
                 with atomic_path(part) as tmp:
                     pd.DataFrame([row]).to_csv(tmp, index=False)
+            if qc:
+                _write_qc(output_dir, predictor, prediction, loaded)
             report.predicted.append(case_id)
             note = f"; {prediction.findings_note}" if prediction.findings_note else ""
             log(f"predicted {case_id} ({', '.join(loaded)}){note}")
@@ -189,6 +197,14 @@ def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx
     if wants_findings and ctx.is_main:
         merge_findings(output_dir, predictor.findings, run_id, case_ids)
     return report
+
+
+def _write_qc(output_dir: Path, predictor: Predictor, prediction: CasePrediction, loaded: dict[str, tuple]) -> None:
+    classifier = predictor.classifiers.get(prediction.classifier or "")
+    labels = next(iter(predictor.segmenters.values())).plans.labels if predictor.segmenters else {}
+    write_qc_png(output_dir / QC_FOLDER / f"{prediction.case_id}.png", prediction.case_id, loaded,
+                 prediction.segmentations, labels, prediction.findings,
+                 classifier.thresholds_table() if classifier is not None else {}, prediction.findings_note)
 
 
 def _read_views(scans: list[InputScan], report: FolderReport, log) -> dict[str, tuple]:
