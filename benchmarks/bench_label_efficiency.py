@@ -18,9 +18,10 @@ Everything runs in this process through the ``orthodiff`` command line (``orthod
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from bench_common import macro_auroc, mean_dice, pretrain_once, read_summary, train_fold_once
 
 
 def parse_args(argv=None):
@@ -41,31 +42,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _run(cli_args: list[str], dry_run: bool) -> None:
-    from orthodiff_auto.cli import main
-
-    print("$ orthodiff " + " ".join(cli_args), flush=True)
-    if dry_run:
-        return
-    rc = main(cli_args)
-    if rc != 0:
-        raise SystemExit(f"orthodiff {cli_args[0]} failed with exit code {rc}")
-
-
-def mean_dice(summary: dict) -> float | None:
-    try:
-        return float(summary["mean"]["mean"]["dice"]["mean"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def macro_auroc(summary: dict) -> float | None:
-    try:
-        return float(summary["metrics"]["macro"]["auroc"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 METRICS = {"seg": ("mean Dice", mean_dice), "cls": ("macro AUROC", macro_auroc)}
 
 
@@ -78,11 +54,8 @@ def main(argv=None) -> int:
     device = ["--device", args.device] if args.device else []
     sets = [x for s in args.overrides for x in ("--set", s)]
 
-    encoder = args.pretrained or results / "pretrain" / args.view / f"encoder_{args.view}.pt"
-    if not encoder.is_file():
-        resume = ["--continue"] if (encoder.parent / "checkpoint_latest.pt").is_file() else []
-        _run(["pretrain", str(pre), args.view, "--config", args.pretrain_config, "--results", str(results),
-              *(["--device", args.device] if args.device in ("cpu", "cuda") else []), *resume], args.dry_run)
+    encoder = args.pretrained or pretrain_once(pre, args.view, results, args.pretrain_config, [], args.device,
+                                               args.dry_run)
 
     tasks = [t.strip() for t in args.tasks.split(",")]
     unknown = [t for t in tasks if t not in METRICS]
@@ -105,16 +78,12 @@ def main(argv=None) -> int:
 
 def _train_variant(args, pre, results, encoder, task, fraction, fold, variant, device, sets) -> dict | None:
     """Train one (task, fraction, fold, variant) unless its summary.json exists; its row for the report."""
-    name = variant + (f"_frac{fraction:g}" if fraction < 1 else "")
-    summary_path = results / task / args.view / name / f"fold_{fold}" / "summary.json"
-    if not summary_path.is_file():
-        resume = ["--continue"] if (summary_path.parent / "checkpoint_latest.pt").is_file() else []
-        _run(["train_fold", str(pre), task, args.view, fold, "--config", args.config, *sets,
-              "--label-fraction", f"{fraction:g}", "--results", str(results), *device, *resume,
-              *(["--pretrained", str(encoder)] if variant == "pretrained" else [])], args.dry_run)
+    run = train_fold_once(pre, results, task, args.view, fold, fraction, args.config, sets, device,
+                          encoder if variant == "pretrained" else None, args.dry_run)
     if args.dry_run:
         return None
-    summary = json.loads(summary_path.read_text())
+    summary_path = run / "summary.json"
+    summary = read_summary(run)
     return {"task": task, "fraction": fraction, "fold": fold, "variant": variant,
             "metric": METRICS[task][1](summary),
             "num_training_scans": summary.get("num_training_scans", summary.get("num_training_cases")),

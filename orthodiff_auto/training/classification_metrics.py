@@ -244,9 +244,17 @@ def macro_auroc_ci(y_true, y_score, n_resamples: int = 1000, seed: int = 0) -> t
     y, s = _labels_2d(y_true, y_score)
     if y.shape[0] == 0:
         return float("nan"), float("nan")
-    auc, _ = _bootstrap_ranking(y, s, n_resamples, seed)
-    low, high = _percentile_ci(_nanmean(auc, axis=1)[:, None])
+    low, high = _percentile_ci(macro_auroc_bootstrap(y, s, n_resamples, seed)[:, None])
     return float(low[0]), float(high[0])
+
+
+def macro_auroc_bootstrap(y_true, y_score, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """The macro AUROC on each of ``n_resamples`` case resamples (NaN where no finding has both classes).
+    The resampled case indices depend only on the number of cases and the seed, so two models' scores of the
+    same cases (same order) get the same resamples: their difference is a paired bootstrap."""
+    y, s = _labels_2d(y_true, y_score)
+    auc, _ = _bootstrap_ranking(y, s, n_resamples, seed)
+    return _nanmean(auc, axis=1)
 
 
 def _percentile_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -298,3 +298,20 @@ def test_evaluate_findings_rejects_bad_arguments(kwargs):
     args.update(kwargs)
     with pytest.raises(ValueError):
         evaluate_findings(**args)
+
+
+def test_macro_auroc_bootstrap_resamples_cases_and_pairs_two_models():
+    y, s = _random_findings(n=40, seed=2)
+    samples = cm.macro_auroc_bootstrap(y, s, n_resamples=50, seed=3)
+    # each sample is the macro AUROC of one seeded case resample (the one-class finding left out)
+    indices = np.random.default_rng(3).integers(0, 40, size=(50, 40))
+    naive = [np.mean([roc_auc_score(y[i, f], s[i, f]) for f in (0, 1)]) for i in indices]
+    assert samples == pytest.approx(naive)
+    # another model's scores of the same cases get the same resamples: a paired difference
+    other = s.copy()
+    other[:, 1] = y[:, 1] + 0.01 * s[:, 1]  # finding b now perfect
+    paired = cm.macro_auroc_bootstrap(y, other, n_resamples=50, seed=3) - samples
+    expected = [(1.0 - roc_auc_score(y[i, 1], s[i, 1])) / 2 for i in indices]
+    assert paired == pytest.approx(expected)
+    low, high = cm.macro_auroc_ci(y, s, n_resamples=50, seed=3)
+    assert (low, high) == pytest.approx(tuple(np.percentile(samples, [2.5, 97.5])))
