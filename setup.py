@@ -25,6 +25,8 @@ setup(
         "test": ["pytest", "pytest-timeout"],
         # Reference implementation for the side-by-side benchmarks in benchmarks/.
         "bench": ["nnunetv2"],
+        # TensorBoard scalars of training runs (--tensorboard); torch's SummaryWriter needs this package.
+        "tensorboard": ["tensorboard"],
     },
     entry_points={"console_scripts": ["orthodiff=orthodiff_auto.cli:main"]},
 )

@@ -57,6 +57,7 @@ from orthodiff_auto.training.fold import SPLITS_JSON
 from orthodiff_auto.training.loop import CHECKPOINT_FORMAT
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
+from orthodiff_auto.utils.log import append_log_line
 
 STACKED_JSON = "stacked_gate.json"
 #: probabilities read back from a CSV are clipped to [EPS, 1 - EPS] before taking their logit (|logit| <= 27.6)
@@ -332,8 +333,7 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
 
     def trainer_log(msg: str) -> None:
         log(msg)
-        with open(out / "training_log.txt", "a") as fh:
-            fh.write(msg + "\n")
+        append_log_line(out / "training_log.txt", msg)
 
     trainer_log(f"cls fused fold {request.fold} ({request.variant}, fusion stacked of {'+'.join(views)}): gate fitted "
                 f"on out-of-fold predictions of {len(train)} training cases ({params.iterations} L-BFGS iterations, "

@@ -19,3 +19,18 @@ def add_worker_options(p, skip_validation: bool = True) -> None:
     if skip_validation:
         p.add_argument("--skip-validation", action="store_true", help="do not validate image contents first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_monitor_options(p) -> None:
+    """--no-progress-bar and --tensorboard: how a training run can be watched (config fields progress_bar and
+    tensorboard, which change nothing that is learnt)."""
+    p.add_argument("--no-progress-bar", action="store_true",
+                   help="no bar over each epoch's iterations (it is drawn only when stderr is a terminal)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard scalars to <run folder>/tensorboard (needs the tensorboard extra: "
+                   "pip install 'orthodiff_auto[tensorboard]')")
+
+
+def monitor_overrides(args) -> list[str]:
+    """The config overrides (``key=value``) that --no-progress-bar and --tensorboard stand for."""
+    return (["progress_bar=false"] if args.no_progress_bar else []) + (["tensorboard=true"] if args.tensorboard else [])

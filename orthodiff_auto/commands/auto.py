@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orthodiff_auto.commands._shared import add_monitor_options, monitor_overrides
+
 ORDER = 80
 
 
@@ -47,6 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--redo-stale", action="store_true",
                    help="plan again when --budget differs from the work folder's plans, and pretrain or train again "
                    "every run made with other plans or settings (default: refuse, naming it)")
+    add_monitor_options(p)
     p.set_defaults(func=run)
 
 
@@ -57,9 +60,9 @@ def run(args) -> int:
     options = AutoOptions(
         budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=tuple(args.folds),
         pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch,
-        frozen_features=not args.no_frozen_features, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides),
+        frozen_features=not args.no_frozen_features, fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides + monitor_overrides(args)),
         classification_overrides=tuple(args.classification_overrides),
-        pretrain_overrides=tuple(args.pretrain_overrides), num_processes=args.num_processes, device=args.device,
+        pretrain_overrides=tuple(args.pretrain_overrides + monitor_overrides(args)), num_processes=args.num_processes, device=args.device,
         redo_stale=args.redo_stale, pretrained_from=args.pretrained_from,
     )
     model_dir = run_auto(args.dataset, args.work, options)

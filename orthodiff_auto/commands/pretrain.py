@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orthodiff_auto.commands._shared import add_monitor_options, monitor_overrides
+
 ORDER = 30
 
 
@@ -27,6 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--results", default=None,
                    help="results root (default PREPROCESSED_DIR/../results); output goes to RESULTS/pretrain/VIEW")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    add_monitor_options(p)
     p.set_defaults(func=run)
 
 
@@ -34,6 +37,6 @@ def run(args) -> int:
     # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.diffusion.run import pretrain
 
-    pretrain(args.preprocessed_dir, args.view, preset=args.config, overrides=args.overrides, resume=args.resume,
+    pretrain(args.preprocessed_dir, args.view, preset=args.config, overrides=args.overrides + monitor_overrides(args), resume=args.resume,
              results=args.results, device=args.device)
     return 0

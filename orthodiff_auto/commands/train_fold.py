@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orthodiff_auto.commands._shared import add_monitor_options, monitor_overrides
+
 ORDER = 40
 
 
@@ -30,6 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--results", type=Path, help="results folder (default: results/ beside PREPROCESSED_DIR)")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the latest checkpoint")
+    add_monitor_options(p)
     p.set_defaults(func=run)
 
 
@@ -37,7 +40,8 @@ def run(args) -> int:
     # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.pipeline.train_fold import run_train_fold
 
-    run_train_fold(args.preprocessed_dir, args.task, args.view, args.fold, config=args.config, overrides=args.set,
+    run_train_fold(args.preprocessed_dir, args.task, args.view, args.fold, config=args.config,
+                   overrides=args.set + monitor_overrides(args),
                    results=args.results, pretrained=args.pretrained, label_fraction=args.label_fraction,
                    label_fraction_seed=args.label_fraction_seed,
                    device=args.device, resume=args.resume)

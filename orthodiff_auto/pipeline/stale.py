@@ -19,7 +19,8 @@ from orthodiff_auto.training.config import TrainingConfig
 
 # Fields that change how fast a run goes or how often it writes, not what it learns (batch k is a pure function
 # of the seed, the rank and k, whatever the number of data workers), so a rerun with other values reuses the run.
-RESULT_NEUTRAL_FIELDS = frozenset({"num_workers", "checkpoint_every_epochs", "val_batch_size", "ddp_timeout_minutes"})
+RESULT_NEUTRAL_FIELDS = frozenset({"num_workers", "checkpoint_every_epochs", "val_batch_size", "ddp_timeout_minutes",
+                                   "progress_bar", "plot_every_epochs", "tensorboard"})
 
 
 def budget_differences(planned: Budget, requested: Budget) -> list[str]:

@@ -57,6 +57,10 @@ class TrainingConfig:
     val_overlap: float = 0.5
     val_mirroring: bool = False
     val_batch_size: int = 2
+    # watching a run (they change what a person sees, not what is learnt)
+    progress_bar: bool = True  # a bar over each epoch's iterations on stderr, only when stderr is a terminal
+    plot_every_epochs: int = 1  # redraw progress.png every N epochs and after the last
+    tensorboard: bool = False  # scalars to <run folder>/tensorboard (needs the 'tensorboard' extra)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
@@ -81,6 +85,8 @@ class TrainingConfig:
         if self.classifier_features not in ("finetune", "diffusion"):
             raise UserInputError(f"config classifier_features: choose 'finetune' or 'diffusion', got "
                                  f"{self.classifier_features!r}")
+        if self.plot_every_epochs < 1:
+            raise UserInputError(f"config plot_every_epochs: must be at least 1, got {self.plot_every_epochs}")
 
     @property
     def total_iterations(self) -> int:
@@ -90,7 +96,7 @@ class TrainingConfig:
 PRESETS: dict[str, TrainingConfig] = {
     # seconds on a CPU: proves that the whole path runs and the loss goes down (tests)
     "smoke": TrainingConfig(num_epochs=2, iterations_per_epoch=4, num_workers=0, checkpoint_every_epochs=1,
-                            val_batches_per_epoch=1,
+                            val_batches_per_epoch=1, plot_every_epochs=10,
                             initial_lr=1e-2, encoder_warmup_epochs=1, batch_size=2, mixed_precision=False),
     # minutes on a 2-core CPU with the cpu plan: the demo's budget. AdamW, because in a few hundred steps
     # nnU-Net's SGD (lr 0.01, momentum 0.99) had not left the all-background solution (documentation/training.md)

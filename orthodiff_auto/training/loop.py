@@ -20,8 +20,10 @@ from torch.utils.data import DataLoader, Dataset
 from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.distributed import DistributedContext, all_reduce_mean, barrier
+from orthodiff_auto.training.monitor import (epoch_bar, format_duration, progress_bar_wanted, tensorboard_writer,
+                                             time_left)
 from orthodiff_auto.utils.atomic import atomic_path
-from orthodiff_auto.utils.log import log_line
+from orthodiff_auto.utils.log import append_log_line, log_line
 
 CHECKPOINT_FORMAT = "orthodiff_auto.checkpoint/1"
 
@@ -99,13 +101,14 @@ class Trainer:
                 model, device_ids=[ctx.local_rank] if device.type == "cuda" else None)
         else:
             self.ddp_model = model
+        # asked for but not installed: refused here, before any training time is spent
+        self.scalars = tensorboard_writer(self.output_dir) if config.tensorboard and ctx.is_main else None
 
     # ------------------------------------------------------------------ bookkeeping
     def log(self, msg: str) -> None:
         if self.ctx.is_main:
             self._log(msg)
-            with open(self.output_dir / "training_log.txt", "a") as f:
-                f.write(msg + "\n")
+            append_log_line(self.output_dir / "training_log.txt", msg)
 
     def checkpoint_payload(self, next_epoch: int) -> dict[str, Any]:
         return {
@@ -181,10 +184,13 @@ class Trainer:
                  f"threads, device {self.device}" + (f", {self.ctx.world_size} processes" if self.ctx.enabled else ""))
         batches = iter(self._loader(start_iteration))
         iteration = start_iteration
+        show_bar = self.ctx.is_main and progress_bar_wanted(cfg.progress_bar)
+        session_start = time.perf_counter()
         for epoch in range(self.start_epoch, cfg.num_epochs):
             epoch_start = time.perf_counter()
             data_wait = 0.0
             running = torch.zeros((), device=self.device)
+            bar = epoch_bar(epoch, cfg.iterations_per_epoch, show_bar)
             for _ in range(cfg.iterations_per_epoch):
                 lr = self._set_lr(iteration)
                 t0 = time.perf_counter()
@@ -203,6 +209,8 @@ class Trainer:
                     self._after_step(self.model)
                 running += loss.detach()  # stays on the device: no host sync per iteration
                 iteration += 1
+                bar.update()
+            bar.close()
             train_loss = float(all_reduce_mean(running / cfg.iterations_per_epoch, self.ctx))
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
@@ -211,26 +219,37 @@ class Trainer:
             with torch.no_grad(), self._autocast():
                 metrics = self.task.epoch_validation(self.model, self.device) if self.ctx.is_main else {}
             self.model.train()
-            self._record(epoch, train_loss, lr, epoch_time, data_wait, metrics)
+            eta = time_left(time.perf_counter() - session_start, epoch + 1 - self.start_epoch,
+                            cfg.num_epochs - epoch - 1)
+            self._record(epoch, train_loss, lr, epoch_time, data_wait, metrics, eta)
             is_last = epoch + 1 == cfg.num_epochs
             if self._improved(metrics):
                 self.save("checkpoint_best.pt", epoch + 1)
             if (epoch + 1) % cfg.checkpoint_every_epochs == 0 or is_last:
                 self.save("checkpoint_latest.pt", epoch + 1)
+            if self.ctx.is_main and ((epoch + 1) % cfg.plot_every_epochs == 0 or is_last):
+                self.plot_progress()
             barrier(self.ctx)
         self.save("checkpoint_final.pt", cfg.num_epochs)
-        if self.ctx.is_main:
-            self.plot_progress()
+        if self.scalars is not None:
+            self.scalars.close()
 
-    def _record(self, epoch, train_loss, lr, epoch_time, data_wait, metrics) -> None:
+    def _record(self, epoch, train_loss, lr, epoch_time, data_wait, metrics, eta_s: float) -> None:
         row = {"epoch": epoch, "train_loss": train_loss, "lr": lr, "epoch_time_s": epoch_time,
                "data_wait_s": data_wait, "compute_s": epoch_time - data_wait, **metrics}
         for k, v in row.items():
             self.history.setdefault(k, []).append(float(v))
+        if self.scalars is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    self.scalars.add_scalar(k, float(v), epoch)
+            self.scalars.flush()  # a TensorBoard open on the folder shows the epoch now, not at the end
         per_it = epoch_time / self.config.iterations_per_epoch
         extra = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        left = self.config.num_epochs - epoch - 1
         self.log(f"epoch {epoch:4d}  loss {train_loss:.4f}  lr {lr:.5f}  {per_it:.3f} s/it "
-                 f"(data wait {data_wait / max(epoch_time, 1e-9):.0%}, compute {(epoch_time - data_wait) / self.config.iterations_per_epoch:.3f} s/it)  {extra}")
+                 f"(data wait {data_wait / max(epoch_time, 1e-9):.0%}, compute {(epoch_time - data_wait) / self.config.iterations_per_epoch:.3f} s/it)  {extra}"
+                 f"  {left} epochs left, eta {format_duration(eta_s)}")
 
     def _improved(self, metrics: dict[str, float]) -> bool:
         key = self.task.selection_metric
