@@ -28,8 +28,10 @@ class DiffusionConfig:
     # what pretrain does after training: DDIM samples for the figure
     num_samples: int = 2
     sample_steps: int = 50
-    # fixed validation batches (same cases, other seed, fixed timesteps) reported each epoch
+    # fixed validation batches (fixed timesteps, no augmentation) reported each epoch, drawn from a seeded
+    # fraction of the scans held out of training (at least one; diffusion/holdout.py)
     val_batches: int = 2
+    validation_fraction: float = 0.05
 
     def __post_init__(self):
         if not 0.0 <= self.ema_decay < 1.0:
@@ -40,6 +42,8 @@ class DiffusionConfig:
             raise UserInputError(f"min_snr_gamma must be > 0 (or none), got {self.min_snr_gamma}")
         if self.num_samples < 0 or self.sample_steps < 1 or self.val_batches < 0:
             raise UserInputError("num_samples and val_batches must be >= 0, sample_steps >= 1")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise UserInputError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -11,6 +11,7 @@ import torch
 
 from orthodiff_auto.diffusion.config import make_pretrain_configs
 from orthodiff_auto.diffusion.export import export_encoder
+from orthodiff_auto.diffusion.holdout import PretrainingSplit
 from orthodiff_auto.diffusion.sampler import ddim_sample, save_sampling_figure
 from orthodiff_auto.diffusion.schedule import q_sample
 from orthodiff_auto.diffusion.task import DiffusionTask
@@ -63,6 +64,7 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
                     f"patch {list(task.patch_size)}, batch {task.batch_size}, {task.plan.schedule} schedule, "
                     f"T={task.plan.timesteps}, {task.prediction} prediction, EMA {dconfig.ema_decay}, "
                     f"{config.num_epochs} x {config.iterations_per_epoch} iterations on {dev}")
+        trainer.log(holdout_line(task.split, dconfig.val_batches))
         if resume:
             if existing is None:
                 trainer.log("--continue: no checkpoint found, starting from scratch")
@@ -94,6 +96,9 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
                 "view": view,
                 "iterations": iterations,
                 "num_scans": len(case_ids),
+                "num_training_scans": len(task.split.training),
+                "validation_case_ids": list(task.split.validation) if dconfig.val_batches else [],
+                "validation_on_training_scans": task.split.reuses_training,
                 "patch_size": list(task.patch_size),
                 "batch_size": task.batch_size,
                 "final_train_loss": h["train_loss"][-1] if h.get("train_loss") else None,
@@ -111,6 +116,18 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
         return summary
     finally:
         shutdown(ctx)
+
+
+def holdout_line(split: PretrainingSplit, val_batches: int) -> str:
+    """The log line saying which scans the validation loss is computed on."""
+    if val_batches == 0:
+        return "no validation loss (val_batches=0)"
+    if not split.reuses_training:
+        return (f"validation loss on {len(split.validation)} held-out scan(s), never trained on: "
+                f"{', '.join(split.validation)}")
+    return (f"validation loss on the training scan(s) {', '.join(split.validation)}: "
+            + ("a single scan, none to hold out" if len(split.validation) == 1 else "validation_fraction=0")
+            + " (FLAGGED: it measures fit, not generalisation)")
 
 
 def sample_figure(model, task, path: Path, num_samples: int, steps: int, device, amp_dtype=None, seed: int = 0,
@@ -144,4 +161,4 @@ def sample_figure(model, task, path: Path, num_samples: int, steps: int, device,
     save_sampling_figure(sections, path, axis=task.view_plan.through_plane_axis, reference=reference, title=title)
 
 
-__all__ = ["PRETRAIN_SUMMARY", "output_dir_for", "pretrain", "sample_figure"]
+__all__ = ["PRETRAIN_SUMMARY", "holdout_line", "output_dir_for", "pretrain", "sample_figure"]

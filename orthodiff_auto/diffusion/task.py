@@ -1,7 +1,7 @@
 """Diffusion pretraining as a task of the generic training loop (``training.loop.Trainer``).
 
-Batches: random patches (``PatchBatches(with_seg=False)``) of every train and unlabeled scan of the view, light
-augmentation (mirroring and mild intensity changes, no spatial resampling), and per sample a timestep drawn
+Batches: random patches (``PatchBatches(with_seg=False)``) of the view's train and unlabeled scans except those
+held out for the validation loss (``holdout.split_pretraining_scans``), light augmentation (mirroring and mild intensity changes, no spatial resampling), and per sample a timestep drawn
 uniformly from [0, T) and Gaussian noise, all drawn from generators seeded by (seed, rank, iteration): a batch
 is a pure function of those, so a resumed run replays exactly the same batches.
 
@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from orthodiff_auto.diffusion.config import DiffusionConfig
 from orthodiff_auto.diffusion.denoiser import Denoiser
+from orthodiff_auto.diffusion.holdout import split_pretraining_scans
 from orthodiff_auto.diffusion.schedule import diffusion_loss, make_alphas_cumprod, q_sample, training_target
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import ViewPlan
@@ -128,9 +129,12 @@ class DiffusionTask:
         self.architecture = view_plan.segmentation.architecture
         self.plan = view_plan.diffusion
         self.source = source
-        self.case_ids = sorted(case_ids)
         self.config = config
         self.dconfig = diffusion_config
+        # no validation batches: nothing to hold out scans for
+        fraction = diffusion_config.validation_fraction if diffusion_config.val_batches > 0 else 0.0
+        self.split = split_pretraining_scans(case_ids, fraction, config.seed)
+        self.case_ids = list(self.split.training)
         self.prediction = diffusion_config.prediction or self.plan.prediction
         self.patch_size = tuple(config.patch_size or self.plan.patch_size)
         self.batch_size = int(config.batch_size or self.plan.batch_size)
@@ -159,8 +163,9 @@ class DiffusionTask:
         self.ema.update(model)
 
     # ------------------------------------------------------------------ data
-    def _patches(self, start: int, total: int, seed: int, rank: int, transforms, batch_size: int) -> PatchBatches:
-        return PatchBatches(self.source, self.case_ids, self.patch_size, batch_size, transforms, start, total,
+    def _patches(self, case_ids: Sequence[str], start: int, total: int, seed: int, rank: int, transforms,
+                 batch_size: int) -> PatchBatches:
+        return PatchBatches(self.source, case_ids, self.patch_size, batch_size, transforms, start, total,
                             seed, rank, oversample_foreground=0.0, foreground_locations=None, with_seg=False)
 
     def transforms(self):
@@ -171,18 +176,19 @@ class DiffusionTask:
                                          self.config.augmentation_probability, with_seg=False)
 
     def batch_dataset(self, start_iteration: int, total_iterations: int, ctx: DistributedContext) -> Dataset:
-        patches = self._patches(start_iteration, total_iterations, self.config.seed, ctx.rank, self.transforms(),
-                                per_rank_batch_size(self.batch_size, ctx))
+        patches = self._patches(self.split.training, start_iteration, total_iterations, self.config.seed, ctx.rank,
+                                self.transforms(), per_rank_batch_size(self.batch_size, ctx))
         return DiffusionBatches(patches, self.plan.timesteps, self.config.seed, ctx.rank)
 
     def validation_batches(self) -> list[dict[str, torch.Tensor]]:
-        """Fixed batches (other seed, no augmentation) with timesteps spread evenly over [0, T)."""
+        """Fixed batches of the held-out scans (other seed, no augmentation) with timesteps spread evenly over
+        [0, T)."""
         if self._val_batches is None:
             n = self.dconfig.val_batches
             k = max(1, n * self.batch_size)  # midpoints of k equal strata of [0, T)
             grid = ((np.arange(k) + 0.5) * self.plan.timesteps / k).astype(int)
             seed = self.config.seed + VALIDATION_SEED_OFFSET
-            patches = self._patches(0, n, seed, 0, None, self.batch_size)
+            patches = self._patches(self.split.validation, 0, n, seed, 0, None, self.batch_size)
             self._val_batches = [
                 DiffusionBatches(patches, self.plan.timesteps, seed, 0,
                                  fixed_timesteps=grid[i * self.batch_size:(i + 1) * self.batch_size])[i]
@@ -235,6 +241,7 @@ class DiffusionTask:
             "prediction": self.prediction,
             "patch_size": list(self.patch_size),
             "batch_size": self.batch_size,
+            "validation_case_ids": list(self.split.held_out),
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
@@ -249,6 +256,10 @@ class DiffusionTask:
         if saved != now:
             raise UserInputError(f"cannot continue: the checkpoint was trained with (prediction, schedule, T) = "
                                  f"{saved}, this run asks for {now}")
+        held_out = extras.get("validation_case_ids")  # absent from checkpoints older than the hold-out
+        if held_out is not None and list(held_out) != list(self.split.held_out):
+            raise UserInputError(f"cannot continue: the checkpoint's run held out {list(held_out)} for validation, "
+                                 f"this run would hold out {list(self.split.held_out)} (the scans changed)")
         if extras.get("ema") is not None and self.ema is not None:
             self.ema.load_state_dict(extras["ema"])
 

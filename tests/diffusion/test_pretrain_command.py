@@ -22,6 +22,11 @@ def test_pretrain_writes_encoder_samples_and_continues(make_preprocessed, tmp_pa
         assert (out / name).is_file(), name
     summary = json.loads((out / "pretrain_summary.json").read_text())
     assert summary["num_scans"] == 3  # train + unlabeled, never test scans
+    # one of the three held out for the validation loss, named in the summary and the log
+    assert summary["num_training_scans"] == 2 and not summary["validation_on_training_scans"]
+    (held_out,) = summary["validation_case_ids"]
+    assert held_out in ("c001", "c002", "u001")
+    assert f"never trained on: {held_out}" in (out / "training_log.txt").read_text()
     assert summary["iterations"] == 4 and summary["seconds_per_iteration_median"] > 0
     ckpt = torch.load(out / "encoder_sag.pt", weights_only=True)
     assert ckpt["iterations"] == 4 and ckpt["view"] == "sag"
@@ -52,11 +57,15 @@ def test_pretrain_writes_encoder_samples_and_continues(make_preprocessed, tmp_pa
     assert torch.load(out / "encoder_sag.pt", weights_only=True)["iterations"] == 6
 
 
-def test_results_option(make_preprocessed, tmp_path):
-    pre = make_preprocessed(unlabeled=())
+def test_results_option_and_a_single_scan(make_preprocessed, tmp_path):
+    pre = make_preprocessed(train=("c001",), unlabeled=())
     assert main(["pretrain", str(pre), "sag", *FAST, "--set", "num_samples=0", "--results", str(tmp_path / "r")]) == 0
     out = tmp_path / "r" / "pretrain" / "sag"
     assert (out / "encoder_sag.pt").is_file() and not (out / "ddim_samples.png").exists()
+    # nothing to hold out: the validation loss reuses the training scan, and says so
+    summary = json.loads((out / "pretrain_summary.json").read_text())
+    assert summary["validation_on_training_scans"] and summary["validation_case_ids"] == ["c001"]
+    assert "FLAGGED" in (out / "training_log.txt").read_text()
 
 
 @pytest.mark.parametrize("args, message", [

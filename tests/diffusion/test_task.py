@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from orthodiff_auto.diffusion.config import make_pretrain_configs
+from orthodiff_auto.diffusion.holdout import split_pretraining_scans
 from orthodiff_auto.diffusion.task import EMA, DiffusionTask
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.training.checkpoint import load_checkpoint
@@ -45,6 +46,63 @@ def test_batches_are_a_pure_function_of_seed_rank_iteration():
     assert not torch.equal(rank0["noise"], rank1["noise"])
     ts = torch.cat([a[i]["t"] for i in range(10)])
     assert ts.min() >= 0 and ts.max() < 1000 and len(set(ts.tolist())) > 10
+
+
+class RecordingSource(MemorySource):
+    """Remembers which cases were loaded."""
+
+    def __init__(self, n):
+        super().__init__(n=n)
+        self.loaded = set()
+
+    def load(self, case_id):
+        self.loaded.add(case_id)
+        return super().load(case_id)
+
+
+def test_validation_loss_is_computed_on_scans_never_trained_on(tmp_path):
+    source = RecordingSource(n=12)
+    task = _task("val_batches=6", "validation_fraction=0.2", "num_epochs=1", "iterations_per_epoch=2",
+                 source=source)
+    batches = task.batch_dataset(0, 60, DistributedContext())
+    for i in range(len(batches)):
+        batches[i]
+    trained_on, source.loaded = source.loaded, set()
+    task.validation_batches()
+    validated_on = set(source.loaded)
+    assert validated_on and trained_on and not validated_on & trained_on
+    assert len(trained_on) > 6  # 120 draws from the 10 training scans reach most of them
+    # which scans: a seeded 20 % of the 12, recorded in the checkpoints
+    assert sorted(validated_on) == list(task.split.held_out) == list(task.split.validation)
+    assert len(task.split.held_out) == 2 and not task.split.reuses_training
+    _trainer(task, tmp_path).fit()
+    extras = torch.load(tmp_path / "checkpoint_final.pt", weights_only=True)["extras"]
+    assert extras["validation_case_ids"] == sorted(validated_on)
+    # a resumed run must hold out the same scans
+    other = _task("val_batches=6", "validation_fraction=0.4", source=source)
+    with pytest.raises(UserInputError, match="held out"):
+        other.load_extras(extras)
+
+
+def test_a_single_scan_is_reused_for_validation_and_flagged():
+    task = _task(source=RecordingSource(n=1))
+    assert task.split.reuses_training and task.split.held_out == ()
+    assert task.split.validation == task.split.training == ("case00",)
+    assert len(task.validation_batches()) == 1
+
+
+def test_the_held_out_scans_are_a_seeded_fraction():
+    ids = [f"s{i:03d}" for i in range(40)]
+    split = split_pretraining_scans(ids, 0.1, seed=0)
+    assert len(split.validation) == 4 and len(split.training) == 36
+    assert sorted(split.training + split.validation) == ids
+    assert split_pretraining_scans(list(reversed(ids)), 0.1, seed=0) == split  # order does not matter
+    assert split_pretraining_scans(ids, 0.1, seed=1).validation != split.validation
+    grown = split_pretraining_scans(ids + ["s999"], 0.1, seed=0)  # 41 scans: still 4 held out
+    assert len(set(grown.validation) ^ set(split.validation)) <= 2  # at most one scan swapped
+    assert len(split_pretraining_scans(ids[:3], 0.05, seed=0).validation) == 1  # at least one
+    assert len(split_pretraining_scans(ids[:2], 0.9, seed=0).training) == 1  # never all
+    assert split_pretraining_scans(ids, 0.0, seed=0).reuses_training
 
 
 def test_patch_size_must_fit_the_network():
