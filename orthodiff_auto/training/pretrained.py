@@ -27,7 +27,6 @@ view, what another dataset's plans adopt to load them (``plans.adaptation.Pretra
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -41,6 +40,7 @@ from orthodiff_auto.plans.adaptation import PretrainedPlan
 from orthodiff_auto.plans.schema import Plans, ViewPlan
 from orthodiff_auto.plans.subplans import NormalizationPlan, ResamplingPlan
 from orthodiff_auto.training.checkpoint import load_checkpoint, unwrap
+from orthodiff_auto.utils.archive import sha256_of
 
 ENCODER_FORMAT = "orthodiff_auto.encoder/1"
 ENCODER_FILE_PATTERN = "encoder_*.pt"
@@ -119,14 +119,6 @@ class PretrainedInfo:
         return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_container(ckpt: Any, where: str) -> None:
     if not isinstance(ckpt, dict) or ckpt.get("format") != ENCODER_FORMAT:
         fmt = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
@@ -148,7 +140,7 @@ def read_encoder_checkpoint(path: Path | str) -> dict[str, Any]:
     ckpt = load_checkpoint(path)
     _check_container(ckpt, str(path))
     ckpt["source_path"] = str(path.resolve())
-    ckpt["sha256"] = _sha256(path)
+    ckpt["sha256"] = sha256_of(path)
     return ckpt
 
 
