@@ -5,73 +5,52 @@ budget and the demo training preset (diffusion pretraining per view, segmentatio
 the fused classifier, model selection), ``predict_folder`` on the dataset's test scans with the resulting model
 folder, ``evaluate``, and prints a table of Dice per structure and AUROC per finding. To fit 15 minutes on a
 2-core CPU it trains fold 0 only and only the pretrained variants; ``--folds 0 1 2 3 4 --compare-scratch``
-runs the whole cross-validation. Re-running reuses whatever is already done.
+runs the whole cross-validation. Re-running reuses whatever is already done. ``orthodiff demo`` is the same
+command. The job itself is ``pipeline.demo.run_demo``; this module holds its options and imports the pipeline
+only when it runs, so that ``orthodiff --help`` reads them without loading torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-from orthodiff_auto.data.validation import validate_dataset
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.evaluation.evaluate_folder import evaluate_predictions, report_table
-from orthodiff_auto.inference.folder import predict_folder
-from orthodiff_auto.pipeline.auto import AutoOptions, check_folds, run_auto
-from orthodiff_auto.synthetic.generator import generate_dataset
 
-# Sized so the whole job finishes in under 15 minutes on a 2-core CPU (see README for the measured run).
-DEMO_DATASET = dict(n_cases=30, n_unlabeled=10, n_test=10, size="demo", seed=7)
-# The demo preset's 800 steps per fold, cut to 600 for segmentation so the whole job fits 15 minutes.
-DEMO_OVERRIDES = ("num_epochs=24",)
-# Classifiers see about 25 training scans: their validation AUROC peaked within the first 100-300 steps of the
-# demo preset's 800 and the validation loss rose after (overfitting), so the demo trains them for 300 steps.
-DEMO_CLASSIFICATION_OVERRIDES = ("num_epochs=12",)
+EXAMPLE = "orthodiff demo --work demo_work --folds 0 1 2 3 4 --compare-scratch"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's options, shared by ``python -m orthodiff_auto.demo`` and ``orthodiff demo``."""
+    parser.add_argument("--work", type=Path, default=Path("demo_work"),
+                        help="working folder: raw/, preprocessed/, results/, model/, predictions/ (default demo_work)")
+    parser.add_argument("--config", default="demo", help="training preset: smoke, demo or full (default demo)")
+    parser.add_argument("--folds", nargs="+", type=int, default=[0], help="cross-validation folds (default 0)")
+    parser.add_argument("--compare-scratch", action="store_true",
+                        help="also train from scratch and let model selection choose")
+    parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default 2)")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the demo with parsed ``add_arguments`` options; 1 when a test case failed to predict."""
+    # imported here, not at the top: the CLI reads add_arguments for `orthodiff --help` without loading torch
+    from orthodiff_auto.pipeline.demo import run_demo
+
+    return run_demo(args.work, args.config, args.folds, args.num_processes, args.compare_scratch)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orthodiff_auto.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path("demo_work"))
-    parser.add_argument("--config", default="demo")
-    parser.add_argument("--folds", nargs="+", type=int, default=[0])
-    parser.add_argument("--compare-scratch", action="store_true",
-                        help="also train from scratch and let model selection choose")
-    parser.add_argument("-np", "--num-processes", type=int, default=2)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=f"example: {EXAMPLE}")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return run_demo(args.work, args.config, check_folds(args.folds), args.num_processes, args.compare_scratch)
+        return run_from_args(args)
     except UserInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-
-def run_demo(work: Path, config: str, folds: tuple[int, ...], num_processes: int,
-             compare_scratch: bool = False) -> int:
-    start = time.perf_counter()
-    raw = work / "raw"
-    if not (raw / "dataset.json").is_file():
-        print(f"== generating the synthetic knee dataset in {raw}", flush=True)
-        generate_dataset(raw, num_processes=num_processes, **DEMO_DATASET)
-    report = validate_dataset(raw, num_workers=num_processes)
-    if not report.ok:
-        raise UserInputError(f"{raw}: generated dataset is invalid:\n{report.problems_text()}")
-    print(report.summary_text(), flush=True)
-    model_dir = run_auto(raw, work, AutoOptions(budget="cpu", config=config, folds=folds,
-                                                compare_scratch=compare_scratch, num_processes=num_processes,
-                                                overrides=DEMO_OVERRIDES,
-                                                classification_overrides=DEMO_CLASSIFICATION_OVERRIDES))
-    predictions = work / "predictions"
-    print(f"== predict_folder {raw / 'imagesTs'} -> {predictions}", flush=True)
-    folder_report = predict_folder(raw / "imagesTs", predictions, model_dir)
-    print("== evaluate", flush=True)
-    summary = evaluate_predictions(predictions, raw)
-    print()
-    print(report_table(summary))
-    print(f"\ndemo finished in {time.perf_counter() - start:.0f} s; outputs in {work}")
-    return 1 if folder_report.failed else 0
 
 
 if __name__ == "__main__":

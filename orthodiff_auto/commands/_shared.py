@@ -34,3 +34,14 @@ def add_monitor_options(p) -> None:
 def monitor_overrides(args) -> list[str]:
     """The config overrides (``key=value``) that --no-progress-bar and --tensorboard stand for."""
     return (["progress_bar=false"] if args.no_progress_bar else []) + (["tensorboard=true"] if args.tensorboard else [])
+
+
+def add_device_option(p) -> None:
+    """--device: auto (default: cuda when available), cpu, cuda or cuda:N; under torchrun each process's GPU."""
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: cuda when available; under "
+                   "torchrun each process takes its own GPU)")
+
+
+def example(command_line: str) -> str:
+    """A sub-command's epilog: one example line, the last line of its --help."""
+    return f"example: {command_line}"

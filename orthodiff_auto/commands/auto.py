@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orthodiff_auto.commands._shared import add_monitor_options, monitor_overrides
+from orthodiff_auto.commands._shared import add_device_option, add_monitor_options, example, monitor_overrides
 
 ORDER = 80
 
@@ -18,6 +18,7 @@ def register(subparsers) -> None:
         "--set) is refused, naming its folder, unless --redo-stale. While one auto runs on a work folder a "
         "second is refused (exit code 2). The final model folder is WORK/model (what "
         "predict_folder --model takes); ends with a cross-validation report.",
+        epilog=example("orthodiff auto raw --work work --budget cpu --config demo --folds 0"),
     )
     p.add_argument("dataset", type=Path, help="raw dataset folder")
     p.add_argument("--work", required=True, type=Path, help="working folder (preprocessed/, results/, model/)")
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
                    help="fusion modes to train: gate, stacked and/or concat (the first one also fuses the "
                         "frozen-feature classifiers, which have no stacked mode)")
     p.add_argument("-np", "--num-processes", type=int, default=2)
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    add_device_option(p)
     p.add_argument("--redo-stale", action="store_true",
                    help="plan again when --budget differs from the work folder's plans, and pretrain or train again "
                    "every run made with other plans or settings (default: refuse, naming it)")

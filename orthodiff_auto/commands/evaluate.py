@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orthodiff_auto.commands._shared import example
+
 ORDER = 70
 
 
@@ -16,6 +18,7 @@ def register(subparsers) -> None:
         "report.html (self-contained: tables and embedded figures), "
         "roc_curves.png and dice_boxplot.png to PRED_DIR/evaluation (or --out). Exit 2 when no prediction "
         "matches a reference.",
+        epilog=example("orthodiff evaluate predictions/ raw"),
     )
     p.add_argument("pred_dir", type=Path)
     p.add_argument("reference", type=Path, help="raw dataset folder holding labelsTs/ and/or findingsTs.csv")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orthodiff_auto.commands._shared import example
+
 ORDER = 50
 
 
@@ -14,6 +16,7 @@ def register(subparsers) -> None:
         description="Aggregate the folds' validation results; choose per segmentation view between from-scratch "
         "and pretrained (mean Dice), and for the findings between single views and fusion modes (pooled CV "
         "macro AUROC); copy the chosen fold checkpoints, plans and thresholds into MODEL_DIR.",
+        epilog=example("orthodiff find_best_configuration preprocessed --out model"),
     )
     p.add_argument("preprocessed_dir", type=Path)
     p.add_argument("--out", required=True, type=Path, help="model folder to write (what predict_folder --model takes)")

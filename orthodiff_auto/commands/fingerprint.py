@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands._shared import add_dataset_and_out, add_worker_options
+from orthodiff_auto.commands._shared import add_dataset_and_out, add_worker_options, example
 
 ORDER = 20
 
@@ -14,6 +14,7 @@ def register(subparsers) -> None:
         description="Validate the raw dataset, then measure every train and unlabeled scan (in parallel) and write "
         "PREPROCESSED_DIR/dataset.json and PREPROCESSED_DIR/fingerprint.json. Nothing is written when the dataset "
         "is invalid (exit code 2).",
+        epilog=example("orthodiff fingerprint raw --out preprocessed"),
     )
     add_dataset_and_out(p, "preprocessed folder to write into")
     add_worker_options(p)

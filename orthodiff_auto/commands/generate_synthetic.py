@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orthodiff_auto.commands._shared import example
+
 ORDER = 10
 
 
@@ -14,6 +16,7 @@ def register(subparsers) -> None:
         "sagittal, coronal and axial proton-density fat-suppressed scans with their own realistic geometry, "
         "label maps and findings (findings.csv). Deterministic for a seed. Refuses a non-empty OUT unless it "
         "holds a previous synthetic dataset, which it replaces. See documentation/synthetic_data.md.",
+        epilog=example("orthodiff generate_synthetic raw --joint knee --cases 30 --unlabeled 10 --test 10 --size demo"),
     )
     p.add_argument("out", help="output dataset folder (new, empty, or a previous synthetic dataset)")
     p.add_argument("--joint", default="knee", help="knee, ankle or shoulder (default knee)")

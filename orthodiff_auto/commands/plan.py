@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands._shared import BUDGET_HELP
+from orthodiff_auto.commands._shared import BUDGET_HELP, example
 
 ORDER = 21
 
@@ -14,6 +14,7 @@ def register(subparsers) -> None:
         description="Read PREPROCESSED_DIR/fingerprint.json and write PREPROCESSED_DIR/plans.json (segmentation, "
         "classification and diffusion-pretraining configurations per view). Edit plans.json by hand if you "
         "like, then run `orthodiff preprocess`.",
+        epilog=example("orthodiff plan preprocessed --budget gpu:8"),
     )
     p.add_argument("preprocessed", help="preprocessed folder holding fingerprint.json")
     p.add_argument("--budget", default=None, help=BUDGET_HELP)

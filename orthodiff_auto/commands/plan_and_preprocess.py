@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands._shared import BUDGET_HELP, add_dataset_and_out, add_worker_options
+from orthodiff_auto.commands._shared import BUDGET_HELP, add_dataset_and_out, add_worker_options, example
 
 ORDER = 23
 
@@ -14,6 +14,7 @@ def register(subparsers) -> None:
         description="Validate the raw dataset (nothing is written when it is invalid: exit code 2), then run "
         "`fingerprint`, `plan` and `preprocess`, writing fingerprint.json, plans.json and the preprocessed cases "
         "into PREPROCESSED_DIR. Re-running skips cases that are already up to date.",
+        epilog=example("orthodiff plan_and_preprocess raw --out preprocessed --budget cpu -np 4"),
     )
     add_dataset_and_out(p, "preprocessed folder to write into")
     p.add_argument("--budget", default=None, help=BUDGET_HELP)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from orthodiff_auto.commands._shared import add_device_option, example
+
 ORDER = 60
 
 
@@ -18,13 +20,14 @@ def register(subparsers) -> None:
         "file or a failing case is reported and the rest goes on (exit code 1 when any failed). A second run into "
         "the same OUTPUT_DIR is refused while one runs (exit code 2). Under torchrun each process takes its "
         "share of the cases.",
+        epilog=example("orthodiff predict_folder scans/ predictions/ --model model --tta"),
     )
     p.add_argument("input_dir", type=Path)
     p.add_argument("output_dir", type=Path)
     p.add_argument("--model", required=True, type=Path, help="model folder (find_best_configuration / auto)")
     p.add_argument("--folds", nargs="+", type=int, help="use only these folds (default: all in the model)")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower in 3D)")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    add_device_option(p)
     p.add_argument("--overwrite", action="store_true", help="predict cases whose outputs already exist")
     p.add_argument("--qc", action="store_true",
                    help="also write OUTPUT_DIR/qc/<case>.png: the middle slice of each view with the segmentation's "

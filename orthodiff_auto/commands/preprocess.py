@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands._shared import add_dataset_and_out, add_worker_options
+from orthodiff_auto.commands._shared import add_dataset_and_out, add_worker_options, example
 
 ORDER = 22
 
@@ -14,6 +14,7 @@ def register(subparsers) -> None:
         description="Preprocess every train and unlabeled scan with PREPROCESSED_DIR/plans.json into "
         "PREPROCESSED_DIR/<view>/. Cases already up to date (same source files, same plan) are skipped, so an "
         "interrupted run resumes; every file is written atomically.",
+        epilog=example("orthodiff preprocess raw --out preprocessed -np 4"),
     )
     add_dataset_and_out(p, "preprocessed folder holding plans.json")
     add_worker_options(p)

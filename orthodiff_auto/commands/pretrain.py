@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands._shared import add_monitor_options, monitor_overrides
+from orthodiff_auto.commands._shared import add_device_option, add_monitor_options, example, monitor_overrides
 
 ORDER = 30
 
@@ -17,6 +17,7 @@ def register(subparsers) -> None:
         "the EMA encoder weights are exported to RESULTS/pretrain/VIEW/encoder_VIEW.pt for "
         "`train_fold --pretrained`, with ddim_samples.png (DDIM samples from noise and a denoised real patch) "
         "as a sanity check. Under torchrun it trains with DistributedDataParallel.",
+        epilog=example("orthodiff pretrain preprocessed sag --config full --device cuda:1"),
     )
     p.add_argument("preprocessed_dir", help="preprocessed folder (holds plans.json and one folder per view)")
     p.add_argument("view", help="imaging view to pretrain (sag, cor or ax)")
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
                    help="continue from the latest checkpoint in the output folder")
     p.add_argument("--results", default=None,
                    help="results root (default PREPROCESSED_DIR/../results); output goes to RESULTS/pretrain/VIEW")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if available")
+    add_device_option(p)
     add_monitor_options(p)
     p.set_defaults(func=run)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orthodiff_auto.commands._shared import add_device_option, example
+
 ORDER = 35
 
 
@@ -15,6 +17,7 @@ def register(subparsers) -> None:
         "logistic regression per finding on each cross-validation fold (splits.json) and score the held-out "
         "predictions by macro AUROC. Writes RESULTS/pretrain/VIEW/probe.json (the table and the best pair, which "
         "`train_fold ... cls --set classifier_features=diffusion` uses) and prints the table.",
+        epilog=example("orthodiff probe preprocessed sag --timesteps 50,100,200"),
     )
     p.add_argument("preprocessed_dir", help="preprocessed folder (plans.json, findings.csv, one folder per view)")
     p.add_argument("view", help="imaging view (sag, cor or ax), pretrained with `orthodiff pretrain`")
@@ -26,7 +29,7 @@ def register(subparsers) -> None:
                    "decoder.stages.0 (default: every encoder and decoder stage)")
     p.add_argument("--l2", type=float, default=1.0, help="L2 strength of the probe, 1/C (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fixed noise (default 0)")
-    p.add_argument("--device", default=None, help="auto, cpu or cuda (default: cuda when available)")
+    add_device_option(p)
     p.set_defaults(func=run)
 
 

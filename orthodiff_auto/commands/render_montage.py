@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orthodiff_auto.commands._shared import example
+
 ORDER = 90
 
 
@@ -11,6 +13,7 @@ def register(subparsers) -> None:
         help="write a PNG montage of one case's views with the label overlay",
         description="Write a PNG montage of one case of a raw dataset: a row per view with its middle slice "
         "(label overlay) and a slice through each of the case's findings.",
+        epilog=example("orthodiff render_montage raw knee0001 knee0001.png"),
     )
     p.add_argument("dataset", help="raw dataset folder (holds dataset.json)")
     p.add_argument("case_id", help="case id, e.g. knee0001")

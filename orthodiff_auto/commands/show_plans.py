@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orthodiff_auto.commands._shared import example
+
 ORDER = 24
 
 
@@ -11,6 +13,7 @@ def register(subparsers) -> None:
         help="print the plans of a preprocessed folder as a readable table",
         description="Print PREPROCESSED_DIR/plans.json (or a plans file given directly) as tables: spacing, "
         "patch, batch, stages, pooling per axis, features, memory estimate per view.",
+        epilog=example("orthodiff show_plans preprocessed"),
     )
     p.add_argument("preprocessed", help="preprocessed folder holding plans.json, or a plans.json file")
     p.set_defaults(func=run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orthodiff_auto.commands._shared import add_monitor_options, monitor_overrides
+from orthodiff_auto.commands._shared import add_device_option, add_monitor_options, example, monitor_overrides
 
 ORDER = 40
 
@@ -15,12 +15,14 @@ def register(subparsers) -> None:
         help="train one task, view and cross-validation fold",
         description="Train segmentation (seg) or classification (cls) for one view and fold, then validate the "
         "fold. Runs under torchrun for several GPUs or nodes (DistributedDataParallel).",
+        epilog=example("orthodiff train_fold preprocessed seg sag 0 --pretrained results/pretrain/sag/encoder_sag.pt"),
     )
     p.add_argument("preprocessed_dir", type=Path)
     p.add_argument("task", help="seg or cls")
     p.add_argument("view", help="sag, cor or ax (cls also: fused)")
     p.add_argument("fold", help="0-4 or all")
-    p.add_argument("--config", default="demo", help="smoke (seconds), demo (minutes on a CPU) or full (GPU)")
+    p.add_argument("--config", default="full", help="preset: smoke (seconds), demo (minutes on a CPU) or full "
+                   "(GPU, nnU-Net length); default full, as auto and pretrain")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--pretrained", type=Path, help="encoder checkpoint written by `orthodiff pretrain`")
     p.add_argument("--label-fraction", type=float, default=1.0,
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--label-fraction-seed", type=int, default=0,
                    help="which stratified subset --label-fraction takes (default 0; other seeds train in "
                    "<variant>_frac<F>_seed<S>)")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    add_device_option(p)
     p.add_argument("--results", type=Path, help="results folder (default: results/ beside PREPROCESSED_DIR)")
     p.add_argument("--continue", dest="resume", action="store_true", help="resume from the latest checkpoint")
     add_monitor_options(p)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from orthodiff_auto.commands._shared import example
+
 ORDER = 15
 
 
@@ -13,6 +15,7 @@ def register(subparsers) -> None:
         help="check a raw dataset folder and report every problem at once",
         description="Check a raw dataset folder (native or nnU-Net v2 format). Prints a summary when it is "
         "valid; otherwise lists every problem with its file and exits with code 2. Changes nothing.",
+        epilog=example("orthodiff validate_dataset raw"),
     )
     p.add_argument("dataset", help="raw dataset folder (holds dataset.json)")
     p.add_argument("-np", "--num-processes", type=int, default=2, help="parallel readers (default 2)")

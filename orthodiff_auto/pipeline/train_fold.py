@@ -38,7 +38,7 @@ def train_fold(request: FoldRequest, log=None) -> dict[str, Any]:
     return trainer(request, plans, log=log or log_line)
 
 
-def run_train_fold(preprocessed_dir: Path, task: str, view: str, fold: str, config: str = "demo",
+def run_train_fold(preprocessed_dir: Path, task: str, view: str, fold: str, config: str = "full",
                    overrides: Sequence[str] = (), results: Path | None = None, pretrained: Path | None = None,
                    label_fraction: float = 1.0, label_fraction_seed: int = 0,
                    device: str | None = None, resume: bool = False) -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""The command line as a whole: every sub-command's --help ends with a working example, shared option defaults
+agree across commands, `orthodiff demo` runs the demo, and `orthodiff --help` loads nothing heavy."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orthodiff_auto import demo
+from orthodiff_auto.cli import build_parser, main
+
+
+def _subparsers() -> dict:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return action.choices
+
+
+SUBCOMMANDS = sorted(_subparsers())
+
+
+def test_the_sub_commands_include_demo():
+    assert "demo" in SUBCOMMANDS and "train_fold" in SUBCOMMANDS and len(SUBCOMMANDS) >= 16
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_help_ends_with_an_example_that_parses(name):
+    help_text = _subparsers()[name].format_help()
+    last_paragraph = help_text.strip().split("\n\n")[-1]
+    assert last_paragraph.startswith(f"example: orthodiff {name} "), help_text
+    example = " ".join(last_paragraph.split())  # the formatter may wrap a long example
+    first_command = example.removeprefix("example: orthodiff ").split(" && ")[0]  # "A && B": A is this one
+    argv = shlex.split(first_command)
+    args = build_parser().parse_args(argv)  # exits (SystemExit) on an example that does not parse
+    assert args.command == name
+
+
+def test_train_fold_config_defaults_like_auto_and_pretrain():
+    parser = build_parser()
+    defaults = {
+        "train_fold": parser.parse_args(["train_fold", "pp", "seg", "sag", "0"]).config,
+        "pretrain": parser.parse_args(["pretrain", "pp", "sag"]).config,
+        "auto": parser.parse_args(["auto", "raw", "--work", "w"]).config,
+    }
+    assert defaults == {"train_fold": "full", "pretrain": "full", "auto": "full"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["pretrain", "pp", "sag"], ["train_fold", "pp", "seg", "sag", "0"], ["predict_folder", "in", "out", "--model", "m"],
+    ["probe", "pp", "sag"], ["auto", "raw", "--work", "w"],
+])
+def test_device_takes_a_numbered_gpu(argv):
+    assert build_parser().parse_args([*argv, "--device", "cuda:1"]).device == "cuda:1"
+
+
+def test_pretrain_passes_a_numbered_gpu_on(monkeypatch):
+    from orthodiff_auto.diffusion import run as diffusion_run
+
+    seen = {}
+    monkeypatch.setattr(diffusion_run, "pretrain", lambda *a, **k: seen.update(k))
+    assert main(["pretrain", "pp", "sag", "--device", "cuda:1"]) == 0
+    assert seen["device"] == "cuda:1"
+
+
+def test_orthodiff_demo_runs_the_demo_with_its_options(monkeypatch, tmp_path):
+    from orthodiff_auto.pipeline import demo as demo_job
+
+    calls = []
+    monkeypatch.setattr(demo_job, "run_demo", lambda *args: calls.append(args) or 0)
+    argv = ["--work", str(tmp_path / "w"), "--config", "smoke", "--folds", "0", "2", "--compare-scratch", "-np", "1"]
+    assert main(["demo", *argv]) == 0
+    assert demo.main(argv) == 0  # python -m orthodiff_auto.demo: the same options, the same call
+    assert calls == [(tmp_path / "w", "smoke", [0, 2], 1, True)] * 2
+
+
+def test_orthodiff_demo_refuses_bad_folds_before_writing(capsys, tmp_path):
+    assert main(["demo", "--work", str(tmp_path / "w"), "--folds", "7"]) == 2
+    assert "fold" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_help_loads_nothing_heavy():
+    code = ("import sys; from orthodiff_auto.cli import build_parser; build_parser().format_help(); "
+            "print(sorted(m for m in ('torch', 'SimpleITK', 'pandas', 'sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
