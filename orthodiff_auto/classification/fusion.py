@@ -17,6 +17,13 @@ have that view. Two ways to combine them:
     trained on. The weights are ``softmax(g[f, :])`` over the present views (no ``GATE_SCALE``: nothing is
     trained by the loop).
 
+``mpae``
+    Like ``stacked`` (the fold's single-view classifiers as unchanged branches, nothing trained), with a fusion
+    head fitted on out-of-fold branch logits (``classification.mpae``, chosen and fitted by
+    ``classification.mpae_fold``): a case-dependent gate, cross-finding stacking, and optionally a tabular
+    branch on the case's encoded clinical columns (``forward(..., clinical=)``; without them, the encoding of
+    a case whose clinical values are all missing).
+
 ``concat``
     Per finding, the views' attention-pooled feature vectors are concatenated and a linear map per finding
     gives the fused logit. An absent view's vector is replaced by a learned "missing" embedding of that view
@@ -40,9 +47,11 @@ import torch
 from torch import nn
 
 from orthodiff_auto.classification.model import ViewClassifier
+from orthodiff_auto.classification.mpae import FusionHead, head_forward
 
 
-FUSION_MODES = ("gate", "stacked", "concat")
+FUSION_MODES = ("gate", "stacked", "mpae", "concat")
+HEAD_TENSORS = ("gate_weight", "gate_bias", "mix", "bias", "clinical_weight")
 
 #: the gate's logits are ``GATE_SCALE * gate_logits``: the gate then learns about GATE_SCALE**2 times faster
 #: under SGD (GATE_SCALE times under Adam) than the rest, as the loop has one learning rate for all parameters
@@ -52,7 +61,7 @@ GATE_SCALE = 10.0
 
 class FusedClassifier(nn.Module):
     def __init__(self, views: Sequence[str], archs: Mapping, num_findings: int, mode: str = "gate",
-                 gate_scale: float | None = None):
+                 gate_scale: float | None = None, num_clinical: int = 0):
         super().__init__()
         if mode not in FUSION_MODES:
             raise ValueError(f"fusion mode must be one of {list(FUSION_MODES)}, got {mode!r}")
@@ -65,6 +74,12 @@ class FusedClassifier(nn.Module):
         self.branches = nn.ModuleDict({v: ViewClassifier(archs[v], num_findings) for v in self.views})
         if mode in ("gate", "stacked"):
             self.gate_logits = nn.Parameter(torch.zeros(num_findings, len(self.views)))
+        elif mode == "mpae":  # fitted, never trained: buffers (saved in the state dict, no gradients)
+            f, v, d = num_findings, len(self.views), int(num_clinical)
+            for name, shape in (("gate_weight", (f, v, 3 * v)), ("gate_bias", (f, v)), ("mix", (f, f)),
+                                ("bias", (f,)), ("clinical_weight", (f, d)), ("clinical_missing", (d,))):
+                self.register_buffer(f"head_{name}", torch.zeros(shape, dtype=torch.float64))
+            self.head_mix.copy_(torch.eye(f, dtype=torch.float64))
         else:
             self.missing = nn.ParameterDict(
                 {v: nn.Parameter(torch.zeros(num_findings, self.branches[v].channels)) for v in self.views})
@@ -82,14 +97,29 @@ class FusedClassifier(nn.Module):
         self.fusion_weight.copy_(torch.cat([self.branches[v].head.weight for v in self.views], dim=1) / n)
         self.fusion_bias.copy_(torch.stack([self.branches[v].head.bias for v in self.views]).mean(0))
 
+    @torch.no_grad()
+    def set_head(self, head: FusionHead, clinical_missing) -> None:
+        """mpae: load a fitted head and the encoded inputs of a case without clinical values."""
+        for name in HEAD_TENSORS:
+            getattr(self, f"head_{name}").copy_(torch.as_tensor(getattr(head, name), dtype=torch.float64))
+        self.head_clinical_missing.copy_(torch.as_tensor(clinical_missing, dtype=torch.float64))
+
     def gate_weights(self) -> torch.Tensor | None:
-        """(F, V) weights with every view present (rows sum to one); None in concat mode."""
+        """(F, V) weights with every view present (rows sum to one); None in concat mode; mpae: the weights of
+        a case whose branch logits are all 0 (the gate's own preference, before it reads the logits)."""
         if self.mode == "concat":
             return None
+        if self.mode == "mpae":
+            params = {k: getattr(self, f"head_{k}") for k in HEAD_TENSORS}
+            x = torch.zeros(1, self.num_findings, len(self.views), dtype=torch.float64, device=self.head_mix.device)
+            return head_forward(params, x, torch.ones(1, len(self.views), dtype=torch.bool, device=x.device),
+                                None)[1][0].float()
         return torch.softmax(self.gate_scale * self.gate_logits.detach().float(), dim=-1)
 
-    def forward(self, inputs: Mapping[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``inputs[view]`` (B, 1, *size_v) (placeholders where absent), ``present`` (B, V) bool.
+    def forward(self, inputs: Mapping[str, torch.Tensor], present: torch.Tensor,
+                clinical: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``inputs[view]`` (B, 1, *size_v) (placeholders where absent), ``present`` (B, V) bool; ``clinical``
+        (B, D) encoded clinical inputs (mpae with a tabular branch; None: every value missing).
 
         Returns ``logits`` (B, F), ``view_logits`` (B, F, V) (0 where absent) and, in gate mode, ``weights``
         (B, F, V) (0 where absent, summing to one over the present views); likewise in stacked mode.
@@ -125,6 +155,15 @@ class FusedClassifier(nn.Module):
             # the gate learns from the fused loss; the branches only from their own (see the fused task), so a
             # view weighted up early does not also get trained harder and win the gate by that alone
             out["logits"] = (weights * view_logits.detach()).sum(-1)
+        elif self.mode == "mpae":
+            params = {k: getattr(self, f"head_{k}") for k in HEAD_TENSORS}
+            d = self.head_clinical_weight.shape[1]
+            q = None
+            if d:
+                q = self.head_clinical_missing[None].expand(batch, -1) if clinical is None else clinical.double()
+            with torch.autocast(present.device.type, enabled=False):  # float64 head: never cast down
+                logits, weights = head_forward(params, view_logits.double(), present, q)
+            out["logits"], out["weights"] = logits.float(), weights.float()
         else:
             feats = []
             for v, view in enumerate(self.views):

@@ -22,9 +22,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from orthodiff_auto.classification.clinical_inputs import ClinicalEncoding
 from orthodiff_auto.classification.frozen import FROZEN_KIND, FrozenFeatureClassifier, frozen_classifier_from_extras
 from orthodiff_auto.classification.fusion import FusedClassifier
 from orthodiff_auto.classification.model import ViewClassifier
+from orthodiff_auto.data.clinical import ClinicalVariable, case_clinical_values, clinical_from_dicts
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.case import preprocess_case
@@ -67,7 +69,8 @@ def build_classifier(extras: Mapping, plans: Plans, where: str = "checkpoint") -
     if extras.get("kind") == "fused":
         views = list(extras["views"])
         archs = {v: plans.view(v).classification.architecture for v in views}
-        return FusedClassifier(views, archs, len(findings), extras.get("fusion", "gate"))
+        return FusedClassifier(views, archs, len(findings), extras.get("fusion", "gate"),
+                               num_clinical=int((extras.get("mpae") or {}).get("num_clinical", 0)))
     return ViewClassifier(plans.view(extras["view"]).classification.architecture, len(findings))
 
 
@@ -86,13 +89,28 @@ class FindingsEnsemble:
         self.device = device
         self.mixed_precision = mixed_precision
         self.thresholds = self._ensemble_thresholds()
+        # fusion=mpae with a tabular branch: per model its clinical variables and their encoding (else None)
+        self.clinical: list[tuple[tuple[ClinicalVariable, ...], ClinicalEncoding] | None] = [None] * len(self.models)
+
+    @property
+    def clinical_declaration(self) -> list[ClinicalVariable]:
+        """The clinical variables any of the models reads (none for most classifiers)."""
+        out: dict[str, ClinicalVariable] = {}
+        for entry in self.clinical:
+            out.update({v.name: v for v in (entry[0] if entry else ()) if v.name not in out})
+        return list(out.values())
+
+    @property
+    def clinical_variables(self) -> list[str]:
+        """Names of the clinical columns any of the models reads."""
+        return [v.name for v in self.clinical_declaration]
 
     @classmethod
     def load(cls, checkpoints: Sequence[Path | str], device: torch.device | str = "cpu") -> "FindingsEnsemble":
         if not checkpoints:
             raise UserInputError("no classification checkpoints")
         device = torch.device(device)
-        models, thresholds, first = [], [], None
+        models, thresholds, first, clinical = [], [], None, []
         plans = None
         for path in checkpoints:
             ckpt = load_checkpoint(path, map_location="cpu")
@@ -112,8 +130,13 @@ class FindingsEnsemble:
             (model.head if isinstance(model, FrozenFeatureClassifier) else model).load_state_dict(ckpt["model"])
             models.append(model.to(device).eval())
             thresholds.append(extras.get("thresholds"))
+            head = extras.get("mpae") or {}
+            clinical.append((clinical_from_dicts(head["clinical"]), ClinicalEncoding.from_dict(head["encoding"]))
+                            if head.get("encoding") else None)
         kind, view, findings, views, _ = first
-        return cls(view, list(views) or [view], list(findings), plans, inputs, models, thresholds, device)
+        ensemble = cls(view, list(views) or [view], list(findings), plans, inputs, models, thresholds, device)
+        ensemble.clinical = clinical
+        return ensemble
 
     def _ensemble_thresholds(self) -> dict[str, float]:
         out = {}
@@ -140,27 +163,35 @@ class FindingsEnsemble:
         return self.prepare_preprocessed(view, scan)
 
     # ------------------------------------------------------------------ prediction
-    def fold_probabilities(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """(folds, F) probabilities from prepared inputs ``{view: (1, *input_size)}`` (any subset of views)."""
+    def fold_probabilities(self, inputs: Mapping[str, np.ndarray], clinical: Mapping[str, object] | None = None) -> np.ndarray:
+        """(folds, F) probabilities from prepared inputs ``{view: (1, *input_size)}`` (any subset of views);
+        ``clinical``: the case's clinical cells (name -> value; absent or empty: missing), read by models with a
+        tabular branch only."""
         available = [v for v in self.views if v in inputs]
         if not available:
             raise UserInputError(f"the classifier needs a scan of {' or '.join(self.views)}; the case has "
                                  f"{sorted(inputs) or 'none'}")
         out = []
         with torch.no_grad(), autocast_for(self.device, self.mixed_precision):
-            for model in self.models:
+            for model, tabular in zip(self.models, self.clinical):
                 if isinstance(model, (FusedClassifier, FrozenFeatureClassifier)):
                     present = torch.tensor([[v in inputs for v in self.views]], device=self.device)
                     x = {v: torch.from_numpy(np.asarray(inputs[v], np.float32)[None]).to(self.device) if v in inputs
                          else torch.zeros(1, 1, *self.inputs[v].input_size, device=self.device) for v in self.views}
-                    logits = model(x, present)["logits"]
+                    extra = {}
+                    if tabular is not None:
+                        variables, encoding = tabular
+                        q = encoding.encode(case_clinical_values(clinical, variables))
+                        extra["clinical"] = torch.from_numpy(q).to(self.device)
+                    logits = model(x, present, **extra)["logits"]
                 else:
                     logits = model(torch.from_numpy(np.asarray(inputs[self.views[0]], np.float32)[None]).to(self.device))
                 out.append(torch.sigmoid(logits.float())[0].cpu().numpy())
         return np.stack(out).astype(np.float64)
 
-    def predict_inputs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-        probs = self.fold_probabilities(inputs)
+    def predict_inputs(self, inputs: Mapping[str, np.ndarray],
+                       clinical: Mapping[str, object] | None = None) -> dict[str, dict[str, float]]:
+        probs = self.fold_probabilities(inputs, clinical)
         mean, spread = probs.mean(0), probs.std(0)
         return {f: {"probability": float(mean[i]), "call": bool(mean[i] >= self.thresholds[f]),
                     "spread": float(spread[i])} for i, f in enumerate(self.findings)}
@@ -169,20 +200,23 @@ class FindingsEnsemble:
         """Whether a case with these views has a scan the classifier reads (a fused one masks the others)."""
         return any(v in self.views for v in views)
 
-    def predict_prepared(self, scans: Mapping[str, "PreparedScan"]) -> dict[str, dict[str, float]]:
+    def predict_prepared(self, scans: Mapping[str, "PreparedScan"],
+                         clinical: Mapping[str, object] | None = None) -> dict[str, dict[str, float]]:
         """``scans``: view -> its preprocessed scan with the predicted segmentation (``PreparedScan``)."""
-        return self.predict_inputs({v: self.prepare_preprocessed(v, s) for v, s in scans.items() if v in self.views})
+        return self.predict_inputs({v: self.prepare_preprocessed(v, s) for v, s in scans.items() if v in self.views},
+                                   clinical)
 
     def predict(self, scans: Mapping[str, tuple[np.ndarray, object]],
-                segmentations: Mapping[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+                segmentations: Mapping[str, np.ndarray] | None = None,
+                clinical: Mapping[str, object] | None = None) -> dict[str, dict[str, float]]:
         """``scans``: view -> (array in SimpleITK order, geometry); ``segmentations``: view -> label map in that
         scan's geometry, which centres the region (without it, the field of view's centre). Returns
         {finding: {probability, call, spread}} in dataset.json's order (``spread``: standard deviation of the
-        folds' probabilities)."""
+        folds' probabilities); ``clinical``: the case's clinical cells, for a model that reads them."""
         segmentations = segmentations or {}
         inputs = {v: self.prepare(v, image, geometry, segmentations.get(v))
                   for v, (image, geometry) in scans.items() if v in self.views}
-        return self.predict_inputs(inputs)
+        return self.predict_inputs(inputs, clinical)
 
 
 __all__ = ["FindingsEnsemble", "PreparedScan", "build_classifier", "DEFAULT_THRESHOLD"]

@@ -7,7 +7,8 @@ weights, and in ``checkpoint_final.pt`` the thresholds chosen on the validation 
 ``validation_predictions.csv``, ``summary.json``, ``progress.png``, ``training_log.txt``.
 
 The steps: the fold's cases (``fold.classification_fold``), the task (``build_task``: one view, the fused views,
-or frozen diffusion features; ``fusion=stacked`` trains nothing and goes to ``stacked.train_stacked_fold``),
+or frozen diffusion features; ``fusion=stacked`` trains nothing and goes to ``stacked.train_stacked_fold``,
+``fusion=mpae`` likewise to ``mpae_fold.train_mpae_fold``),
 the loop, the validation (``validation.validate_classification_fold``).
 """
 
@@ -28,6 +29,7 @@ from orthodiff_auto.classification.fold import (
     single_view_states,
 )
 from orthodiff_auto.classification.frozen import build_frozen_task
+from orthodiff_auto.classification.mpae_fold import train_mpae_fold
 from orthodiff_auto.classification.stacked import train_stacked_fold
 from orthodiff_auto.classification.task import FusedClassificationTask, ViewClassificationTask
 from orthodiff_auto.classification.validation import validate_classification_fold
@@ -58,6 +60,8 @@ def _train(request: FoldRequest, plans: Plans, cls_config: ClassificationConfig,
     refuse_to_overwrite(request.output_dir(), request.resume)
     if request.view == FUSED and cls_config.fusion == "stacked":  # nothing to train: a gate fitted out of fold
         return train_stacked_fold(request, plans, cls_config, device, ctx, log, fold)
+    if request.view == FUSED and cls_config.fusion == "mpae":  # nothing to train: a head fitted out of fold
+        return train_mpae_fold(request, plans, cls_config, device, ctx, log, fold)
     task = build_task(request, plans, cls_config, fold, device, log)
     return _fit_and_validate(request, task, fold, cls_config, device, ctx, log)
 

@@ -197,7 +197,7 @@ def _train_commands(request, view: str, folds: Sequence[str]) -> list[str]:
 
 def collect_out_of_fold(request, views: Sequence[str], findings: Sequence[str], cases: Sequence[str],
                         present: Mapping[str, Sequence[bool]], splits: Sequence[Mapping[str, Sequence[str]]],
-                        log=print, missing_branches: Sequence[str] = ()) -> OutOfFoldLogits:
+                        log=print, missing_branches: Sequence[str] = (), fusion: str = "stacked") -> OutOfFoldLogits:
     """OOF branch logits of ``cases`` (the fold's training cases) per view, from the validation predictions of
     the single-view folds (same variant) whose validation split holds each case. Refuses (UserInputError) when
     a needed fold is missing, lacks a case, was trained on a case it should predict, or has other findings;
@@ -249,11 +249,12 @@ def collect_out_of_fold(request, views: Sequence[str], findings: Sequence[str], 
             take = np.array([index[c] for c in wanted])
             logits[[row[c] for c in wanted], :, vi] = _probability_logits(probs[take])
             source[view].update({c: j for c in wanted})
-            log(f"stacked: {view} out-of-fold predictions of {len(wanted)} cases from {csv}")
+            log(f"{fusion}: {view} out-of-fold predictions of {len(wanted)} cases from {csv}")
     untrained = {v: sorted(js) for v, js in to_train.items() if js}
     if untrained:
         lines = [f"  {cmd}" for v, js in untrained.items() for cmd in _train_commands(request, v, js)]
-        problems.insert(0, f"fusion=stacked fits fold {request.fold}'s gate on the other folds' out-of-fold "
+        problems.insert(0, f"fusion={fusion} fits fold {request.fold}'s {'gate' if fusion == 'stacked' else 'head'} "
+                           "on the other folds' out-of-fold "
                            f"single-view predictions and uses fold {request.fold}'s single-view classifiers as "
                            "branches; not trained yet: "
                            + "; ".join(f"{v} fold{'s' if len(js) > 1 else ''} {', '.join(js)}" for v, js in untrained.items())

@@ -220,6 +220,12 @@ class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
     ``init_sources`` says which (for the summary). ``pretrained`` is the checkpoint named on the command line.
     """
 
+    num_clinical = 0  # mpae: inputs of the fusion head's tabular branch (classification.mpae_fold)
+
+    def forward_extras(self, cases: Sequence[str], device: torch.device) -> dict[str, Any]:
+        """Extra keyword inputs of the fused model for ``cases`` (none here; mpae: their clinical inputs)."""
+        return {}
+
     def __init__(self, plans: Plans, views: Sequence[str], config: TrainingConfig, cls_config: ClassificationConfig,
                  preprocessed_dir: Path, findings: Sequence[str], labels: Mapping[str, np.ndarray],
                  present: Mapping[str, Sequence[bool]], train_cases: Sequence[str], val_cases: Sequence[str],
@@ -249,7 +255,7 @@ class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
 
     def build_model(self) -> nn.Module:
         archs = {v: self.plans.view(v).classification.architecture for v in self.views}
-        model = FusedClassifier(self.views, archs, len(self.findings), self.fusion)
+        model = FusedClassifier(self.views, archs, len(self.findings), self.fusion, num_clinical=self.num_clinical)
         for view in self.views:
             branch = model.branches[view]
             if view in self.init_states:
@@ -309,7 +315,7 @@ class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
                     if present[j, v]:
                         x[j] = loader.load(view, c)
                 inputs[view] = torch.from_numpy(x).to(device)
-            out = model(inputs, torch.from_numpy(present).to(device))
+            out = model(inputs, torch.from_numpy(present).to(device), **self.forward_extras(chunk, device))
             for k, t in out.items():
                 parts.setdefault(k, []).append(t.float().cpu().numpy())
         if not parts:

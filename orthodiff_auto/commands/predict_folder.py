@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--qc", action="store_true",
                    help="also write OUTPUT_DIR/qc/<case>.png: the middle slice of each view with the segmentation's "
                    "contours, and the findings table")
+    p.add_argument("--clinical", type=Path, default=None,
+                   help="CSV of the cases' clinical columns (case_id plus the columns dataset.json declares, e.g. "
+                        "findingsTs.csv), for a classifier that reads them; absent cases or values are missing")
     p.set_defaults(func=run)
 
 
@@ -40,7 +43,7 @@ def run(args) -> int:
     from orthodiff_auto.inference.folder import predict_folder
 
     report = predict_folder(args.input_dir, args.output_dir, args.model, folds=args.folds, tta=args.tta,
-                            device=args.device, overwrite=args.overwrite, qc=args.qc)
+                            device=args.device, overwrite=args.overwrite, qc=args.qc, clinical=args.clinical)
     print(f"{len(report.predicted)} predicted, {len(report.skipped)} already done, {len(report.failed)} failed")
     if report.failed:
         for name, why in report.failed.items():

@@ -16,12 +16,12 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from orthodiff_auto.errors import Problem
+from orthodiff_auto.errors import Problem, UserInputError
 
 CLINICAL_TYPES = ("numeric", "categorical")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -146,5 +146,35 @@ def clinical_values(table: pd.DataFrame | None, cases: Sequence[str],
     return ClinicalValues(tuple(v.name for v in numeric_vars), numeric, categorical)
 
 
-__all__ = ["CLINICAL_TYPES", "ClinicalValues", "ClinicalVariable", "check_clinical_cells", "clinical_from_dicts",
-           "clinical_values", "parse_clinical_declaration"]
+def read_clinical_table(path: Path, variables: Sequence[ClinicalVariable]) -> dict[str, dict[str, str]]:
+    """{case_id: {variable: cell}} from a CSV with a ``case_id`` column and any of the declared clinical columns
+    (other columns, e.g. a findingsTs.csv's findings, are ignored; a column left out is missing for every
+    case). Raises UserInputError naming the file and the problem."""
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserInputError(f"{path}: cannot parse CSV ({str(e).strip().splitlines()[0]})") from None
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot read ({e.strerror or e})") from None
+    raw.columns = [c.strip() for c in raw.columns]
+    if "case_id" not in raw.columns:
+        raise UserInputError(f"{path}: missing the case_id column")
+    ids = raw["case_id"].str.strip()
+    if ids.duplicated().any():
+        raise UserInputError(f"{path}: duplicate case ids {sorted(ids[ids.duplicated()].unique())[:5]}")
+    known = [v for v in variables if v.name in raw.columns]
+    cells = pd.DataFrame({v.name: raw[v.name].str.strip() for v in known}, index=raw.index)
+    problems = check_clinical_cells(path, cells, ids, known)
+    if problems:
+        raise UserInputError(f"{problems[0].path}: {problems[0].message}")
+    return {c: {v.name: cells[v.name].iloc[i] for v in known} for i, c in enumerate(ids)}
+
+
+def case_clinical_values(cells: Mapping[str, Any] | None, variables: Sequence[ClinicalVariable]) -> ClinicalValues:
+    """One case's values from its cells (name -> text or number; absent or empty: missing)."""
+    row = pd.DataFrame({v.name: [(cells or {}).get(v.name, "")] for v in variables}, index=pd.Index(["case"]))
+    return clinical_values(row, ["case"], variables)
+
+
+__all__ = ["CLINICAL_TYPES", "ClinicalValues", "ClinicalVariable", "case_clinical_values", "check_clinical_cells",
+           "clinical_from_dicts", "clinical_values", "parse_clinical_declaration", "read_clinical_table"]

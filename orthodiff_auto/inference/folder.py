@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from orthodiff_auto.data.clinical import read_clinical_table
 from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import UserInputError
@@ -101,16 +102,18 @@ def shard(items: list[str], ctx: DistributedContext = DistributedContext()) -> l
     return items[ctx.rank::ctx.world_size] if ctx.enabled else items
 
 
-def findings_run_id(predictor: Predictor) -> str:
-    """What a case's findings part was computed with: the model description, the chosen folds and the
-    classification checkpoints (name, size, modification time). Parts live under ``.findings/<run id>/``, so a
-    rerun with the same model resumes from them, and parts of another model or of other folds are never merged."""
+def findings_run_id(predictor: Predictor, clinical: dict[str, dict[str, str]] | None = None) -> str:
+    """What a case's findings part was computed with: the model description, the chosen folds, the
+    classification checkpoints (name, size, modification time) and the clinical values read (when a classifier
+    reads any). Parts live under ``.findings/<run id>/``, so a rerun with the same model resumes from them, and
+    parts of another model, other folds or other clinical values are never merged."""
     root = predictor.model_dir
     checkpoints = sorted({c for choice in predictor.description.classifiers_by_views().values()
                           for c in choice.checkpoints})
     stamp = {
         "model": (root / "model.json").read_text(),
         "folds": predictor.folds,
+        **({"clinical": clinical} if clinical else {}),
         "checkpoints": [[c, (root / c).stat().st_size, (root / c).stat().st_mtime_ns] for c in checkpoints
                         if (root / c).is_file()],
     }
@@ -123,9 +126,11 @@ def _findings_part(output_dir: Path, run_id: str, case_id: str) -> Path:
 
 def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Path | str, folds=None,
                    tta: bool = False, device: str | None = None, overwrite: bool = False, qc: bool = False,
-                   log=print) -> FolderReport:
+                   log=print, clinical: Path | str | None = None) -> FolderReport:
     """Predict every case of ``input_dir`` into ``output_dir``; ``qc``: also ``qc/<case>.png`` per case
-    (``inference.qc``)."""
+    (``inference.qc``); ``clinical``: a CSV of the cases' clinical columns (``case_id`` plus any declared
+    columns, e.g. findingsTs.csv), read by a classifier with a tabular branch; cases or values it lacks are
+    missing."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if output_dir.resolve() == input_dir.resolve():
         raise UserInputError(f"{output_dir}: the output folder must differ from the input folder")
@@ -134,15 +139,16 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
     torch_device, ctx = distributed_device(device, backend="gloo", timeout=PREDICTION_WAIT)
     try:
         predictor = Predictor(model_dir, folds=folds, device=str(torch_device), tta=tta)
+        rows = read_clinical_table(Path(clinical), predictor.clinical_declaration()) if clinical else {}
         # the model is usable: from here the output folder is written, by one run at a time (or one torchrun job)
         with folder_lock(output_dir, shared=ctx.enabled):
-            return _predict_folder(input_dir, output_dir, predictor, ctx, overwrite, qc, log)
+            return _predict_folder(input_dir, output_dir, predictor, ctx, overwrite, qc, log, rows)
     finally:
         shutdown(ctx)
 
 
 def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx: DistributedContext,
-                    overwrite: bool, qc: bool, log) -> FolderReport:
+                    overwrite: bool, qc: bool, log, clinical: dict[str, dict[str, str]] | None = None) -> FolderReport:
     cases, problems = discover_inputs(input_dir)
     report = FolderReport()
     for name, problem in problems.items():
@@ -151,7 +157,7 @@ def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx
             log(f"FAILED {name}: {problem}")
     output_dir.mkdir(parents=True, exist_ok=True)
     wants_findings = bool(predictor.classifiers)
-    run_id = findings_run_id(predictor) if wants_findings else ""
+    run_id = findings_run_id(predictor, clinical) if wants_findings else ""
     if wants_findings and ctx.is_main:  # the thresholds behind the all-view classifier's calls, for `evaluate`
         default = predictor.classifier or next(iter(predictor.classifiers.values()))
         write_json_atomic(output_dir / "thresholds.json", default.thresholds_table())
@@ -170,7 +176,7 @@ def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx
         if not loaded:
             continue
         try:
-            prediction = predictor.predict_case(case_id, loaded)
+            prediction = predictor.predict_case(case_id, loaded, (clinical or {}).get(case_id))
             for s in scans:
                 if s.view in prediction.segmentations:
                     write_image(output_dir / s.output_name, prediction.segmentations[s.view], loaded[s.view][1])

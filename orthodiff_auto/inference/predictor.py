@@ -145,10 +145,19 @@ class Predictor:
                     return name
         return None
 
-    def predict_case(self, case_id: str, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]]) -> CasePrediction:
+    def clinical_declaration(self) -> list:
+        """The clinical variables (``data.clinical.ClinicalVariable``) any chosen classifier reads."""
+        out = {}
+        for classifier in self.classifiers.values():
+            out.update({v.name: v for v in classifier.clinical_declaration if v.name not in out})
+        return list(out.values())
+
+    def predict_case(self, case_id: str, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]],
+                     clinical: Mapping[str, object] | None = None) -> CasePrediction:
         """``scans``: view -> (array in SimpleITK order, geometry). Each view is preprocessed once and segmented
         (views without a model are ignored); the findings come from the classifier chosen for the case's views,
-        reading the regions around the segmented anatomy (the cascade)."""
+        reading the regions around the segmented anatomy (the cascade); ``clinical``: the case's clinical cells
+        (name -> value), for a classifier with a tabular branch (missing when absent)."""
         result = CasePrediction(case_id)
         prepared: dict[str, PreparedScan] = {}
         for view, (image, geometry) in scans.items():
@@ -173,7 +182,7 @@ class Predictor:
                 usable = {v: (s if self._same_grid(classifier, v) else
                               PreparedScan.from_scan(*scans[v], classifier.plans.view(v)))
                           for v, s in prepared.items() if v in classifier.views}
-                result.findings = classifier.predict_prepared(usable)
+                result.findings = classifier.predict_prepared(usable, clinical)
                 result.classifier = name
         return result
 

@@ -175,8 +175,9 @@ def _frozen_feature_classifiers(clock, preprocessed, results, views, options, lo
     for view in views:
         for fold in options.folds:
             _train(clock, preprocessed, results, "cls", view, fold, options, None, log, extra=frozen)
-    # frozen-feature heads are trained directly, so "stacked" (fitted on other folds' predictions) does not apply
-    mode = next((m for m in options.fusion_modes if m != "stacked"), "gate")
+    # frozen-feature heads are trained directly, so "stacked" and "mpae" (fitted on other folds' predictions) do
+    # not apply
+    mode = next((m for m in options.fusion_modes if m not in ("stacked", "mpae")), "gate")
     if len(views) > 1:
         for fold in options.folds:
             _train(clock, preprocessed, results, "cls", FUSED, fold, options, None, log,

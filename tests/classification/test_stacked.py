@@ -180,3 +180,56 @@ def test_stacked_refuses_a_source_fold_trained_on_its_cases(single_view_folds, c
                  "--set", "fusion=stacked"]) == 2
     assert "trained on cases it should predict out of fold" in capsys.readouterr().err
     assert not (tmp_path / "cls" / "fused").exists()
+
+
+def test_mpae_fold_chooses_and_fits_a_head_inside_the_fold_and_reads_clinical_data(single_view_folds,
+                                                                                  cls_preprocessed, tmp_path):
+    """fusion=mpae: the head kind is chosen on fold 0's training cases only; with a clinical column that
+    carries both findings, a clinical head wins; inference reproduces the validation predictions from the raw
+    scans and the case's clinical value, and still predicts without it."""
+    from orthodiff_auto.classification.mpae_fold import MPAE_JSON
+
+    pp = tmp_path / "pp"
+    shutil.copytree(cls_preprocessed, pp)
+    desc = json.loads((pp / "dataset.json").read_text())
+    desc["clinical"] = [{"name": "age", "type": "numeric"}]
+    (pp / "dataset.json").write_text(json.dumps(desc))
+    table = pd.read_csv(pp / "findings.csv", dtype=str, keep_default_na=False)
+    table["age"] = [str(20 + 30 * int(a) + 15 * int(z)) for a, z in zip(table["alpha"], table["zeta"])]
+    table.to_csv(pp / "findings.csv", index=False)
+    results = tmp_path / "results"
+    for view in VIEWS:
+        shutil.copytree(single_view_folds / "cls" / view, results / "cls" / view)
+    assert main(["train_fold", str(pp), "cls", "fused", "0", "--results", str(results), *TINY,
+                 "--set", "fusion=mpae"]) == 0
+    fold = results / "cls" / "fused" / "scratch_mpae" / "fold_0"
+    splits = json.loads((pp / "splits.json").read_text())
+    train, val = set(splits[0]["train"]), set(splits[0]["val"])
+    fit = json.loads((fold / MPAE_JSON).read_text())
+    assert set(fit["fitting_cases"]) == train and not set(fit["fitting_cases"]) & val
+    assert set(fit["inner_macro_auroc"]) == {"stacked", "mpae", "stacked+clinical", "mpae+clinical"}
+    assert fit["head_kind"].endswith("+clinical") and fit["num_clinical"] == 2  # age, age_missing
+    summary = json.loads((fold / "summary.json").read_text())
+    assert summary["fusion"] == "mpae" and summary["mpae"]["head_kind"] == fit["head_kind"]
+
+    ckpt = torch.load(fold / "checkpoint_final.pt", weights_only=True)
+    for view in VIEWS:  # the branches are this fold's single-view classifiers, unchanged
+        branch = torch.load(results / "cls" / view / "scratch" / "fold_0" / "checkpoint_final.pt", weights_only=True)
+        for k, v in branch["model"].items():
+            torch.testing.assert_close(ckpt["model"][f"branches.{view}.{k}"], v)
+
+    predictions = pd.read_csv(fold / "validation_predictions.csv", dtype={"case_id": str})
+    ensemble = FindingsEnsemble.load([fold / "checkpoint_final.pt"])
+    assert ensemble.clinical_variables == ["age"]
+    raw = cls_preprocessed.parent / "raw" / "imagesTr"
+    ages = dict(zip(table["case_id"], table["age"]))
+    for case in list(predictions["case_id"])[:2]:
+        scans = {v: read_image(raw / f"{case}_{v}.nii.gz") for v in VIEWS if (raw / f"{case}_{v}.nii.gz").is_file()}
+        found = ensemble.predict(scans, clinical={"age": ages[case]})
+        row = predictions[predictions["case_id"] == case].iloc[0]
+        for name in FINDINGS:
+            assert found[name]["probability"] == pytest.approx(row[f"{name}_probability"], abs=1e-4)
+        without = ensemble.predict(scans)  # no clinical data: the encoding of a missing value
+        older = ensemble.predict(scans, clinical={"age": "95"})
+        assert all(np.isfinite(without[f]["probability"]) for f in FINDINGS)
+        assert any(abs(older[f]["probability"] - found[f]["probability"]) > 1e-3 for f in FINDINGS)

@@ -93,3 +93,19 @@ def test_clinical_values_accept_a_table_read_with_nan_cells():
     values = clinical_values(table, ["a", "b"], clinical_from_dicts(DECLARED))
     assert math.isnan(values.numeric[0, 0]) and values.numeric[1, 0] == 40.0
     assert values.categorical["sex"] == ["", "M"]
+
+
+def test_a_clinical_table_for_prediction_reads_declared_columns_and_refuses_bad_cells(tmp_path):
+    from orthodiff_auto.data.clinical import read_clinical_table
+    from orthodiff_auto.errors import UserInputError
+
+    variables = clinical_from_dicts(DECLARED)
+    path = tmp_path / "findingsTs.csv"
+    path.write_text("case_id,tear,age\nt1,1,61\nt2,0,\n")  # a finding column is ignored, sex is absent
+    assert read_clinical_table(path, variables) == {"t1": {"age": "61"}, "t2": {"age": ""}}
+    path.write_text("case_id,age,sex\nt1,61,X\n")
+    with pytest.raises(UserInputError, match=r"findingsTs.csv: clinical column sex must hold one of"):
+        read_clinical_table(path, variables)
+    path.write_text("id,age\nt1,61\n")
+    with pytest.raises(UserInputError, match="missing the case_id column"):
+        read_clinical_table(path, variables)
