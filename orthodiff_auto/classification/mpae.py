@@ -106,6 +106,22 @@ def head_forward(p: Mapping[str, torch.Tensor], x: torch.Tensor, present: torch.
     return z, w
 
 
+def minimise_lbfgs(params: list[torch.Tensor], objective, max_iter: int, tolerance_grad: float,
+                   tolerance_change: float) -> int:
+    """Full-batch L-BFGS (strong Wolfe line search) of ``objective()`` over ``params``; returns the iterations."""
+    optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=tolerance_grad,
+                                  tolerance_change=tolerance_change, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return int(optimizer.state[params[0]].get("n_iter", 0))
+
+
 def fit_fusion_head(view_logits: np.ndarray, present: np.ndarray, labels: np.ndarray,
                     clinical: np.ndarray | None = None, case_gate: bool = True, cross_finding: bool = True,
                     pos_weight: Sequence[float] | None = None, l2: float = 1.0, max_iter: int = 300) -> FusionHead:
@@ -160,22 +176,12 @@ def fit_fusion_head(view_logits: np.ndarray, present: np.ndarray, labels: np.nda
             + p["clinical_weight"].pow(2).sum()
         return bce + reg * penalty
 
-    optimizer = torch.optim.LBFGS(list(free.values()), lr=1.0, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    iterations = minimise_lbfgs(list(free.values()), objective, max_iter, 1e-9, 1e-12)
     with torch.no_grad():
         loss = float(objective())
-    iterations = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
     p = {k: t.detach().numpy().copy() for k, t in params().items()}
     p["gate_bias"] = p["gate_bias"] - p["gate_bias"].mean(-1, keepdims=True)  # the softmax ignores a shift
     return FusionHead(p["gate_weight"], p["gate_bias"], p["mix"], p["bias"], p["clinical_weight"], loss, iterations)
 
 
-__all__ = ["FusionHead", "fit_fusion_head", "head_forward"]
+__all__ = ["FusionHead", "fit_fusion_head", "head_forward", "minimise_lbfgs"]

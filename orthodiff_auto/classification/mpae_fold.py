@@ -31,16 +31,14 @@ import torch
 
 from orthodiff_auto.classification.fold import ClassificationFold, single_view_states
 from orthodiff_auto.classification.oof_fusion import FUSION_HEADS, OutOfFoldTable, cross_fit, fit_mode
-from orthodiff_auto.classification.stacked import StackedFusionTask, collect_out_of_fold
+from orthodiff_auto.classification.stacked import (StackedFusionTask, collect_out_of_fold, fold_logger,
+                                                   refuse_unfit_settings, save_fitted_model)
 from orthodiff_auto.classification.validation import validate_classification_fold
 from orthodiff_auto.data.clinical import ClinicalValues, clinical_from_dicts, clinical_values
 from orthodiff_auto.data.preprocessed import load_findings, read_preprocessed_description
-from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.training.checkpoint import save_checkpoint
 from orthodiff_auto.training.classification_metrics import macro_auroc
 from orthodiff_auto.training.distributed import barrier
 from orthodiff_auto.training.fold import SPLITS_JSON
-from orthodiff_auto.training.loop import CHECKPOINT_FORMAT
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 
@@ -100,12 +98,7 @@ def train_mpae_fold(request, plans, cls_config, device: torch.device, ctx, log,
     """Choose and fit fold ``request.fold``'s fusion head and validate the fused model (the caller has checked
     the output folder); returns the summary. Runs on the main process only."""
     views, findings, labels, val = fold.views, fold.findings, fold.labels, fold.val
-    if cls_config.classifier_features != "finetune":
-        raise UserInputError("fusion=mpae combines the fine-tuned single-view classifiers; it does not apply to "
-                             f"classifier_features={cls_config.classifier_features}")
-    if cls_config.fused_init != "auto":
-        raise UserInputError("fusion=mpae uses the fold's single-view classifiers as branches; "
-                             f"fused_init={cls_config.fused_init} does not apply")
+    refuse_unfit_settings(cls_config)
     if not ctx.is_main:
         barrier(ctx)
         return {}
@@ -157,17 +150,8 @@ def train_mpae_fold(request, plans, cls_config, device: torch.device, ctx, log,
     model.set_head(fitted.head, missing)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / MPAE_JSON, json_safe(fit.to_dict()))
-    save_checkpoint(out / "checkpoint_final.pt", {
-        "format": CHECKPOINT_FORMAT, "task": task.name, "model": model.state_dict(), "epoch": 0, "history": {},
-        "best_metric": None, "smoothed_metric": None, "config": request.config.to_dict(),
-        "extras": task.checkpoint_extras(),
-    })
-
-    def trainer_log(msg: str) -> None:
-        log(msg)
-        with open(out / "training_log.txt", "a") as fh:
-            fh.write(msg + "\n")
-
+    save_fitted_model(out, request, task, model)
+    trainer_log = fold_logger(out, log)
     trainer_log(f"cls fused fold {request.fold} ({request.variant}, fusion mpae of {'+'.join(views)}): head "
                 f"{best.name} chosen inside the fold on out-of-fold predictions of {len(train)} training cases ("
                 + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f"), {len(val)} validation cases")

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from orthodiff_auto.classification.fold import ClassificationFold, single_view_states
 from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV, read_validation_predictions
+from orthodiff_auto.classification.mpae import minimise_lbfgs
 from orthodiff_auto.classification.task import FusedClassificationTask
 from orthodiff_auto.classification.validation import validate_classification_fold
 from orthodiff_auto.errors import UserInputError
@@ -106,8 +107,6 @@ def fit_stacked_gate(view_logits: np.ndarray, present: np.ndarray, labels: np.nd
     pw = torch.ones(f, dtype=torch.float64) if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float64)
     g = torch.zeros(f, v, dtype=torch.float64, requires_grad=True)
     reg = float(l2) / n
-    optimizer = torch.optim.LBFGS([g], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-10,
-                                  tolerance_change=1e-14, line_search_fn="strong_wolfe")
 
     def objective() -> torch.Tensor:
         z = fused_logits(x, m, g)
@@ -115,16 +114,9 @@ def fit_stacked_gate(view_logits: np.ndarray, present: np.ndarray, labels: np.nd
         centred = g - g.mean(-1, keepdim=True)  # the softmax ignores a shift: only the centred part is a choice
         return bce + reg * centred.pow(2).sum()
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    iterations = minimise_lbfgs([g], objective, max_iter, 1e-10, 1e-14)
     with torch.no_grad():
         loss = float(objective())
-    iterations = int(optimizer.state[g].get("n_iter", 0))
     centred = (g - g.mean(-1, keepdim=True)).detach()
     return GateParameters(centred.numpy().copy(), loss, iterations)
 
@@ -276,17 +268,41 @@ def _auroc_table(logits: np.ndarray, present: np.ndarray, labels: np.ndarray, fi
     return out
 
 
+def refuse_unfit_settings(cls_config) -> None:
+    """A fusion fitted on the fine-tuned single-view classifiers' out-of-fold predictions (stacked, mpae) uses
+    those classifiers as branches: other classifier features or branch starts are refused."""
+    fusion = cls_config.fusion
+    if cls_config.classifier_features != "finetune":
+        raise UserInputError(f"fusion={fusion} combines the fine-tuned single-view classifiers; it does not apply "
+                             f"to classifier_features={cls_config.classifier_features}")
+    if cls_config.fused_init != "auto":
+        raise UserInputError(f"fusion={fusion} uses the fold's single-view classifiers as branches; "
+                             f"fused_init={cls_config.fused_init} does not apply")
+
+
+def save_fitted_model(out: Path, request, task, model) -> None:
+    """``checkpoint_final.pt`` of a fused model fitted, not trained (epoch 0, no history)."""
+    save_checkpoint(out / "checkpoint_final.pt", {
+        "format": CHECKPOINT_FORMAT, "task": task.name, "model": model.state_dict(), "epoch": 0, "history": {},
+        "best_metric": None, "smoothed_metric": None, "config": request.config.to_dict(),
+        "extras": task.checkpoint_extras(),
+    })
+
+
+def fold_logger(out: Path, log):
+    """``log`` that also appends to the fold's training_log.txt."""
+    def trainer_log(msg: str) -> None:
+        log(msg)
+        append_log_line(out / "training_log.txt", msg)
+    return trainer_log
+
+
 def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, log,
                        fold: ClassificationFold) -> dict[str, Any]:
     """Fit fold ``request.fold``'s stacked gate and validate the fused model (the caller has checked the
     output folder); returns the summary. Runs on the main process only (there is nothing to distribute)."""
     views, findings, labels, val, present = fold.views, fold.findings, fold.labels, fold.val, fold.present
-    if cls_config.classifier_features != "finetune":
-        raise UserInputError("fusion=stacked combines the fine-tuned single-view classifiers; it does not apply to "
-                             f"classifier_features={cls_config.classifier_features}")
-    if cls_config.fused_init != "auto":
-        raise UserInputError("fusion=stacked uses the fold's single-view classifiers as branches; "
-                             f"fused_init={cls_config.fused_init} does not apply")
+    refuse_unfit_settings(cls_config)
     if not ctx.is_main:
         barrier(ctx)
         return {}
@@ -326,16 +342,8 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
         model.gate_logits.copy_(torch.from_numpy(params.gate_logits))
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / STACKED_JSON, json_safe(fit.to_dict()))
-    save_checkpoint(out / "checkpoint_final.pt", {
-        "format": CHECKPOINT_FORMAT, "task": task.name, "model": model.state_dict(), "epoch": 0, "history": {},
-        "best_metric": None, "smoothed_metric": None, "config": request.config.to_dict(),
-        "extras": task.checkpoint_extras(),
-    })
-
-    def trainer_log(msg: str) -> None:
-        log(msg)
-        append_log_line(out / "training_log.txt", msg)
-
+    save_fitted_model(out, request, task, model)
+    trainer_log = fold_logger(out, log)
     trainer_log(f"cls fused fold {request.fold} ({request.variant}, fusion stacked of {'+'.join(views)}): gate fitted "
                 f"on out-of-fold predictions of {len(train)} training cases ({params.iterations} L-BFGS iterations, "
                 f"objective {params.loss:.4f}), {len(val)} validation cases")
@@ -355,4 +363,5 @@ def read_stacked_fit(fold_dir: Path | str) -> StackedGateFit:
 
 
 __all__ = ["STACKED_JSON", "GateParameters", "OutOfFoldLogits", "StackedGateFit", "StackedFusionTask",
-           "collect_out_of_fold", "fit_stacked_gate", "fused_logits", "read_stacked_fit", "train_stacked_fold"]
+           "collect_out_of_fold", "fit_stacked_gate", "fold_logger", "fused_logits", "read_stacked_fit",
+           "refuse_unfit_settings", "save_fitted_model", "train_stacked_fold"]
