@@ -19,7 +19,6 @@ else treats them as missing.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,16 +28,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from orthodiff_auto.classification.fold import ClassificationFold, single_view_states
+from orthodiff_auto.classification.fold import ClassificationFold
 from orthodiff_auto.classification.oof_fusion import FUSION_HEADS, OutOfFoldTable, cross_fit, fit_mode
-from orthodiff_auto.classification.stacked import (StackedFusionTask, collect_out_of_fold, fold_logger,
+from orthodiff_auto.classification.stacked import (StackedFusionTask, fitting_rows, fold_logger,
                                                    refuse_unfit_settings, save_fitted_model)
 from orthodiff_auto.classification.validation import validate_classification_fold
 from orthodiff_auto.data.clinical import ClinicalValues, clinical_from_dicts, clinical_values
 from orthodiff_auto.data.preprocessed import load_findings, read_preprocessed_description
 from orthodiff_auto.training.classification_metrics import macro_auroc
 from orthodiff_auto.training.distributed import barrier
-from orthodiff_auto.training.fold import SPLITS_JSON
 from orthodiff_auto.utils.atomic import write_json_atomic
 from orthodiff_auto.utils.json_safe import json_safe
 
@@ -105,12 +103,8 @@ def train_mpae_fold(request, plans, cls_config, device: torch.device, ctx, log,
     out = request.output_dir()
     start = time.perf_counter()
     pp = Path(request.preprocessed_dir)
-    init_states = single_view_states(request, views, findings, fold.val_ids, log)
-    splits = json.loads((pp / SPLITS_JSON).read_text())
+    init_states, splits, train, oof = fitting_rows(request, fold, log, "mpae")
     fold_of = {c: j for j, split in enumerate(splits) for c in split["val"]}
-    train = sorted(fold.train)
-    oof = collect_out_of_fold(request, views, findings, train, fold.present, splits, log,
-                              missing_branches=[v for v in views if v not in init_states], fusion="mpae")
     task = MPAEFusionTask(plans, views, config=request.config, cls_config=cls_config, preprocessed_dir=pp,
                           findings=findings, labels=labels, present=fold.present, train_cases=train, val_cases=val,
                           fold=request.fold, init_states=init_states)

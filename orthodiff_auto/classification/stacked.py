@@ -297,6 +297,17 @@ def fold_logger(out: Path, log):
     return trainer_log
 
 
+def fitting_rows(request, fold: ClassificationFold, log, fusion: str):
+    """(this fold's single-view model states, the splits, the fold's training cases, their OOF branch logits):
+    what a fusion fitted out of fold (stacked, mpae) starts from; refuses as ``collect_out_of_fold``."""
+    init_states = single_view_states(request, fold.views, fold.findings, fold.val_ids, log)
+    splits = json.loads((Path(request.preprocessed_dir) / SPLITS_JSON).read_text())
+    train = sorted(fold.train)
+    oof = collect_out_of_fold(request, fold.views, fold.findings, train, fold.present, splits, log,
+                              missing_branches=[v for v in fold.views if v not in init_states], fusion=fusion)
+    return init_states, splits, train, oof
+
+
 def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, log,
                        fold: ClassificationFold) -> dict[str, Any]:
     """Fit fold ``request.fold``'s stacked gate and validate the fused model (the caller has checked the
@@ -308,11 +319,7 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
         return {}
     out = request.output_dir()
     start = time.perf_counter()
-    init_states = single_view_states(request, views, findings, fold.val_ids, log)
-    splits = json.loads((Path(request.preprocessed_dir) / SPLITS_JSON).read_text())
-    train = sorted(fold.train)
-    oof = collect_out_of_fold(request, views, findings, train, present, splits, log,
-                              missing_branches=[v for v in views if v not in init_states])
+    init_states, splits, train, oof = fitting_rows(request, fold, log, "stacked")
     task = StackedFusionTask(plans, views, config=request.config, cls_config=cls_config,
                              preprocessed_dir=Path(request.preprocessed_dir), findings=findings, labels=labels,
                              present=present, train_cases=train, val_cases=val, fold=request.fold,
@@ -363,5 +370,5 @@ def read_stacked_fit(fold_dir: Path | str) -> StackedGateFit:
 
 
 __all__ = ["STACKED_JSON", "GateParameters", "OutOfFoldLogits", "StackedGateFit", "StackedFusionTask",
-           "collect_out_of_fold", "fit_stacked_gate", "fold_logger", "fused_logits", "read_stacked_fit",
+           "collect_out_of_fold", "fit_stacked_gate", "fitting_rows", "fold_logger", "fused_logits", "read_stacked_fit",
            "refuse_unfit_settings", "save_fitted_model", "train_stacked_fold"]
