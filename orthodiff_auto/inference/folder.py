@@ -1,7 +1,10 @@
 """``predict_folder``: a folder of scans -> segmentations beside the same file names, and one findings.csv.
 
 Inputs: ``<case>_<view>.<ext>`` files, plain image files (case = file stem, view from the header), or
-DICOM series folders (case = folder name, view from the header). Cases whose outputs exist are skipped; an
+DICOM series folders (case = folder name, view from the header); nnU-Net's channel suffix ``_0000`` is
+accepted (``<case>_0000.nii.gz`` -> ``<case>.nii.gz``). Besides the outputs the folder gets
+``prediction_provenance.json`` (what made them) and, on request, each scan's class probabilities
+(``inference.probabilities``). Cases whose outputs exist are skipped; an
 unreadable file fails alone (the case goes on with its other scans), a failing case is reported and the others
 go on, and every output is written atomically. Under torchrun each process joins the process group at its start
 and takes every WORLD_SIZE-th case, so several GPUs or machines share an archive with no extra tooling
@@ -21,14 +24,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from orthodiff_auto.data.clinical import read_clinical_table
 from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.predictor import CasePrediction, Predictor
+from orthodiff_auto.inference.probabilities import probability_paths, write_probabilities
+from orthodiff_auto.inference.provenance import record_prediction_run
 from orthodiff_auto.inference.qc import QC_FOLDER, write_qc_png
 from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
+from orthodiff_auto.training.monitor import progress_bar_wanted
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 from orthodiff_auto.utils.lock import folder_lock
 
@@ -38,6 +45,8 @@ FINDINGS_CSV = "findings.csv"
 # every process when one fails, so this bounds only a hung process).
 PREDICTION_WAIT = timedelta(hours=24)
 _VIEW_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<view>" + "|".join(VIEWS) + r")$")
+# nnU-Net's input naming: <case>_<4-digit channel>; our models read one channel, 0000
+_CHANNEL_SUFFIX = re.compile(r"^(?P<name>.+)_(?P<channel>\d{4})$")
 
 
 @dataclass
@@ -62,6 +71,12 @@ def _stem(path: Path) -> str | None:
     return None
 
 
+def without_channel_suffix(stem: str) -> tuple[str, str | None]:
+    """(name, channel) of an nnU-Net style ``<name>_<4 digits>`` stem; (stem, None) otherwise."""
+    m = _CHANNEL_SUFFIX.match(stem)
+    return (m.group("name"), m.group("channel")) if m else (stem, None)
+
+
 def discover_inputs(input_dir: Path) -> tuple[dict[str, list[InputScan]], dict[str, str]]:
     """Group the folder's scans by case; returns (cases, problems per file name)."""
     if not input_dir.is_dir():
@@ -77,12 +92,18 @@ def discover_inputs(input_dir: Path) -> tuple[dict[str, list[InputScan]], dict[s
             stem = _stem(path)
             if stem is None:
                 continue
+            stem, channel = without_channel_suffix(stem)
+            if channel not in (None, "0000"):
+                problems[path.name] = (f"channel {channel}: the models read one channel per scan, so only "
+                                       f"nnU-Net's _0000 files are predicted")
+                continue
             m = _VIEW_SUFFIX.match(stem)
-            case_id, output_name = (m.group("case") if m else stem), path.name
+            case_id = m.group("case") if m else stem
+            output_name = path.name if channel is None else stem + path.name[len(stem) + 5:]
         try:
             if path.is_dir():
                 view = infer_view(read_image(path)[1])
-            elif (m := _VIEW_SUFFIX.match(_stem(path))) is not None:
+            elif m is not None:
                 view = m.group("view")
             else:
                 view = infer_view(read_geometry(path))
@@ -124,13 +145,25 @@ def _findings_part(output_dir: Path, run_id: str, case_id: str) -> Path:
     return output_dir / ".findings" / run_id / f"{case_id}.csv"
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """What a run writes besides the segmentations and findings."""
+
+    qc: bool = False  # qc/<case>.png per case (inference.qc)
+    probabilities: bool = False  # <scan>.npz + <scan>.json per segmented scan (inference.probabilities)
+    progress_bar: bool = True  # a bar over the cases, when stderr is a terminal
+
+
 def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Path | str, folds=None,
                    tta: bool = False, device: str | None = None, overwrite: bool = False, qc: bool = False,
-                   log=print, clinical: Path | str | None = None) -> FolderReport:
-    """Predict every case of ``input_dir`` into ``output_dir``; ``qc``: also ``qc/<case>.png`` per case
-    (``inference.qc``); ``clinical``: a CSV of the cases' clinical columns (``case_id`` plus any declared
-    columns, e.g. findingsTs.csv), read by a classifier with a tabular branch; cases or values it lacks are
-    missing."""
+                   log=print, clinical: Path | str | None = None, checkpoint: str = "final", step_size: float = 0.5,
+                   save_probabilities: bool = False, progress_bar: bool = True) -> FolderReport:
+    """Predict every case of ``input_dir`` into ``output_dir``. ``checkpoint``: each segmentation fold's
+    "final" or "best" checkpoint; ``step_size``: of the sliding window, in patch lengths (0.5: windows overlap
+    by half); ``qc``: also ``qc/<case>.png`` per case (``inference.qc``); ``save_probabilities``: also each
+    scan's class probabilities; ``progress_bar``: a bar over the cases on a terminal; ``clinical``: a CSV of the
+    cases' clinical columns (``case_id`` plus any declared columns, e.g. findingsTs.csv), read by a classifier
+    with a tabular branch; cases or values it lacks are missing."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if output_dir.resolve() == input_dir.resolve():
         raise UserInputError(f"{output_dir}: the output folder must differ from the input folder")
@@ -138,17 +171,20 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
     # nothing but the barrier before the merge, so gloo (no GPU memory), waiting up to PREDICTION_WAIT.
     torch_device, ctx = distributed_device(device, backend="gloo", timeout=PREDICTION_WAIT)
     try:
-        predictor = Predictor(model_dir, folds=folds, device=str(torch_device), tta=tta)
+        predictor = Predictor(model_dir, folds=folds, device=str(torch_device), tta=tta, overlap=1.0 - step_size,
+                              checkpoint=checkpoint)
         rows = read_clinical_table(Path(clinical), predictor.clinical_declaration()) if clinical else {}
+        options = OutputOptions(qc=qc, probabilities=save_probabilities, progress_bar=progress_bar)
         # the model is usable: from here the output folder is written, by one run at a time (or one torchrun job)
         with folder_lock(output_dir, shared=ctx.enabled):
-            return _predict_folder(input_dir, output_dir, predictor, ctx, overwrite, qc, log, rows)
+            return _predict_folder(input_dir, output_dir, predictor, ctx, overwrite, options, log, rows)
     finally:
         shutdown(ctx)
 
 
 def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx: DistributedContext,
-                    overwrite: bool, qc: bool, log, clinical: dict[str, dict[str, str]] | None = None) -> FolderReport:
+                    overwrite: bool, options: OutputOptions, log,
+                    clinical: dict[str, dict[str, str]] | None = None) -> FolderReport:
     cases, problems = discover_inputs(input_dir)
     report = FolderReport()
     for name, problem in problems.items():
@@ -156,17 +192,26 @@ def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx
         if ctx.is_main:
             log(f"FAILED {name}: {problem}")
     output_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        record_prediction_run(output_dir, predictor)
     wants_findings = bool(predictor.classifiers)
     run_id = findings_run_id(predictor, clinical) if wants_findings else ""
     if wants_findings and ctx.is_main:  # the thresholds behind the all-view classifier's calls, for `evaluate`
         default = predictor.classifier or next(iter(predictor.classifiers.values()))
         write_json_atomic(output_dir / "thresholds.json", default.thresholds_table())
     case_ids = sorted(c for c in cases if c not in problems)
-    for case_id in shard(case_ids, ctx):
+    mine = shard(case_ids, ctx)
+    bar = tqdm(total=len(mine), desc="cases", unit="case", file=sys.stderr, dynamic_ncols=True,
+               disable=not progress_bar_wanted(options.progress_bar))
+    for number, case_id in enumerate(mine, start=1):
+        bar.update()
         scans = cases[case_id]
         part = _findings_part(output_dir, run_id, case_id)
-        outputs = [output_dir / s.output_name for s in scans if s.view in predictor.segmenters]
-        if qc:
+        segmented = [s for s in scans if s.view in predictor.segmenters]
+        outputs = [output_dir / s.output_name for s in segmented]
+        if options.probabilities:
+            outputs += [p for s in segmented for p in probability_paths(output_dir / s.output_name)]
+        if options.qc:
             outputs.append(output_dir / QC_FOLDER / f"{case_id}.png")
         done = all(p.is_file() for p in outputs) and (not wants_findings or part.is_file())
         if done and not overwrite:
@@ -176,10 +221,14 @@ def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx
         if not loaded:
             continue
         try:
-            prediction = predictor.predict_case(case_id, loaded, (clinical or {}).get(case_id))
+            prediction = predictor.predict_case(case_id, loaded, (clinical or {}).get(case_id),
+                                                probabilities=options.probabilities)
             for s in scans:
                 if s.view in prediction.segmentations:
                     write_image(output_dir / s.output_name, prediction.segmentations[s.view], loaded[s.view][1])
+                if s.view in prediction.probabilities:
+                    write_probabilities(output_dir / s.output_name, prediction.probabilities[s.view],
+                                        loaded[s.view][1], predictor.segmenters[s.view].plans.labels)
             if wants_findings:
                 row = {"case_id": case_id, "views": "+".join(s.view for s in scans if s.view in loaded),
                        "classifier": prediction.classifier or ""}
@@ -189,16 +238,17 @@ def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx
                     row[f"{finding}_spread"] = values["spread"]
                 with atomic_path(part) as tmp:
                     pd.DataFrame([row]).to_csv(tmp, index=False)
-            if qc:
+            if options.qc:
                 _write_qc(output_dir, predictor, prediction, loaded)
             report.predicted.append(case_id)
             note = f"; {prediction.findings_note}" if prediction.findings_note else ""
-            log(f"predicted {case_id} ({', '.join(loaded)}){note}")
+            log(f"predicted {case_id} ({', '.join(loaded)}){note} [{number}/{len(mine)}]")
         except (UserInputError, ValueError, RuntimeError, OSError) as e:
             report.failed[case_id] = f"{type(e).__name__}: {e}"
             log(f"FAILED {case_id}: {e}")
             if os.environ.get("ORTHODIFF_DEBUG"):
                 traceback.print_exc(file=sys.stderr)
+    bar.close()
     barrier(ctx)  # every process has written its cases (waits up to PREDICTION_WAIT for the slowest)
     if wants_findings and ctx.is_main:
         merge_findings(output_dir, predictor.findings, run_id, case_ids)

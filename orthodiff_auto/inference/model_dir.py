@@ -5,6 +5,7 @@ Layout (written by ``find_best_configuration``)::
     model.json                       what was chosen, with its cross-validation numbers
     plans.json                       the plans the models were trained under
     seg/<view>/fold_<k>.pt           segmentation checkpoints of the chosen configuration per view
+    seg/<view>/fold_<k>_best.pt      the same folds' best-validation checkpoints, where training wrote one
     cls/<name>/fold_<k>.pt           classification checkpoints (name: a view or "fused")
 """
 
@@ -19,6 +20,12 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.utils.atomic import write_json_atomic
 
 MODEL_FORMAT = "orthodiff_auto.model/2"  # 2: a classifier per combination of views
+
+
+def best_checkpoint_path(final: Path) -> Path:
+    """Where a model folder keeps a segmentation fold's best checkpoint beside its final one
+    (``seg/<view>/fold_<k>.pt`` -> ``fold_<k>_best.pt``)."""
+    return final.with_name(f"{final.stem}_best{final.suffix}")
 
 
 @dataclass(frozen=True)

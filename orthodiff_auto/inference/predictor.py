@@ -17,12 +17,15 @@ import torch
 from orthodiff_auto.classification.inference import FindingsEnsemble, PreparedScan
 from orthodiff_auto.data.image_io import ImageGeometry, read_image
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.inference.model_dir import ModelDescription
+from orthodiff_auto.inference.model_dir import ModelDescription, best_checkpoint_path
 from orthodiff_auto.networks.builder import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.segmentation.prediction import label_map_in_original_geometry, predict_logits
+from orthodiff_auto.preprocessing.case import revert_to_original
+from orthodiff_auto.segmentation.prediction import label_map_from_probabilities, predict_logits
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.device import resolve_device
+
+CHECKPOINTS = ("final", "best")  # which checkpoint of each segmentation fold predicts (--checkpoint)
 
 
 @dataclass
@@ -65,12 +68,14 @@ class SegmentationEnsemble:
         return (total / len(self.models)).cpu().numpy()
 
     def segment_prepared(self, scan: PreparedScan, device: torch.device, overlap: float = 0.5, tta: bool = False,
-                         batch_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
-        """(label map in the input's exact geometry, label indices on the preprocessed grid) of a scan that
-        this view's plan preprocessed."""
+                         batch_size: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(label map in the input's exact geometry, label indices on the preprocessed grid, class probabilities
+        (C, *input array shape) in the input's exact geometry, channel i = the i-th smallest label value) of a
+        scan that this view's plan preprocessed."""
         probs = self.probabilities(scan.data, device, overlap, (0, 1, 2) if tta else None, batch_size)
-        original = label_map_in_original_geometry(probs, scan.properties, self.plans.view(self.view), self.plans.labels)
-        return original, np.argmax(probs, axis=0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16)
+        original = revert_to_original(probs, scan.properties, self.plans.view(self.view), kind="probabilities")
+        label_map = label_map_from_probabilities(original, self.plans.labels)
+        return label_map, np.argmax(probs, axis=0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16), original
 
     def segment(self, image: np.ndarray, geometry: ImageGeometry, device: torch.device, overlap: float = 0.5,
                 tta: bool = False, batch_size: int = 2) -> np.ndarray:
@@ -86,22 +91,36 @@ class CasePrediction:
     findings: dict[str, dict[str, float]] = field(default_factory=dict)  # finding -> probability, call, spread
     findings_note: str | None = None  # why ``findings`` is empty when a classifier exists
     classifier: str | None = None  # the classification configuration that produced ``findings``
+    # view -> class probabilities (C, *input array shape) in the input's geometry, when asked for
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Predictor:
     """Loads a model folder once; predicts cases from arrays or files."""
 
     def __init__(self, model_dir: Path | str, folds: Sequence[int] | None = None, device: str | None = None,
-                 tta: bool = False, overlap: float = 0.5):
+                 tta: bool = False, overlap: float = 0.5, checkpoint: str = "final"):
+        """``overlap``: of neighbouring sliding windows, 1 - the step size in patch lengths (nnU-Net's
+        ``tile_step_size`` 0.5 is overlap 0.5). ``checkpoint``: "final" or "best" (for segmentation: the fold's
+        checkpoint at its best moving average of the per-epoch pseudo Dice; classifiers always use their final
+        checkpoint, the one their thresholds and fusion weights were fitted to)."""
         self.model_dir = Path(model_dir)
+        if checkpoint not in CHECKPOINTS:
+            raise UserInputError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
+        if not 0.0 <= overlap < 1.0:
+            raise UserInputError(f"step size {1.0 - overlap:g}: must be in (0, 1] (a fraction of the patch)")
         self.description = ModelDescription.load(self.model_dir)
         self.device = resolve_device(device)
         self.tta = tta
         self.overlap = overlap
+        self.checkpoint = checkpoint
         self.folds = None if folds is None else [int(f) for f in folds]
         self.segmenters: dict[str, SegmentationEnsemble] = {}
         for view, choice in self.description.segmentation.items():
-            self.segmenters[view] = SegmentationEnsemble.load(view, self._select(choice.checkpoints), self.device)
+            paths = self._select(choice.checkpoints)
+            if checkpoint == "best":
+                paths = [self._best(p) for p in paths]
+            self.segmenters[view] = SegmentationEnsemble.load(view, paths, self.device)
         # one findings ensemble per classification configuration, and which one serves each combination of views
         self.classifiers: dict[str, FindingsEnsemble] = {}
         self.classifier_by_views: dict[frozenset, str] = {}
@@ -121,6 +140,14 @@ class Predictor:
                 raise UserInputError(f"none of folds {self.folds} exists in {self.model_dir}")
             paths = chosen
         return paths
+
+    def _best(self, final: Path) -> Path:
+        best = best_checkpoint_path(final)
+        if not best.is_file():
+            raise UserInputError(f"{best}: no best checkpoint for {final.relative_to(self.model_dir)} (--checkpoint "
+                                 "best needs the model folder to hold the fold's checkpoint_best.pt; folders made by "
+                                 "find_best_configuration before it copied them have only the final one)")
+        return best
 
     @property
     def views(self) -> list[str]:
@@ -153,11 +180,12 @@ class Predictor:
         return list(out.values())
 
     def predict_case(self, case_id: str, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]],
-                     clinical: Mapping[str, object] | None = None) -> CasePrediction:
+                     clinical: Mapping[str, object] | None = None, probabilities: bool = False) -> CasePrediction:
         """``scans``: view -> (array in SimpleITK order, geometry). Each view is preprocessed once and segmented
         (views without a model are ignored); the findings come from the classifier chosen for the case's views,
         reading the regions around the segmented anatomy (the cascade); ``clinical``: the case's clinical cells
-        (name -> value), for a classifier with a tabular branch (missing when absent)."""
+        (name -> value), for a classifier with a tabular branch (missing when absent). ``probabilities``: also
+        keep each segmented view's class probabilities in its input geometry (``CasePrediction.probabilities``)."""
         result = CasePrediction(case_id)
         prepared: dict[str, PreparedScan] = {}
         for view, (image, geometry) in scans.items():
@@ -167,8 +195,10 @@ class Predictor:
                 continue
             scan = PreparedScan.from_scan(image, geometry, plans.view(view))
             if segmenter is not None:
-                result.segmentations[view], labels = segmenter.segment_prepared(
+                result.segmentations[view], labels, original = segmenter.segment_prepared(
                     scan, self.device, self.overlap, self.tta)
+                if probabilities:
+                    result.probabilities[view] = original
                 scan = PreparedScan(scan.data, scan.spacing, scan.properties, labels)
             prepared[view] = scan
         if self.classifiers:

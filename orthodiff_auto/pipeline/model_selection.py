@@ -26,7 +26,7 @@ from orthodiff_auto.classification.metrics_io import (
     subset_predictions_path,
 )
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice
+from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice, best_checkpoint_path
 from orthodiff_auto.training.classification_metrics import auroc_scores, macro_auroc_ci
 from orthodiff_auto.utils.atomic import atomic_path
 
@@ -179,7 +179,8 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
         best = _best(variants, "mean_dice")
         if best is None:
             continue
-        seg_choice[view] = TaskChoice(view, best, tuple(_copy_folds(variants[best]["fold_dirs"], staging, f"seg/{view}")),
+        seg_choice[view] = TaskChoice(view, best, tuple(_copy_folds(variants[best]["fold_dirs"], staging, f"seg/{view}",
+                                                                            with_best=True)),
                                       {k: v for k, v in variants[best].items() if k != "fold_dirs"})
         log(f"segmentation {view}: {best} (mean Dice {variants[best]['mean_dice']:.3f}; "
             + ", ".join(f"{k} {v['mean_dice']:.3f}" for k, v in variants.items()) + ")")
@@ -220,7 +221,10 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
     return description
 
 
-def _copy_folds(fold_dirs: Sequence[str], staging: Path, sub: str) -> list[str]:
+def _copy_folds(fold_dirs: Sequence[str], staging: Path, sub: str, with_best: bool = False) -> list[str]:
+    """Each fold's checkpoint_final.pt as ``<sub>/fold_<k>.pt`` (the paths model.json lists); ``with_best``: its
+    checkpoint_best.pt too, where training wrote one, as ``fold_<k>_best.pt`` (``predict_folder --checkpoint
+    best``)."""
     rel = []
     for d in fold_dirs:
         d = Path(d)
@@ -228,5 +232,8 @@ def _copy_folds(fold_dirs: Sequence[str], staging: Path, sub: str) -> list[str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:
             shutil.copy2(d / "checkpoint_final.pt", tmp)
+        if with_best and (d / "checkpoint_best.pt").is_file():
+            with atomic_path(best_checkpoint_path(target)) as tmp:
+                shutil.copy2(d / "checkpoint_best.pt", tmp)
         rel.append(f"{sub}/{d.name}.pt")
     return rel

@@ -52,8 +52,14 @@ def label_map_in_original_geometry(probabilities: np.ndarray, props: CasePropert
     """Probabilities (C, *preprocessed grid) back on the scan's original grid, then each voxel's most probable
     channel as its label value (channel i is the i-th smallest value of ``labels``): uint8, or uint16 when a
     label value reaches 256."""
-    original = revert_to_original(probabilities, props, view_plan, kind="probabilities")
-    return to_label_values(np.argmax(original, axis=0), label_values(labels))
+    return label_map_from_probabilities(revert_to_original(probabilities, props, view_plan, kind="probabilities"),
+                                        labels)
 
 
-__all__ = ["label_map_in_original_geometry", "predict_logits", "predict_probabilities"]
+def label_map_from_probabilities(probabilities: np.ndarray, labels: Mapping[str, int]) -> np.ndarray:
+    """Each voxel's most probable channel of (C, *grid) probabilities as its label value."""
+    return to_label_values(np.argmax(probabilities, axis=0), label_values(labels))
+
+
+__all__ = ["label_map_from_probabilities", "label_map_in_original_geometry", "predict_logits",
+           "predict_probabilities"]

@@ -1,9 +1,7 @@
 """predict_folder and the Predictor API: geometry, ensembling and skipping with a model folder of small
 random-weight fold checkpoints; what the output holds with a trained model (tests/inference/conftest.py)."""
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,49 +13,9 @@ import torch
 
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
-from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice
+from orthodiff_auto.inference.model_dir import ModelDescription
 from orthodiff_auto.inference.predictor import Predictor, SegmentationEnsemble
-from orthodiff_auto.networks.builder import build_segmentation_network
-from orthodiff_auto.plans.schema import Budget, Plans
-from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, validated_dataset
-from orthodiff_auto.training.checkpoint import save_checkpoint
-from tests.conftest import VIEW_DIRECTIONS, sphere_scan, view_geometry
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("model")
-    raw = base / "raw"
-    (raw / "imagesTr").mkdir(parents=True)
-    (raw / "labelsTr").mkdir()
-    json.dump({"name": "T", "labels": {"background": 0, "a": 1, "b": 2}, "views": ["sag", "cor"]},
-              open(raw / "dataset.json", "w"))
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        for view in ("sag", "cor"):
-            g = view_geometry(view, shape=(6, 24, 24), spacing=(3.0, 1.0, 1.0))
-            image, label = sphere_scan(g.shape, rng)
-            write_image(raw / "imagesTr" / f"c{i}_{view}.nii.gz", image, g)
-            write_image(raw / "labelsTr" / f"c{i}_{view}.nii.gz", label, g)
-    run_fingerprint(validated_dataset(raw), base / "pp", num_workers=1, progress=False)
-    plans, _ = run_plan(base / "pp", Budget("cpu", 0.25))
-    model = base / "model"
-    model.mkdir()
-    shutil.copy(base / "pp" / "plans.json", model / "plans.json")
-    choices = {}
-    for view in ("sag", "cor"):
-        paths = []
-        for fold in (0, 1):
-            torch.manual_seed(fold + (10 if view == "cor" else 0))
-            net = build_segmentation_network(plans.view(view).segmentation.architecture, 1, plans.num_classes)
-            rel = f"seg/{view}/fold_{fold}.pt"
-            save_checkpoint(model / rel, {"task": "seg", "model": net.state_dict(),
-                                          "extras": {"plans": plans.to_dict(), "view": view,
-                                                     "patch_size": list(plans.view(view).segmentation.patch_size)}})
-            paths.append(rel)
-        choices[view] = TaskChoice(view, "scratch", tuple(paths), {"mean_dice": 0.5})
-    ModelDescription({"name": "T", "labels": plans.labels, "findings": []}, choices, None).save(model)
-    return model
+from tests.conftest import sphere_scan, view_geometry
 
 
 def _scan(folder: Path, name: str, view: str, shape=(7, 30, 26), origin=(3.0, -2.0, 5.5), seed=0):

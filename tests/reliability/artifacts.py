@@ -3,7 +3,8 @@
 Two runs are "identical" when the digests of their folders are equal file for file. A digest is taken of the
 content, not of the bytes, and leaves out what legitimately differs between two correct runs (``EXCLUDED``):
 - the content of ``training_log.txt`` (an appended log; it holds timings, and a resumed run adds its "resumed
-  from" line) and of ``progress.png`` (it plots the epoch times): both are compared by presence only;
+  from" line), of ``progress.png`` (it plots the epoch times) and of ``prediction_provenance.json`` (a dated
+  record per run): compared by presence only;
 - the timing fields of checkpoints and summaries (``TIMING_KEYS``): wall-clock measurements;
 - absolute paths of the run's own folders: the caller names them (``aliases``) and they are replaced by a
   placeholder (summaries record e.g. the encoder checkpoint they were trained from).
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 
 EXCLUDED = {"training_log.txt": "appended log with timings and resume notes",
-            "progress.png": "plots the epoch times"}
+            "progress.png": "plots the epoch times",
+            "prediction_provenance.json": "a dated record per run: a resumed run adds its own"}
 TIMING_KEYS = frozenset({"epoch_time_s", "data_wait_s", "compute_s", "timing", "seconds_per_iteration_median",
                          "seconds", "elapsed_s", "time_s"})
 

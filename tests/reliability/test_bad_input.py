@@ -190,7 +190,7 @@ def test_predict_folder_fails_each_broken_case_alone(suite, workspace, capsys):
 def test_full_disk_during_predict_folder(suite, workspace, monkeypatch, capsys):
     out = workspace / "out"
     before = snapshot(workspace)
-    FullDisk(1).install(monkeypatch)  # thresholds.json, then the first segmentation fails
+    FullDisk(2).install(monkeypatch)  # prediction_provenance.json, thresholds.json, then the first segmentation fails
     rc = main(["predict_folder", str(suite.inputs.raw / "imagesTs"), str(out), "--model",
                str(suite.inputs.work / "model")])
     monkeypatch.undo()
