@@ -17,6 +17,9 @@ SOURCE = ROOT / PACKAGE
 ARCHITECTURE_MD = ROOT / "documentation" / "architecture.md"
 #: units whose modules may import the package inside functions (with a comment): start-up time of the CLI
 ENTRY_POINTS = ("commands", "cli", "demo", "__main__")
+#: the package root's table of the names users import from ``orthodiff_auto`` (the Python API): loaded on first
+#: use, by users only, so it may name any stage (see the rules in documentation/architecture.md)
+FACADE_TABLE = "_PUBLIC_EXPORTS"
 
 
 def stage_order(text: str | None = None) -> list[list[str]]:
@@ -63,6 +66,7 @@ class Import:
     in_function: bool
     names: tuple[str, ...] = ()  # names taken from the target (from-imports)
     comment: bool = False  # a comment on the line or the line above
+    facade: bool = False  # an entry of the package root's public table (FACADE_TABLE)
 
 
 def _resolve(module: str, name: str | None) -> str:
@@ -110,9 +114,10 @@ def imports_of(module: str, path: Path | None = None, text: str | None = None) -
                 found.append(Import(module, child.args[0].value, f"{rel}:{child.lineno}", in_function, (), True))
             elif (isinstance(child, ast.Assign) and any(getattr(t, "id", "").endswith("EXPORTS") for t in child.targets)
                   and isinstance(child.value, ast.Dict)):
+                facade = module == PACKAGE and any(getattr(t, "id", "") == FACADE_TABLE for t in child.targets)
                 for value in child.value.values:
                     if isinstance(value, ast.Constant) and str(value.value).startswith(PACKAGE + "."):
-                        found.append(Import(module, value.value, f"{rel}:{value.lineno}", True, (), True))
+                        found.append(Import(module, value.value, f"{rel}:{value.lineno}", True, (), True, facade))
             visit(child, inner)
 
     visit(tree, False)
@@ -120,9 +125,11 @@ def imports_of(module: str, path: Path | None = None, text: str | None = None) -
 
 
 ALL_IMPORTS = [imp for module in MODULES for imp in imports_of(module)]
+#: the imports that make the stage order: every one but the public facade's, which no module of the package uses
+STAGE_IMPORTS = [imp for imp in ALL_IMPORTS if not imp.facade]
 
 
-def upward_imports(imports=ALL_IMPORTS) -> list[str]:
+def upward_imports(imports=STAGE_IMPORTS) -> list[str]:
     ranks = unit_ranks()
     problems = []
     for imp in imports:
@@ -181,7 +188,7 @@ def test_no_package_imports_a_later_stage_or_a_command_module():
 
 def test_no_package_circle():
     edges: dict[str, set[str]] = {}
-    for imp in ALL_IMPORTS:
+    for imp in STAGE_IMPORTS:
         src, dst = unit_of(imp.source), unit_of(imp.target)
         if src != dst:
             edges.setdefault(src, set()).add(dst)
@@ -190,10 +197,22 @@ def test_no_package_circle():
 
 def test_no_module_circle():
     edges: dict[str, set[str]] = {}
-    for imp in ALL_IMPORTS:
+    for imp in STAGE_IMPORTS:
         if imp.source != imp.target:
             edges.setdefault(imp.source, set()).add(imp.target)
     assert not cycles(edges), f"module circles: {cycles(edges)}"
+
+
+def test_the_public_facade_is_for_users_only():
+    """The root's public names come from the stages that own them; no module of the package takes one from the
+    root (it imports the owning module), so the facade adds no dependency between stages."""
+    facade = [i for i in ALL_IMPORTS if i.facade]
+    assert facade and all(i.source == PACKAGE for i in facade)
+    public = set(ast.literal_eval(re.search(FACADE_TABLE + r" = (\{.*?\})", (SOURCE / "__init__.py").read_text(),
+                                            re.S).group(1)))
+    through_root = [f"{i.where} imports {name} from {PACKAGE}" for i in ALL_IMPORTS
+                    if i.target == PACKAGE and i.source != PACKAGE for name in i.names if name in public]
+    assert not through_root, "import these from the module that owns them:\n" + "\n".join(through_root)
 
 
 def test_no_private_name_crosses_a_module_border():

@@ -15,8 +15,7 @@ def register(subparsers) -> None:
         "and minor number) and every file's size and sha256, refuse names that point outside DEST, then "
         "extract beside DEST and rename into place: DEST (new or empty) is either the whole model folder or "
         "absent. Any refusal exits with code 2 and leaves nothing behind.",
-        epilog="example: orthodiff install_model knee_model.zip models/knee && "
-        "orthodiff predict_folder scans/ out/ --model models/knee",
+        epilog="example: orthodiff install_model knee_model.zip models/knee",
     )
     p.add_argument("archive", type=Path, help="zip written by `orthodiff export_model`")
     p.add_argument("dest", type=Path, help="the model folder to create")

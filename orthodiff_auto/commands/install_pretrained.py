@@ -16,8 +16,7 @@ def register(subparsers) -> None:
         "outside DEST, then extract beside DEST and rename into place. DEST/<view>/encoder_<view>.pt serve "
         "auto --pretrained-from DEST, plan_and_preprocess --like DEST and train_fold --pretrained. Any refusal "
         "exits with code 2 and leaves nothing behind.",
-        epilog="example: orthodiff install_pretrained knee_encoders.zip pretrained/knee && "
-        "orthodiff auto raw/ --work work/ --pretrained-from pretrained/knee",
+        epilog="example: orthodiff install_pretrained knee_encoders.zip pretrained/knee",
     )
     p.add_argument("archive", type=Path, help="zip written by `orthodiff export_pretrained`")
     p.add_argument("dest", type=Path, help="the bundle folder to create")

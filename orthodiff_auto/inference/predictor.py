@@ -1,8 +1,10 @@
 """The Python API for inference: arrays or files in, segmentations and findings out.
 
-``Predictor(model_dir)`` loads the chosen fold checkpoints once; ``predict_case`` takes the scans of one
-case (any subset of views) as arrays with their geometry and returns segmentations in each scan's original
-geometry and the findings. ``orthodiff predict_folder`` is a thin wrapper around it.
+``Predictor(model_dir)`` (also ``from orthodiff_auto import Predictor``) loads the chosen fold checkpoints
+once. ``predict`` takes one scan or one case's scans as paths, SimpleITK images or numpy arrays with their
+geometry and returns a ``Prediction``: SimpleITK images in each input's geometry and the findings
+(documentation/python_api.md). ``predict_case`` is the same on (array, geometry) pairs with numpy results;
+``orthodiff predict_folder`` is a thin wrapper around it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import torch
 
 from orthodiff_auto.classification.inference import FindingsEnsemble, PreparedScan
 from orthodiff_auto.data.image_io import ImageGeometry, read_image
+from orthodiff_auto.data.label_values import label_values
+from orthodiff_auto.data.views import infer_view
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription, best_checkpoint_path
+from orthodiff_auto.inference.results import Finding, Prediction
+from orthodiff_auto.inference.scan_input import ScanInput, image_in_geometry, scan_from_input
 from orthodiff_auto.networks.builder import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.case import revert_to_original
@@ -230,3 +236,45 @@ class Predictor:
     def predict_files(self, case_id: str, files: Mapping[str, Path]) -> CasePrediction:
         scans = {view: read_image(path) for view, path in files.items()}
         return self.predict_case(case_id, scans)
+
+    def predict(self, scans: ScanInput | Mapping[str, ScanInput], view: str | None = None, *,
+                spacing: Sequence[float] | None = None, origin: Sequence[float] | None = None,
+                direction: Sequence[float] | None = None, probabilities: bool = False,
+                clinical: Mapping[str, object] | None = None, case_id: str = "case") -> Prediction:
+        """Segment and diagnose one case.
+
+        ``scans``: one scan (a path, a ``SimpleITK.Image``, or a numpy array in SimpleITK's (z, y, x) order
+        with ``spacing``, ``origin`` and ``direction`` in SimpleITK's (x, y, z) order), its view given by
+        ``view`` or read from its header; or a mapping view -> path or ``SimpleITK.Image`` for a case with
+        several views. ``clinical``: the case's clinical values (name -> value) for a classifier that reads
+        them. Returns SimpleITK images in each input's geometry (probabilities only when asked for) and the
+        findings with the thresholds behind their calls."""
+        if isinstance(scans, Mapping):
+            if view is not None or spacing is not None or origin is not None or direction is not None:
+                raise UserInputError("with a mapping view -> scan, give each view's geometry in its scan (a path or "
+                                     "a SimpleITK.Image); view, spacing, origin and direction are for one scan")
+            arrays = [v for v, s in scans.items() if isinstance(s, np.ndarray)]
+            if arrays:
+                raise UserInputError(f"view {arrays[0]!r}: a numpy array in a mapping has no geometry; pass a "
+                                     "SimpleITK.Image (SimpleITK.GetImageFromArray, then SetSpacing, SetOrigin, "
+                                     "SetDirection) or a path")
+            loaded = {str(v): scan_from_input(s, name=f"view {v!r}") for v, s in scans.items()}
+        else:
+            image, geometry = scan_from_input(scans, spacing, origin, direction)
+            loaded = {view or infer_view(geometry): (image, geometry)}
+        unknown = sorted(set(loaded) - set(self.segmenters) - {v for key in self.classifier_by_views for v in key})
+        if unknown:
+            raise UserInputError(f"view {unknown[0]!r}: this model reads {', '.join(self.views)}")
+        case = self.predict_case(case_id, loaded, clinical=clinical, probabilities=probabilities)
+        thresholds = self.classifiers[case.classifier].thresholds_table() if case.classifier else {}
+        labels = next(iter(self.segmenters.values())).plans.labels if self.segmenters else {}
+        names = {int(value): name for name, value in labels.items()}
+        return Prediction(
+            case_id=case_id,
+            segmentations={v: image_in_geometry(a, loaded[v][1]) for v, a in case.segmentations.items()},
+            probabilities={v: image_in_geometry(a, loaded[v][1]) for v, a in case.probabilities.items()},
+            probability_labels=tuple(names[value] for value in label_values(labels)) if probabilities else (),
+            findings={f: Finding(f, d["probability"], float(thresholds[f]), bool(d["call"]), d["spread"])
+                      for f, d in case.findings.items()},
+            classifier=case.classifier, findings_note=case.findings_note,
+        )
