@@ -3,6 +3,8 @@ an underscore."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 BUDGET_HELP = ("memory budget: 'gpu:<GB>' (e.g. gpu:8), 'gpu' (the detected GPU's memory, else 8 GB as nnU-Net) "
                "or 'cpu' (a small plan that trains in minutes on 2 cores); default: gpu")
 
@@ -45,3 +47,22 @@ def add_device_option(p) -> None:
 def example(command_line: str) -> str:
     """A sub-command's epilog: one example line, the last line of its --help."""
     return f"example: {command_line}"
+
+
+def add_export_arguments(p, source: str, source_help: str) -> None:
+    """SOURCE, OUT.zip and --license of export_model and export_pretrained."""
+    p.add_argument(source, type=Path, help=source_help)
+    p.add_argument("out", type=Path, help="the zip file to write (replaced atomically if it exists)")
+    p.add_argument("--license", default=None,
+                   help="the terms you share it under, recorded in the manifest (e.g. CC-BY-4.0)")
+
+
+def add_install_arguments(p, exporter: str, dest_help: str) -> None:
+    """ARCHIVE and DEST of install_model and install_pretrained."""
+    p.add_argument("archive", type=Path, help=f"zip written by `orthodiff {exporter}`")
+    p.add_argument("dest", type=Path, help=dest_help)
+
+
+def sharing_summary(manifest) -> str:
+    """Who made a shared zip and under which terms, for the line an export or install prints."""
+    return f"orthodiff_auto {manifest.package_version}, license {manifest.license or 'not stated'}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from orthodiff_auto.commands._shared import add_export_arguments, example, sharing_summary
 
 ORDER = 62
 
@@ -15,12 +15,9 @@ def register(subparsers) -> None:
         "plans.json and the fold checkpoints without their optimizer and gradient-scaler state, plus "
         "manifest.json (package version, plans, license, size and sha256 of every file). The receiver runs "
         "`orthodiff install_model OUT.zip DEST`.",
-        epilog="example: orthodiff export_model work/model knee_model.zip --license CC-BY-4.0",
+        epilog=example("orthodiff export_model work/model knee_model.zip --license CC-BY-4.0"),
     )
-    p.add_argument("model_dir", type=Path)
-    p.add_argument("out", type=Path, help="the zip file to write (replaced atomically if it exists)")
-    p.add_argument("--license", default=None,
-                   help="the terms you share it under, recorded in the manifest (e.g. CC-BY-4.0)")
+    add_export_arguments(p, "model_dir", "model folder (find_best_configuration, auto or install_model)")
     p.set_defaults(func=run)
 
 
@@ -29,6 +26,5 @@ def run(args) -> int:
     from orthodiff_auto.pipeline.sharing import export_model
 
     manifest = export_model(args.model_dir, args.out, license=args.license)
-    print(f"{args.out}: {len(manifest.files)} files, orthodiff_auto {manifest.package_version}, "
-          f"license {manifest.license or 'not stated'}")
+    print(f"{args.out}: {len(manifest.files)} files, {sharing_summary(manifest)}")
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from orthodiff_auto.commands._shared import add_install_arguments, example, sharing_summary
 
 ORDER = 63
 
@@ -15,10 +15,9 @@ def register(subparsers) -> None:
         "and minor number) and every file's size and sha256, refuse names that point outside DEST, then "
         "extract beside DEST and rename into place: DEST (new or empty) is either the whole model folder or "
         "absent. Any refusal exits with code 2 and leaves nothing behind.",
-        epilog="example: orthodiff install_model knee_model.zip models/knee",
+        epilog=example("orthodiff install_model knee_model.zip models/knee"),
     )
-    p.add_argument("archive", type=Path, help="zip written by `orthodiff export_model`")
-    p.add_argument("dest", type=Path, help="the model folder to create")
+    add_install_arguments(p, "export_model", "the model folder to create (for predict_folder --model)")
     p.set_defaults(func=run)
 
 
@@ -27,6 +26,6 @@ def run(args) -> int:
     from orthodiff_auto.pipeline.sharing import install_model
 
     manifest = install_model(args.archive, args.dest)
-    print(f"{args.dest}: model installed ({len(manifest.files)} files verified; exported by orthodiff_auto "
-          f"{manifest.package_version} on {manifest.created}; license {manifest.license or 'not stated'})")
+    print(f"{args.dest}: model installed, {len(manifest.files)} files verified; exported on {manifest.created} by "
+          f"{sharing_summary(manifest)}")
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from orthodiff_auto.commands._shared import add_install_arguments, example, sharing_summary
 
 ORDER = 65
 
@@ -16,10 +16,9 @@ def register(subparsers) -> None:
         "outside DEST, then extract beside DEST and rename into place. DEST/<view>/encoder_<view>.pt serve "
         "auto --pretrained-from DEST, plan_and_preprocess --like DEST and train_fold --pretrained. Any refusal "
         "exits with code 2 and leaves nothing behind.",
-        epilog="example: orthodiff install_pretrained knee_encoders.zip pretrained/knee",
+        epilog=example("orthodiff install_pretrained knee_encoders.zip pretrained/knee"),
     )
-    p.add_argument("archive", type=Path, help="zip written by `orthodiff export_pretrained`")
-    p.add_argument("dest", type=Path, help="the bundle folder to create")
+    add_install_arguments(p, "export_pretrained", "the bundle folder to create (for auto --pretrained-from)")
     p.set_defaults(func=run)
 
 
@@ -28,7 +27,6 @@ def run(args) -> int:
     from orthodiff_auto.pipeline.sharing import install_pretrained
 
     manifest = install_pretrained(args.archive, args.dest)
-    print(f"{args.dest}: encoders of {', '.join(sorted(manifest.plans))} installed ({len(manifest.files)} files "
-          f"verified; exported by orthodiff_auto {manifest.package_version}; license "
-          f"{manifest.license or 'not stated'})")
+    print(f"{args.dest}: encoders of {', '.join(sorted(manifest.plans))} installed, {len(manifest.files)} files "
+          f"verified; exported by {sharing_summary(manifest)}")
     return 0
