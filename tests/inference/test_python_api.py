@@ -108,12 +108,13 @@ def test_import_stays_cheap_and_the_facade_is_the_predictor():
     code = ("import sys, orthodiff_auto\n"
             "heavy = [m for m in ('torch', 'SimpleITK', 'numpy', 'pandas') if m in sys.modules]\n"
             "assert not heavy, heavy\n"
-            "from orthodiff_auto import Predictor, Prediction, Finding\n"
-            "from orthodiff_auto.inference.predictor import Predictor as P\n"
-            "assert Predictor is P and 'Predictor' in dir(orthodiff_auto)\n")
+            "assert 'Predictor' in dir(orthodiff_auto) and 'Predictor' in orthodiff_auto.__all__\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     import orthodiff_auto
+    from orthodiff_auto import Finding, Prediction, Predictor
+    from orthodiff_auto.inference import predictor, results
 
+    assert (Predictor, Prediction, Finding) == (predictor.Predictor, results.Prediction, results.Finding)
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         orthodiff_auto.Nothing
