@@ -8,6 +8,9 @@ from pathlib import Path
 BUDGET_HELP = ("memory budget: 'gpu:<GB>' (e.g. gpu:8), 'gpu' (the detected GPU's memory, else 8 GB as nnU-Net) "
                "or 'cpu' (a small plan that trains in minutes on 2 cores); default: gpu")
 
+SERIES_UID_HELP = ("VIEW=SERIES_UID: use this series for VIEW (sag, cor or ax) where a study has several series of "
+                   "one view, or where its orientation says another view; repeat for each choice")
+
 
 def add_dataset_and_out(p, out_help: str) -> None:
     """RAW_DATASET and --out PREPROCESSED_DIR."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from orthodiff_auto.commands._shared import add_device_option, example
+from orthodiff_auto.commands._shared import SERIES_UID_HELP, add_device_option, example
 
 ORDER = 60
 
@@ -43,6 +43,11 @@ def register(subparsers) -> None:
                    "(float16, channel, z, y, x) and <name>.json (spacing, origin, direction, channel -> label)")
     p.add_argument("--no-progress-bar", action="store_true",
                    help="no bar over the cases (it is drawn only when stderr is a terminal)")
+    p.add_argument("--dicom", action="store_true",
+                   help="INPUT_DIR is a folder of DICOM studies: each study (series grouped by StudyInstanceUID) is "
+                   "one case, each series one view from its orientation; outputs <case>_<view>.nii.gz")
+    p.add_argument("--series-uid", action="append", default=[], metavar="VIEW=UID",
+                   help="with --dicom: " + SERIES_UID_HELP)
     p.add_argument("--qc", action="store_true",
                    help="also write OUTPUT_DIR/qc/<case>.png: the middle slice of each view with the segmentation's "
                    "contours, and the findings table")
@@ -59,7 +64,8 @@ def run(args) -> int:
     report = predict_folder(args.input_dir, args.output_dir, args.model, folds=args.folds, tta=args.tta,
                             device=args.device, overwrite=args.overwrite, qc=args.qc, clinical=args.clinical,
                             checkpoint=args.checkpoint, step_size=args.step_size,
-                            save_probabilities=args.save_probabilities, progress_bar=not args.no_progress_bar)
+                            save_probabilities=args.save_probabilities, progress_bar=not args.no_progress_bar,
+                            dicom=args.dicom, series_uids=args.series_uid)
     print(f"{len(report.predicted)} predicted, {len(report.skipped)} already done, {len(report.failed)} failed")
     if report.failed:
         for name, why in report.failed.items():

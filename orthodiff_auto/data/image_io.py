@@ -111,10 +111,15 @@ def read_image(path: Path | str, dtype: Any = np.float32) -> tuple[np.ndarray, I
             img = sitk.ReadImage(str(path))
     except RuntimeError as e:
         raise UserInputError(f"{path}: cannot read image ({_first_line(e)})") from None
+    return image_to_array(img, path, dtype)
+
+
+def image_to_array(img: "sitk.Image", source: Path | str, dtype: Any = np.float32) -> tuple[np.ndarray, ImageGeometry]:
+    """(array, geometry) of a SimpleITK image read from ``source``, which must be 3D and scalar."""
     if img.GetDimension() != 3:
-        raise UserInputError(f"{path}: expected a 3D image, got {img.GetDimension()}D")
+        raise UserInputError(f"{source}: expected a 3D image, got {img.GetDimension()}D")
     if img.GetNumberOfComponentsPerPixel() != 1:
-        raise UserInputError(f"{path}: expected a scalar image, got {img.GetNumberOfComponentsPerPixel()} components")
+        raise UserInputError(f"{source}: expected a scalar image, got {img.GetNumberOfComponentsPerPixel()} components")
     array = sitk.GetArrayFromImage(img)
     if dtype is not None:
         array = array.astype(dtype, copy=False)

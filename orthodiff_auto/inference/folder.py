@@ -22,11 +22,13 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 from tqdm import tqdm
 
 from orthodiff_auto.data.clinical import read_clinical_table
+from orthodiff_auto.data.dicom import DicomSeries, find_studies, parse_series_choices, read_series
 from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import UserInputError
@@ -55,6 +57,15 @@ class InputScan:
     view: str
     path: Path
     output_name: str  # file name of the segmentation in the output folder
+    series: DicomSeries | None = None  # a series of a DICOM study (--dicom): read from its files, not ``path``
+
+    @property
+    def source_name(self) -> str:
+        """How the log and the report name this input."""
+        return self.path.name if self.series is None else f"{self.case_id}_{self.view} ({self.series.describe()})"
+
+    def read(self) -> tuple:
+        return read_image(self.path) if self.series is None else read_series(self.series)
 
 
 @dataclass
@@ -118,6 +129,24 @@ def discover_inputs(input_dir: Path) -> tuple[dict[str, list[InputScan]], dict[s
     return cases, problems
 
 
+def discover_dicom_inputs(input_dir: Path, views, choices=None, log=print) -> dict[str, list[InputScan]]:
+    """One case per DICOM study under ``input_dir`` (``data.dicom``), one scan per view of ``views``;
+    UserInputError when a study has two series of one view and ``choices`` picks none of them."""
+    cases = {}
+    for study in find_studies(input_dir, views, choices):
+        cases[study.case_id] = [InputScan(study.case_id, view, series.folder, f"{study.case_id}_{view}.nii.gz", series)
+                                for view, series in study.series.items()]
+        for series, why in study.ignored:
+            log(f"{study.case_id}: not using {series.describe()}: {why}")
+    return cases
+
+
+def model_views(predictor: Predictor) -> list[str]:
+    """The views a model folder reads: its segmenters' and its classifiers'."""
+    read = set(predictor.segmenters) | {v for key in predictor.classifier_by_views for v in key}
+    return [v for v in VIEWS if v in read]
+
+
 def shard(items: list[str], ctx: DistributedContext = DistributedContext()) -> list[str]:
     """This process' share under torchrun (every WORLD_SIZE-th item from its RANK), all of them otherwise."""
     return items[ctx.rank::ctx.world_size] if ctx.enabled else items
@@ -157,14 +186,20 @@ class OutputOptions:
 def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Path | str, folds=None,
                    tta: bool = False, device: str | None = None, overwrite: bool = False, qc: bool = False,
                    log=print, clinical: Path | str | None = None, checkpoint: str = "final", step_size: float = 0.5,
-                   save_probabilities: bool = False, progress_bar: bool = True) -> FolderReport:
+                   save_probabilities: bool = False, progress_bar: bool = True, dicom: bool = False,
+                   series_uids: Sequence[str] = ()) -> FolderReport:
     """Predict every case of ``input_dir`` into ``output_dir``. ``checkpoint``: each segmentation fold's
     "final" or "best" checkpoint; ``step_size``: of the sliding window, in patch lengths (0.5: windows overlap
     by half); ``qc``: also ``qc/<case>.png`` per case (``inference.qc``); ``save_probabilities``: also each
     scan's class probabilities; ``progress_bar``: a bar over the cases on a terminal; ``clinical``: a CSV of the
     cases' clinical columns (``case_id`` plus any declared columns, e.g. findingsTs.csv), read by a classifier
-    with a tabular branch; cases or values it lacks are missing."""
+    with a tabular branch; cases or values it lacks are missing; ``dicom``: ``input_dir`` holds DICOM studies,
+    one case each (``series_uids``: ``VIEW=SERIES_UID`` choices where a study has several series of one view,
+    ``data.dicom``)."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if series_uids and not dicom:
+        raise UserInputError("--series-uid chooses among the series of DICOM studies: it needs --dicom")
+    choices = parse_series_choices(series_uids)
     if output_dir.resolve() == input_dir.resolve():
         raise UserInputError(f"{output_dir}: the output folder must differ from the input folder")
     # Under torchrun every process joins the group first (its own GPU from LOCAL_RANK); the processes exchange
@@ -177,15 +212,19 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
         options = OutputOptions(qc=qc, probabilities=save_probabilities, progress_bar=progress_bar)
         # the model is usable: from here the output folder is written, by one run at a time (or one torchrun job)
         with folder_lock(output_dir, shared=ctx.enabled):
-            return _predict_folder(input_dir, output_dir, predictor, ctx, overwrite, options, log, rows)
+            if dicom:
+                inputs = discover_dicom_inputs(input_dir, model_views(predictor), choices, log), {}
+            else:
+                inputs = discover_inputs(input_dir)
+            return _predict_folder(inputs, output_dir, predictor, ctx, overwrite, options, log, rows)
     finally:
         shutdown(ctx)
 
 
-def _predict_folder(input_dir: Path, output_dir: Path, predictor: Predictor, ctx: DistributedContext,
-                    overwrite: bool, options: OutputOptions, log,
+def _predict_folder(inputs: tuple[dict[str, list[InputScan]], dict[str, str]], output_dir: Path,
+                    predictor: Predictor, ctx: DistributedContext, overwrite: bool, options: OutputOptions, log,
                     clinical: dict[str, dict[str, str]] | None = None) -> FolderReport:
-    cases, problems = discover_inputs(input_dir)
+    cases, problems = inputs
     report = FolderReport()
     for name, problem in problems.items():
         report.failed[name] = problem
@@ -269,10 +308,10 @@ def _read_views(scans: list[InputScan], report: FolderReport, log) -> dict[str, 
     loaded = {}
     for s in scans:
         try:
-            loaded[s.view] = read_image(s.path)
+            loaded[s.view] = s.read()
         except (UserInputError, OSError) as e:
-            report.failed[s.path.name] = str(e)
-            log(f"FAILED {s.path.name}: {e}")
+            report.failed[s.source_name] = str(e)
+            log(f"FAILED {s.source_name}: {e}")
     return loaded
 
 
