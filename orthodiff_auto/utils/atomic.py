@@ -64,8 +64,9 @@ _UMASK: int | None = None
 
 
 def write_text_atomic(target: Path | str, text: str) -> None:
+    """UTF-8 whatever the locale (a process whose locale is C would otherwise fail on any non-ASCII character)."""
     with atomic_path(target) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json_atomic(target: Path | str, obj: Any) -> None:

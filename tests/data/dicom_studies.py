@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,21 @@ def write_series(folder: Path, array: np.ndarray, geometry: ImageGeometry, study
     folder.mkdir(parents=True, exist_ok=True)
     image = sitk.GetImageFromArray(np.round(array).astype(np.int16))
     geometry.apply_to(image)
-    d = geometry.direction
-    orientation = "\\".join(f"{v:.6f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
+    # ITK's DICOM writer sets the process' locale to C (ASCII) and leaves it so: restore it for the tests after
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_slices(writer, image, folder, series_uid, study_uid, description, image_type, patient, geometry)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    return folder
+
+
+def _write_slices(writer, image, folder: Path, series_uid: str, study_uid: str, description: str, image_type: str,
+                  patient: str, geometry: ImageGeometry) -> None:
+    d = geometry.direction
+    orientation = "\\".join(f"{v:.6f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
     for k in range(image.GetDepth()):
         piece = image[:, :, k]
         position = image.TransformIndexToPhysicalPoint((0, 0, k))
@@ -36,4 +48,3 @@ def write_series(folder: Path, array: np.ndarray, geometry: ImageGeometry, study
             piece.SetMetaData(key, value)
         writer.SetFileName(str(folder / f"IM{k + 1:04d}.dcm"))
         writer.Execute(piece)
-    return folder

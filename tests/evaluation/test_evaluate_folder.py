@@ -31,19 +31,26 @@ def _dataset(root):
     return g, refs
 
 
+def write_predictions(pred_dir, g, refs, tear_scores) -> None:
+    """Segmentations where structure a loses one column of 4*4 = 16 voxels (Dice = 2*48/(64+48) = 6/7), b exact;
+    findings with ``tear_scores`` for t0..t3 (labels [0, 0, 1, 1]) and fluid (labels [1, 0, 1, 0]) scored
+    [0.9, 0.2, 0.8, 0.3], ranking both positives first (AUROC 1); thresholds 0.5."""
+    for case, ref in refs.items():
+        pred = ref.copy()
+        pred[:, 2:6, 5] = 0
+        write_image(pred_dir / f"{case}_ax.nii.gz", pred, g)
+    rows = [f"t{i},ax,{s},{int(s > 0.5)},0,{f},{int(f > 0.5)},0" for i, (s, f) in
+            enumerate(zip(tear_scores, (0.9, 0.2, 0.8, 0.3)))]
+    (pred_dir / "findings.csv").write_text(
+        "case_id,views,tear,tear_call,tear_spread,fluid,fluid_call,fluid_spread\n" + "\n".join(rows) + "\n")
+    (pred_dir / "thresholds.json").write_text(json.dumps({"tear": 0.5, "fluid": 0.5}))
+
+
 def test_metrics_match_hand_computation(tmp_path, capsys):
     g, refs = _dataset(tmp_path / "raw")
     pred_dir = tmp_path / "pred"
-    for case, ref in refs.items():
-        pred = ref.copy()
-        pred[:, 2:6, 5] = 0  # structure a loses one column of 4*4 = 16 voxels: Dice = 2*48/(64+48) = 6/7
-        write_image(pred_dir / f"{case}_ax.nii.gz", pred, g)
     # tear: scores [0.1, 0.4, 0.35, 0.8] for labels [0, 0, 1, 1] -> AUROC 0.75 (3 of 4 pairs ordered)
-    # fluid: labels [1, 0, 1, 0], scores ranking both positives first -> AUROC 1
-    (pred_dir / "findings.csv").write_text(
-        "case_id,views,tear,tear_call,tear_spread,fluid,fluid_call,fluid_spread\n"
-        "t0,ax,0.1,0,0,0.9,1,0\nt1,ax,0.4,0,0,0.2,0,0\nt2,ax,0.35,0,0,0.8,1,0\nt3,ax,0.8,1,0,0.3,0,0\n")
-    (pred_dir / "thresholds.json").write_text(json.dumps({"tear": 0.5, "fluid": 0.5}))
+    write_predictions(pred_dir, g, refs, (0.1, 0.4, 0.35, 0.8))
     assert main(["evaluate", str(pred_dir), str(tmp_path / "raw"), "--bootstrap", "200"]) == 0
     summary = json.loads((pred_dir / "evaluation" / "summary.json").read_text())
     seg = summary["segmentation"]["overall"]

@@ -3,15 +3,15 @@ numbers, and its ROC curves are drawn from points whose area is the reported AUR
 
 import base64
 import json
+import locale
 from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 
 from orthodiff_auto.cli import main
-from orthodiff_auto.data.image_io import write_image
 from orthodiff_auto.evaluation.report_html import number
-from tests.evaluation.test_evaluate_folder import _dataset
+from tests.evaluation.test_evaluate_folder import _dataset, write_predictions
 
 
 class _Page(HTMLParser):
@@ -57,15 +57,8 @@ def _table_with(page: _Page, header: str) -> dict[str, list[str]]:
 def evaluated(tmp_path):
     g, refs = _dataset(tmp_path / "raw")
     pred_dir = tmp_path / "pred"
-    for case, ref in refs.items():
-        pred = ref.copy()
-        pred[:, 2:6, 5] = 0
-        write_image(pred_dir / f"{case}_ax.nii.gz", pred, g)
     # tear: three cases tied at 0.4 (two negatives, one positive) -> AUROC (1/2 + 1/2 + 1 + 1) / 4 = 0.75
-    (pred_dir / "findings.csv").write_text(
-        "case_id,views,tear,tear_call,tear_spread,fluid,fluid_call,fluid_spread\n"
-        "t0,ax,0.4,0,0,0.9,1,0\nt1,ax,0.4,0,0,0.2,0,0\nt2,ax,0.4,0,0,0.8,1,0\nt3,ax,0.8,1,0,0.3,0,0\n")
-    (pred_dir / "thresholds.json").write_text(json.dumps({"tear": 0.5, "fluid": 0.5}))
+    write_predictions(pred_dir, g, refs, (0.4, 0.4, 0.4, 0.8))
     assert main(["evaluate", str(pred_dir), str(tmp_path / "raw"), "--bootstrap", "50"]) == 0
     out = pred_dir / "evaluation"
     page = _Page()
@@ -114,3 +107,16 @@ def test_roc_points_group_ties_so_their_area_is_the_auroc(evaluated):
         assert area == pytest.approx(summary["findings"]["per_finding"][name]["auroc"])
     # the three tied cases are one step: (0, 0), the 0.8 case, then all three at once
     assert summary["findings"]["roc"]["tear"] == {"fpr": [0.0, 0.0, 1.0], "tpr": [0.0, 0.5, 1.0]}
+
+
+def test_report_is_utf8_under_an_ascii_locale(tmp_path):
+    # ITK's DICOM writer, for one, leaves a process in the C locale, whose default text encoding is ASCII
+    g, refs = _dataset(tmp_path / "raw")
+    write_predictions(tmp_path / "pred", g, refs, (0.4, 0.4, 0.4, 0.8))
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        locale.setlocale(locale.LC_ALL, "C")
+        assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "raw"), "--bootstrap", "0"]) == 0
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+    assert "\u2013" in (tmp_path / "pred" / "evaluation" / "report.html").read_bytes().decode("utf-8")
