@@ -82,7 +82,7 @@ def test_pooled_metrics_with_paired_differences_and_the_target(tmp_path):
               "joints": {"ankle": result}}
     text = bench_transfer.markdown_report(report)
     assert "| ankle | 10% | knee-pretrained | 3/3 | " in text
-    assert "knee-pretrained minus scratch macro AUROC +1.000 [+1.000, +1.000], target >= +0.05: met" in text
+    assert "knee-pretrained minus scratch macro AUROC +1.000 [+1.000, +1.000], target >= +0.05: met, the whole interval too" in text
 
 
 def test_initialisations_validated_on_other_cases_are_refused(tmp_path):
@@ -91,3 +91,15 @@ def test_initialisations_validated_on_other_cases_are_refused(tmp_path):
     runs["seg", 0.1, "knee"] = runs["seg", 0.1, "knee"][:1]
     with pytest.raises(SystemExit, match="different cases"):
         bench_transfer.evaluate_joint(runs, [0.1], n_resamples=10)
+
+
+def test_target_verdict_separates_point_estimate_and_interval():
+    def report(diff, low):
+        knee = {"minus_scratch": diff, "minus_scratch_ci": [low, diff + 0.1]}
+        return {"joints": {"ankle": {"cls": {"1": {"knee": {}}, "0.1": {"knee": knee}}}}}
+
+    assert bench_transfer.target_lines(report(0.06, 0.051))[0].endswith("met, the whole interval too")
+    assert bench_transfer.target_lines(report(0.06, -0.1))[0].endswith(
+        "met by the point estimate only: the interval's lower end is -0.100")
+    assert bench_transfer.target_lines(report(0.04, 0.01))[0].endswith("missed")
+    assert "(ankle, 10% labels)" in bench_transfer.target_lines(report(0.04, 0.01))[0]
