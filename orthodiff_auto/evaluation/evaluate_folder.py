@@ -1,4 +1,5 @@
-"""``evaluate``: predictions in a folder against a dataset's test references (labelsTs/, findingsTs.csv)."""
+"""``evaluate``: predictions in a folder against reference labels and findings: a dataset's test references
+(labelsTs/, findingsTs.csv) or a plain folder of label files (``evaluation.references``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from orthodiff_auto.data.dataset import scan_raw_dataset
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.evaluation.figures import evaluation_figures
+from orthodiff_auto.evaluation.references import References, load_references
 from orthodiff_auto.evaluation.report_html import render_report
 from orthodiff_auto.training.classification_metrics import choose_thresholds, evaluate_findings, roc_points
 from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
@@ -28,8 +29,12 @@ NO_THRESHOLDS = "none"
 
 
 def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: Path | str | None = None,
-                         bootstrap: int = 1000, seed: int = 0, test_set_thresholds: bool = False) -> dict[str, Any]:
-    """Score the predictions in ``pred_dir`` against ``reference``'s test references.
+                         bootstrap: int = 1000, seed: int = 0, test_set_thresholds: bool = False,
+                         dataset_json: Path | str | None = None,
+                         findings_csv: Path | str | None = None) -> dict[str, Any]:
+    """Score the predictions in ``pred_dir`` against ``reference``: a raw dataset's test references, or a plain
+    folder of reference label files (with ``dataset_json`` and ``findings_csv`` when they are not in it;
+    ``evaluation.references``). A segmentation matches its reference under our name or nnU-Net's.
 
     Findings: sensitivity and specificity at the thresholds of ``pred_dir/thresholds.json`` (written by
     predict_folder: chosen on cross-validation); without it only the threshold-free AUROC and AP, unless
@@ -38,25 +43,22 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
     pred_dir, reference = Path(pred_dir), Path(reference)
     if not pred_dir.is_dir():
         raise UserInputError(f"{pred_dir}: prediction folder does not exist")
-    ds = scan_raw_dataset(reference)
-    desc = ds.description
-    test_scans = [s for s in ds.select("test") if s.label is not None]
-    has_findings = ds.test_findings is not None and (pred_dir / "findings.csv").is_file()
-    if not test_scans and ds.test_findings is None:
-        raise UserInputError(f"{reference}: no test references (labelsTs/ or findingsTs.csv) to evaluate against")
-    sites = ds.test_findings["site"] if ds.test_findings is not None and "site" in ds.test_findings else None
+    refs = load_references(reference, dataset_json, findings_csv)
+    table = refs.findings_table
+    has_findings = table is not None and (pred_dir / "findings.csv").is_file()
+    sites = table["site"] if table is not None and "site" in table else None
     summary: dict[str, Any] = {"prediction_folder": str(pred_dir), "reference": str(reference)}
-    if test_scans:
-        summary["segmentation"] = _evaluate_segmentations(pred_dir, test_scans, desc, sites)
+    if refs.scans:
+        summary["segmentation"] = _evaluate_segmentations(pred_dir, refs, sites)
     if has_findings:
-        summary["findings"] = _evaluate_findings(pred_dir, ds.test_findings, desc.findings, bootstrap, seed,
+        summary["findings"] = _evaluate_findings(pred_dir, table, refs.findings, bootstrap, seed,
                                                  test_set_thresholds)
     matched_scans = summary.get("segmentation", {}).get("n_scans", 0)
     matched_cases = summary.get("findings", {}).get("n_rows_matched", 0)
     if not matched_scans and not matched_cases:
         raise UserInputError(f"{pred_dir}: no prediction matches a reference of {reference} (segmentations are "
-                             "matched by the file names of its imagesTs/, findings by the case ids of its "
-                             "findingsTs.csv)")
+                             "matched by the reference's file names, as <case>_<view> or nnU-Net's <case>, "
+                             "findings by the case ids of its findings CSV)")
     out_dir = Path(out_dir) if out_dir else pred_dir / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "summary.json", json_safe(summary))
@@ -65,31 +67,34 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
 
 
 def evaluate_and_report(pred_dir: Path | str, reference: Path | str, out_dir: Path | str | None = None,
-                        bootstrap: int = 1000, test_set_thresholds: bool = False, log=print) -> dict[str, Any]:
+                        bootstrap: int = 1000, test_set_thresholds: bool = False, log=print,
+                        dataset_json: Path | str | None = None, findings_csv: Path | str | None = None
+                        ) -> dict[str, Any]:
     """``orthodiff evaluate``: ``evaluate_predictions``, then its table (``report_table``) logged."""
     summary = evaluate_predictions(pred_dir, reference, out_dir, bootstrap=bootstrap,
-                                   test_set_thresholds=test_set_thresholds)
+                                   test_set_thresholds=test_set_thresholds, dataset_json=dataset_json,
+                                   findings_csv=findings_csv)
     log(report_table(summary))
     return summary
 
 
-def _evaluate_segmentations(pred_dir: Path, scans, desc, sites) -> dict[str, Any]:
-    labels = desc.foreground_labels
+def _evaluate_segmentations(pred_dir: Path, refs: References, sites) -> dict[str, Any]:
     per_case: dict[str, Any] = {}
     missing = []
-    for scan in scans:
-        pred_path = pred_dir / scan.image.name
-        if not pred_path.is_file():
-            missing.append(scan.image.name)
+    for scan in refs.scans:
+        name = scan.names[0]  # the reference's own name keys the summary, whatever the prediction is called
+        pred_path = refs.prediction_for(scan, pred_dir)
+        if pred_path is None:
+            missing.append(name)
             continue
         pred, pred_geom = read_image(pred_path, dtype=None)
         ref, ref_geom = read_image(scan.label, dtype=None)
         if not pred_geom.same_grid(ref_geom):
             raise UserInputError(f"{pred_path}: geometry differs from its reference {scan.label}")
-        per_case[scan.image.name] = {
-            "case_id": scan.case_id, "view": scan.view,
-            "metrics": evaluate_segmentation(pred.astype(np.int64), ref.astype(np.int64), labels, ref_geom.spacing,
-                                             desc.ignore_label),
+        per_case[name] = {
+            "case_id": scan.case_id, "view": scan.view, "prediction": pred_path.name,
+            "metrics": evaluate_segmentation(pred.astype(np.int64), ref.astype(np.int64), refs.labels,
+                                             ref_geom.spacing, refs.ignore_label),
         }
     result: dict[str, Any] = {"n_scans": len(per_case), "missing_predictions": missing,
                               "overall": aggregate([c["metrics"] for c in per_case.values()]) if per_case else {}}

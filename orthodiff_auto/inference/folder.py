@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from orthodiff_auto.data.clinical import read_clinical_table
 from orthodiff_auto.data.dicom import DicomSeries, find_studies, parse_series_choices, read_series
+from orthodiff_auto.data.file_names import case_and_view, split_image_name, without_channel_suffix
 from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import UserInputError
@@ -41,14 +41,10 @@ from orthodiff_auto.training.monitor import progress_bar_wanted
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 from orthodiff_auto.utils.lock import folder_lock
 
-IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 FINDINGS_CSV = "findings.csv"
 # How long a process that has finished its share waits at the final barrier for the slowest one (torchrun stops
 # every process when one fails, so this bounds only a hung process).
 PREDICTION_WAIT = timedelta(hours=24)
-_VIEW_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<view>" + "|".join(VIEWS) + r")$")
-# nnU-Net's input naming: <case>_<4-digit channel>; our models read one channel, 0000
-_CHANNEL_SUFFIX = re.compile(r"^(?P<name>.+)_(?P<channel>\d{4})$")
 
 
 @dataclass
@@ -75,19 +71,6 @@ class FolderReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _stem(path: Path) -> str | None:
-    for ending in IMAGE_ENDINGS:
-        if path.name.endswith(ending):
-            return path.name[: -len(ending)]
-    return None
-
-
-def without_channel_suffix(stem: str) -> tuple[str, str | None]:
-    """(name, channel) of an nnU-Net style ``<name>_<4 digits>`` stem; (stem, None) otherwise."""
-    m = _CHANNEL_SUFFIX.match(stem)
-    return (m.group("name"), m.group("channel")) if m else (stem, None)
-
-
 def discover_inputs(input_dir: Path) -> tuple[dict[str, list[InputScan]], dict[str, str]]:
     """Group the folder's scans by case; returns (cases, problems per file name)."""
     if not input_dir.is_dir():
@@ -98,24 +81,23 @@ def discover_inputs(input_dir: Path) -> tuple[dict[str, list[InputScan]], dict[s
         if path.name.startswith("."):
             continue
         if path.is_dir():  # a DICOM series
-            case_id, output_name = path.name, f"{path.name}.nii.gz"
+            case_id, output_name, named_view = path.name, f"{path.name}.nii.gz", None
         else:
-            stem = _stem(path)
-            if stem is None:
+            split = split_image_name(path.name)
+            if split is None:
                 continue
-            stem, channel = without_channel_suffix(stem)
+            stem, channel = without_channel_suffix(split[0])
             if channel not in (None, "0000"):
                 problems[path.name] = (f"channel {channel}: the models read one channel per scan, so only "
                                        f"nnU-Net's _0000 files are predicted")
                 continue
-            m = _VIEW_SUFFIX.match(stem)
-            case_id = m.group("case") if m else stem
-            output_name = path.name if channel is None else stem + path.name[len(stem) + 5:]
+            case_id, named_view = case_and_view(stem)
+            output_name = path.name if channel is None else stem + split[1]  # nnU-Net's: without the channel
         try:
             if path.is_dir():
                 view = infer_view(read_image(path)[1])
-            elif m is not None:
-                view = m.group("view")
+            elif named_view is not None:
+                view = named_view
             else:
                 view = infer_view(read_geometry(path))
         except UserInputError as e:

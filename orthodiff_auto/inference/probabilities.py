@@ -18,22 +18,18 @@ from typing import Mapping
 
 import numpy as np
 
+from orthodiff_auto.data.file_names import split_image_name
 from orthodiff_auto.data.image_io import ImageGeometry
 from orthodiff_auto.data.label_values import label_values
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 
 PROBABILITIES_FORMAT = "orthodiff_auto.probabilities/1"
 PROBABILITIES_KEY = "probabilities"
-_SEGMENTATION_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
 def probability_paths(segmentation: Path) -> tuple[Path, Path]:
     """(``<name>.npz``, ``<name>.json``) beside a segmentation ``<name>.<ext>``."""
-    name = segmentation.name
-    for ending in _SEGMENTATION_ENDINGS:
-        if name.endswith(ending):
-            name = name[: -len(ending)]
-            break
+    name = (split_image_name(segmentation.name) or (segmentation.name, ""))[0]
     return segmentation.with_name(f"{name}.npz"), segmentation.with_name(f"{name}.json")
 
 
