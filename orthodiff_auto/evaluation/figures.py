@@ -60,7 +60,9 @@ def dice_boxplot_figure(per_case: dict[str, Any]):
               for n in names]
     fig, ax = plt.subplots(figsize=(max(6, len(names) * 0.7), 4))
     ax.boxplot(values, showfliers=True)
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=45, ha="right", fontsize=8)
+    slanted = max(len(n) for n in names) > 4  # long structure names would overlap when upright
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=45 if slanted else 0, ha="right" if slanted else "center",
+                  fontsize=8 if slanted else 10)
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1)
     return fig
