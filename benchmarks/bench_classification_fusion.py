@@ -19,6 +19,18 @@ Steps (each skipped when its output already exists, so an interrupted run contin
 Writes WORK/bench_classification_fusion.json and prints a markdown table. Each fusion mode trains under its
 own results folder (WORK/results_<mode>, holding copies of the single-view checkpoints it starts from, and for
 stacked also of their validation predictions).
+
+    python benchmarks/bench_classification_fusion.py --work WORK --base reference-anatomy --clinical-signal
+        [--cases 150] [--size demo] [--bootstrap 1000]
+
+The fusion heads on out-of-fold logits (``classification.mpae``, ``oof_fusion``), with cheap base classifiers
+instead of CNNs: per view, an L2 logistic regression per finding (scikit-learn, standardised features, C =
+``--base-c``) on features of the reference label maps (benchmarks/reference_anatomy_features.py), fitted
+out of fold on the project's five case-level stratified splits. On those OOF view logits, each row is scored
+out of fold too: single views (and each with the clinical branch), the stacked gate, MPAE, each with and
+without clinical data, clinical data alone, and the fusion chosen inside each fold (``nested_choice``).
+Pooled AUROC per finding, and the macro AUROC's difference from the best single view with a paired
+bootstrap 95% interval (cases resampled, ``--bootstrap`` times). Writes WORK/bench_fusion_heads.json.
 """
 
 from __future__ import annotations
@@ -100,10 +112,18 @@ def main() -> int:
                     help="fused branches from the single-view models (auto) or from scratch")
     ap.add_argument("--results-suffix", default="", help="suffix of the fused results folders (compare settings)")
     ap.add_argument("-np", "--num-processes", default="2")
+    ap.add_argument("--base", default="cnn", choices=("cnn", "reference-anatomy"),
+                    help="base classifiers: the CNN single-view folds (default) or logistic regressions on "
+                         "reference-label features, for the fusion heads on out-of-fold logits")
+    ap.add_argument("--clinical-signal", action="store_true", help="generate the dataset with --clinical-signal")
+    ap.add_argument("--base-c", type=float, default=0.05, help="inverse L2 strength of the base regressions")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     args = ap.parse_args()
 
     work = args.work.resolve()
     raw, pp = work / "raw", work / "pp"
+    if args.base == "reference-anatomy":
+        return heads_benchmark(args, work, raw)
     timing: dict[str, float] = {}
     if not (raw / "dataset.json").is_file():
         t = time.perf_counter()
@@ -226,6 +246,125 @@ def main() -> int:
         for f in findings + ["macro"]:
             print(f"| {f} | " + " | ".join("n/a" if oof[k][f] != oof[k][f] else f"{oof[k][f]:.3f}" for k in oof) + " |")
     print(f"\nwrote {out}")
+    return 0
+
+
+def view_oof_logits(features: dict[str, np.ndarray], labels: np.ndarray, fold: np.ndarray, c: float) -> np.ndarray:
+    """(N, F, V) out-of-fold logits of a per-view, per-finding logistic regression (0 where a view is absent)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    views = list(features)
+    out = np.zeros((labels.shape[0], labels.shape[1], len(views)))
+    for v, view in enumerate(views):
+        x = features[view]
+        has = np.isfinite(x).all(1)
+        for k in np.unique(fold):
+            train, test = has & (fold != k), has & (fold == k)
+            for f in range(labels.shape[1]):
+                y = labels[train, f]
+                if y.min() == y.max():  # one class only: a constant logit
+                    out[test, f, v] = 0.0
+                    continue
+                model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+                model.fit(x[train], y)
+                out[test, f, v] = model.decision_function(x[test])
+    return out
+
+
+def paired_macro_delta(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, seed: int = 0) -> tuple[float, float, float]:
+    """Macro AUROC of scores ``a`` minus that of ``b`` on the same cases, and its paired bootstrap 95% interval
+    (the same case resamples for both: ``macro_auroc_bootstrap`` draws them from the number of cases and seed)."""
+    from orthodiff_auto.training.classification_metrics import macro_auroc, macro_auroc_bootstrap
+
+    delta = macro_auroc(y, a) - macro_auroc(y, b)
+    draws = macro_auroc_bootstrap(y, a, n, seed) - macro_auroc_bootstrap(y, b, n, seed)
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return float(delta), float(low), float(high)
+
+
+def heads_benchmark(args, work: Path, raw: Path) -> int:
+    """``--base reference-anatomy``: the fusion heads on OOF logits of cheap base classifiers (module doc)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reference_anatomy_features import dataset_features
+
+    from orthodiff_auto.classification.oof_fusion import FUSION_HEADS, OutOfFoldTable, cross_fit, nested_choice
+    from orthodiff_auto.data.clinical import clinical_values
+    from orthodiff_auto.data.dataset import load_raw_dataset
+    from orthodiff_auto.training.classification_metrics import auroc, macro_auroc
+    from orthodiff_auto.training.splits import make_splits
+
+    timing: dict[str, float] = {}
+    if not (raw / "dataset.json").is_file():
+        t = time.perf_counter()
+        orthodiff("generate_synthetic", str(raw), "--cases", str(args.cases), "--size", args.size, "--seed",
+                  str(args.seed), "-np", args.num_processes, *(["--clinical-signal"] if args.clinical_signal else []))
+        timing["generate_s"] = time.perf_counter() - t
+    ds = load_raw_dataset(raw)
+    findings = list(ds.description.findings)
+    t = time.perf_counter()
+    cache = work / "reference_anatomy_features.npz"
+    if cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        cases, views = [str(c) for c in z["cases"]], [str(v) for v in z["views"]]
+        feats = {v: z[f"view_{v}"] for v in views}
+    else:
+        cases, views, feats = dataset_features(raw)
+        np.savez(cache, cases=np.array(cases), views=np.array(views), **{f"view_{v}": feats[v] for v in views})
+    timing["features_s"] = time.perf_counter() - t
+    labels = ds.findings.loc[cases, findings].to_numpy(dtype=np.float64)
+    splits = make_splits(cases, ds.findings, findings)
+    fold_of = {c: k for k, s in enumerate(splits) for c in s["val"]}
+    fold = np.array([fold_of[c] for c in cases])
+    t = time.perf_counter()
+    logits = view_oof_logits(feats, labels, fold, args.base_c)
+    timing["base_classifiers_s"] = time.perf_counter() - t
+    present = np.stack([np.isfinite(feats[v]).all(1) for v in views], 1)
+    clinical = clinical_values(ds.findings, cases, ds.description.clinical) if ds.description.clinical else None
+    table = OutOfFoldTable(cases, findings, views, logits, present, labels, fold, clinical, ds.description.clinical)
+
+    rows: dict[str, np.ndarray] = {v: logits[:, :, i] for i, v in enumerate(views)}
+    t = time.perf_counter()
+    heads = [m for m in FUSION_HEADS.values() if clinical is not None or not m.clinical]
+    for mode in heads:
+        rows[mode.name] = cross_fit(mode, table)
+    if clinical is not None:
+        for i, v in enumerate(views):  # one view plus the clinical branch
+            only = np.zeros_like(present)
+            only[:, i] = present[:, i]
+            rows[f"{v}+clinical"] = cross_fit(FUSION_HEADS["stacked+clinical"], OutOfFoldTable(
+                **{**table.__dict__, "present": only}))
+        nothing = np.zeros_like(present)  # no view at all: the tabular branch alone
+        rows["clinical only"] = cross_fit(FUSION_HEADS["stacked+clinical"], OutOfFoldTable(
+            **{**table.__dict__, "present": nothing}))
+    choice = nested_choice(heads, table)
+    rows["chosen in each fold"] = choice.logits
+    timing["heads_s"] = time.perf_counter() - t
+    np.savez(work / "bench_fusion_heads_scores.npz", labels=labels, fold=fold,
+             **{name.replace(" ", "_"): v for name, v in rows.items()})
+    best_view = max(views, key=lambda v: macro_auroc(labels, rows[v]))
+    report: dict = {"dataset": {"cases": len(cases), "size": args.size, "seed": args.seed,
+                                "clinical_signal": bool(args.clinical_signal)},
+                    "base": {"features": "reference label maps", "C": args.base_c}, "findings": findings,
+                    "views": views, "best_single_view": best_view, "chosen": choice.chosen,
+                    "inner_scores": choice.inner_scores, "rows": {}, "timing_s": timing}
+    for name, scores in rows.items():
+        delta, low, high = paired_macro_delta(labels, scores, rows[best_view], args.bootstrap)
+        report["rows"][name] = {"macro": macro_auroc(labels, scores),
+                                "per_finding": {f: auroc(labels[:, i], scores[:, i]) for i, f in enumerate(findings)},
+                                "delta_vs_best_view": delta, "delta_ci": [low, high]}
+    out = work / "bench_fusion_heads.json"
+    out.write_text(json.dumps(report, indent=2, default=lambda o: None if o != o else o) + "\n")
+    print(f"\npooled out-of-fold AUROC, {len(cases)} cases, 5 folds; delta: macro AUROC minus the best single "
+          f"view's ({best_view}), paired bootstrap 95% CI ({args.bootstrap} resamples)")
+    print("| model | " + " | ".join(findings) + " | macro | delta (95% CI) |")
+    print("|---|" + "---|" * (len(findings) + 2))
+    for name, r in report["rows"].items():
+        cells = " | ".join(f"{r['per_finding'][f]:.3f}" for f in findings)
+        low, high = r["delta_ci"]
+        print(f"| {name} | {cells} | {r['macro']:.3f} | {r['delta_vs_best_view']:+.3f} ({low:+.3f}, {high:+.3f}) |")
+    print(f"\nchosen per fold: {choice.chosen}\nwrote {out}")
     return 0
 
 
