@@ -39,6 +39,10 @@ def test_nnunet_named_predictions_match_the_raw_dataset_references(tmp_path):
     assert theirs["segmentation"]["overall"]["a"]["dice"]["mean"] == pytest.approx(6 / 7)
     case = theirs["segmentation"]["per_case"]["t0_ax.nii.gz"]  # keyed by the reference's name either way
     assert case["prediction"] == "t0.nii.gz"
+    # outputs of predict_folder before it dropped nnU-Net's channel suffix
+    _predictions(tmp_path / "older", refs, g, name="{case}_0000.nii.gz")
+    older = _evaluate(tmp_path / "older", tmp_path / "raw")
+    assert older["segmentation"]["overall"] == ours["segmentation"]["overall"]
 
 
 def test_a_plain_label_folder_with_its_dataset_json_and_findings_scores_as_the_raw_dataset(tmp_path):

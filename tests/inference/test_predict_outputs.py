@@ -136,6 +136,7 @@ def test_step_size_outside_0_1_is_refused(model_dir, tmp_path, capsys, step):
     _scan(inp, "a_sag.nii.gz")
     assert _predict(inp, tmp_path / "out", model_dir, "--step-size", step) == 2
     assert "step size" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- progress over cases
