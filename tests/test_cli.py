@@ -30,10 +30,9 @@ def test_the_sub_commands_include_demo():
 @pytest.mark.parametrize("name", SUBCOMMANDS)
 def test_every_help_ends_with_an_example_that_parses(name):
     help_text = _subparsers()[name].format_help()
-    last_paragraph = help_text.strip().split("\n\n")[-1]
-    assert last_paragraph.startswith(f"example: orthodiff {name} "), help_text
-    example = " ".join(last_paragraph.split())  # the formatter may wrap a long example
-    first_command = example.removeprefix("example: orthodiff ").split(" && ")[0]  # "A && B": A is this one
+    last_line = help_text.strip().splitlines()[-1]  # one line, however long: it is pasted into a shell
+    assert last_line.startswith(f"example: orthodiff {name} "), help_text
+    first_command = last_line.removeprefix("example: orthodiff ").split(" && ")[0]  # "A && B": A is this one
     argv = shlex.split(first_command)
     args = build_parser().parse_args(argv)  # exits (SystemExit) on an example that does not parse
     assert args.command == name
