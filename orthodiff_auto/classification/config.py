@@ -13,7 +13,7 @@ from orthodiff_auto.errors import UserInputError
 
 #: the name of the fused model of a fold's views, where a single-view model has its view's name
 FUSED = "fused"
-FUSION_MODES = ("gate", "stacked", "mpae", "concat")
+FUSION_MODES = ("gate", "stacked", "mpae", "concat", "xattn")
 FEATURE_MODES = ("finetune", "diffusion")
 MIRROR_MODES = ("left_right", "all", "none")
 
@@ -24,7 +24,8 @@ class ClassificationConfig:
     # other folds' out-of-fold single-view predictions, branches = this fold's single-view classifiers
     # unchanged; classification.stacked), "mpae" (a fusion head fitted on the same out-of-fold predictions,
     # chosen inside the fold among the heads with and without clinical data; classification.mpae_fold) or
-    # "concat" (pooled features concatenated)
+    # "concat" (pooled features concatenated) or "xattn" (per-finding queries attending over the present views'
+    # bottleneck tokens)
     fusion: str = "gate"
     # decision thresholds chosen on the validation fold: Youden's J, or the largest threshold reaching this
     # sensitivity when it is given (in (0, 1])

@@ -24,6 +24,13 @@ have that view. Two ways to combine them:
     branch on the case's encoded clinical columns (``forward(..., clinical=)``; without them, the encoding of
     a case whose clinical values are all missing).
 
+``xattn``
+    Cross-attention: each present view's bottleneck voxels become tokens (a linear map to ``XATTN_DIM``
+    channels plus a learned embedding of the view); per finding a learned query attends over the tokens of all
+    the case's present views at once (one softmax over them; an absent view's tokens are masked out, so its
+    placeholder input never reaches the output), and a linear map per finding turns the attended vector into
+    the fused logit. Trained end to end like ``concat``, with the branches' own BCE as an auxiliary term.
+
 ``concat``
     Per finding, the views' attention-pooled feature vectors are concatenated and a linear map per finding
     gives the fused logit. An absent view's vector is replaced by a learned "missing" embedding of that view
@@ -50,7 +57,9 @@ from orthodiff_auto.classification.model import ViewClassifier
 from orthodiff_auto.classification.mpae import FusionHead, head_forward
 
 
-FUSION_MODES = ("gate", "stacked", "mpae", "concat")
+FUSION_MODES = ("gate", "stacked", "mpae", "concat", "xattn")
+#: width of the cross-attention tokens (xattn): the views' channel counts differ, so tokens are mapped to one width
+XATTN_DIM = 32
 HEAD_TENSORS = ("gate_weight", "gate_bias", "mix", "bias", "clinical_weight")
 
 #: the gate's logits are ``GATE_SCALE * gate_logits``: the gate then learns about GATE_SCALE**2 times faster
@@ -74,6 +83,12 @@ class FusedClassifier(nn.Module):
         self.branches = nn.ModuleDict({v: ViewClassifier(archs[v], num_findings) for v in self.views})
         if mode in ("gate", "stacked"):
             self.gate_logits = nn.Parameter(torch.zeros(num_findings, len(self.views)))
+        elif mode == "xattn":
+            self.token_maps = nn.ModuleDict({v: nn.Linear(self.branches[v].channels, XATTN_DIM) for v in self.views})
+            self.view_embedding = nn.Parameter(torch.randn(len(self.views), XATTN_DIM) * 0.02)
+            self.queries = nn.Parameter(torch.randn(num_findings, XATTN_DIM) / XATTN_DIM ** 0.5)
+            self.xattn_weight = nn.Parameter(torch.randn(num_findings, XATTN_DIM) / XATTN_DIM ** 0.5)
+            self.xattn_bias = nn.Parameter(torch.zeros(num_findings))
         elif mode == "mpae":  # fitted, never trained: buffers (saved in the state dict, no gradients)
             f, v, d = num_findings, len(self.views), int(num_clinical)
             for name, shape in (("gate_weight", (f, v, 3 * v)), ("gate_bias", (f, v)), ("mix", (f, f)),
@@ -105,9 +120,9 @@ class FusedClassifier(nn.Module):
         self.head_clinical_missing.copy_(torch.as_tensor(clinical_missing, dtype=torch.float64))
 
     def gate_weights(self) -> torch.Tensor | None:
-        """(F, V) weights with every view present (rows sum to one); None in concat mode; mpae: the weights of
-        a case whose branch logits are all 0 (the gate's own preference, before it reads the logits)."""
-        if self.mode == "concat":
+        """(F, V) weights with every view present (rows sum to one); None in concat and xattn mode; mpae: the
+        weights of a case whose branch logits are all 0 (the gate's own preference, before it reads the logits)."""
+        if self.mode in ("concat", "xattn"):
             return None
         if self.mode == "mpae":
             params = {k: getattr(self, f"head_{k}") for k in HEAD_TENSORS}
@@ -126,23 +141,30 @@ class FusedClassifier(nn.Module):
         """
         present = present.bool()
         batch = present.shape[0]
-        pooled_all, logits_all = [], []
+        pooled_all, logits_all, tokens_all, token_mask = [], [], [], []
         for v, view in enumerate(self.views):
             branch = self.branches[view]
             x = inputs[view]
             idx = torch.nonzero(present[:, v], as_tuple=False).squeeze(1)
             pooled = torch.zeros(batch, self.num_findings, branch.channels, device=present.device)
             logits = torch.zeros(batch, self.num_findings, device=present.device)
+            rows = x[:1] if idx.numel() == 0 else x.index_select(0, idx)
+            fmap = branch.feature_map(rows)
+            p, l = branch.head(fmap)
             if idx.numel() == 0:
                 # no case of the batch has this view: a zero-valued use of the branch keeps every parameter in
                 # the graph (DistributedDataParallel needs a gradient, here 0, for each) without affecting outputs
-                p, l = branch.forward_features(x[:1])
                 anchor = 0.0 * (p.sum() + l.sum())
                 pooled, logits = pooled + anchor, logits + anchor
             else:
-                p, l = branch.forward_features(x.index_select(0, idx))
                 pooled = pooled.index_copy(0, idx, p)
                 logits = logits.index_copy(0, idx, l)
+            if self.mode == "xattn":
+                tok = self.token_maps[view](fmap.flatten(2).transpose(1, 2).float()) + self.view_embedding[v]
+                tokens = torch.zeros(batch, tok.shape[1], XATTN_DIM, device=present.device)
+                tokens = tokens + 0.0 * tok.sum() if idx.numel() == 0 else tokens.index_copy(0, idx, tok)
+                tokens_all.append(tokens)
+                token_mask.append(present[:, v, None].expand(-1, tok.shape[1]))
             pooled_all.append(pooled)
             logits_all.append(logits)
         view_logits = torch.stack(logits_all, dim=-1)  # (B, F, V)
@@ -155,6 +177,13 @@ class FusedClassifier(nn.Module):
             # the gate learns from the fused loss; the branches only from their own (see the fused task), so a
             # view weighted up early does not also get trained harder and win the gate by that alone
             out["logits"] = (weights * view_logits.detach()).sum(-1)
+        elif self.mode == "xattn":
+            tokens, mask = torch.cat(tokens_all, dim=1), torch.cat(token_mask, dim=1)  # (B, N, D), (B, N)
+            scores = torch.einsum("fd,bnd->bfn", self.queries.float(), tokens) / XATTN_DIM ** 0.5
+            scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+            attn = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)  # a case without views: all 0
+            attended = torch.einsum("bfn,bnd->bfd", attn, tokens)
+            out["logits"] = (attended * self.xattn_weight.float()).sum(-1) + self.xattn_bias.float()
         elif self.mode == "mpae":
             params = {k: getattr(self, f"head_{k}") for k in HEAD_TENSORS}
             d = self.head_clinical_weight.shape[1]

@@ -52,11 +52,13 @@ class ViewClassifier(nn.Module):
         self.channels = int(arch.features_per_stage[-1])
         self.head = AttentionPoolingHead(self.channels, num_findings)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's bottleneck (B, C, *s)."""
         features = self.encoder(x)
-        if isinstance(features, (list, tuple)):
-            features = features[-1]
-        return self.head(features)
+        return features[-1] if isinstance(features, (list, tuple)) else features
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.feature_map(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[1]

@@ -43,8 +43,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-scratch", action="store_true",
                    help="with pretraining, train only the pretrained variants (no from-scratch comparison)")
     p.add_argument("--fusion", nargs="+", default=["gate"],
-                   help="fusion modes to train: gate, stacked, mpae and/or concat (the first of gate/concat also "
-                        "fuses the frozen-feature classifiers, which have no stacked or mpae mode)")
+                   help="fusion modes to train: gate, stacked, mpae, concat and/or xattn (the first of gate/concat "
+                        "also fuses the frozen-feature classifiers, which have no other mode)")
     p.add_argument("-np", "--num-processes", type=int, default=2)
     add_device_option(p)
     p.add_argument("--redo-stale", action="store_true",

@@ -175,9 +175,9 @@ def _frozen_feature_classifiers(clock, preprocessed, results, views, options, lo
     for view in views:
         for fold in options.folds:
             _train(clock, preprocessed, results, "cls", view, fold, options, None, log, extra=frozen)
-    # frozen-feature heads are trained directly, so "stacked" and "mpae" (fitted on other folds' predictions) do
-    # not apply
-    mode = next((m for m in options.fusion_modes if m not in ("stacked", "mpae")), "gate")
+    # frozen-feature heads are trained directly and pooled per view: only gate and concat apply ("stacked" and
+    # "mpae" are fitted on other folds' predictions, "xattn" needs the fine-tuned branches' feature maps)
+    mode = next((m for m in options.fusion_modes if m in ("gate", "concat")), "gate")
     if len(views) > 1:
         for fold in options.folds:
             _train(clock, preprocessed, results, "cls", FUSED, fold, options, None, log,

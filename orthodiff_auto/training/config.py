@@ -41,7 +41,7 @@ class TrainingConfig:
     encoder_lr_factor: float = 0.1
     encoder_warmup_epochs: int = 10
     # classification (see classification.config.ClassificationConfig for the rest of its settings)
-    fusion: str = "gate"  # fused model: "gate" (learned weight per finding over views), "stacked" (gate fitted out of fold), "mpae" (fusion head fitted out of fold) or "concat"
+    fusion: str = "gate"  # fused model: "gate" (learned weight per finding over views), "stacked" (gate fitted out of fold), "mpae" (fusion head fitted out of fold), "concat" or "xattn" (cross-attention)
     target_sensitivity: float | None = None  # thresholds: Youden when None, else reach this sensitivity
     classifier_features: str = "finetune"  # "finetune" (encoder trained) or "diffusion" (frozen denoiser features at the probe's timestep and block)
     # hardware
@@ -80,8 +80,9 @@ class TrainingConfig:
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
             raise UserInputError(f"config optimizer: choose 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.fusion not in ("gate", "stacked", "mpae", "concat"):
-            raise UserInputError(f"config fusion: choose 'gate', 'stacked', 'mpae' or 'concat', got {self.fusion!r}")
+        if self.fusion not in ("gate", "stacked", "mpae", "concat", "xattn"):
+            raise UserInputError(f"config fusion: choose 'gate', 'stacked', 'mpae', 'concat' or 'xattn', got "
+                                 f"{self.fusion!r}")
         if self.classifier_features not in ("finetune", "diffusion"):
             raise UserInputError(f"config classifier_features: choose 'finetune' or 'diffusion', got "
                                  f"{self.classifier_features!r}")

@@ -115,3 +115,48 @@ def test_gate_learns_from_fused_loss_branches_from_their_own():
     out["logits"].sum().backward()
     assert model.gate_logits.grad is not None and model.gate_logits.grad.abs().sum() > 0
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.branches.parameters())
+
+
+def test_cross_attention_masks_absent_views_and_trains():
+    """xattn: an absent view's placeholder changes nothing; a case's logits depend on its present views; the
+    queries, token maps and branches all get gradients."""
+    model = _model("xattn")
+    present = torch.tensor([[True, True, True], [True, False, True], [False, True, False]])
+    x = _inputs(3)
+    with torch.no_grad():
+        out = model(x, present)
+        other = dict(x)
+        other["cor"] = x["cor"].clone()
+        other["cor"][1] = 1000.0  # case 1 has no coronal scan
+        other["sag"] = x["sag"].clone()
+        other["sag"][2] = -1000.0  # case 2 has no sagittal scan
+        changed = model(other, present)
+    assert out["logits"].shape == (3, 3) and model.gate_weights() is None
+    torch.testing.assert_close(changed["logits"], out["logits"])
+    with torch.no_grad():
+        seen = dict(x)
+        seen["ax"] = x["ax"] + 1.0  # cases 0 and 1 have an axial scan: their fused logits move
+        moved = model(seen, present)
+    assert not torch.allclose(moved["logits"][:2], out["logits"][:2])
+    torch.testing.assert_close(moved["logits"][2], out["logits"][2])
+    model.train()
+    model(x, present)["logits"].sum().backward()
+    assert model.queries.grad.abs().sum() > 0 and model.token_maps["ax"].weight.grad.abs().sum() > 0
+    assert model.xattn_weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.branches["cor"].encoder.parameters())
+
+
+def test_cross_attention_of_a_case_with_one_view_is_that_views_attention_alone():
+    """An absent view's tokens take no attention at all (masked, not zero tokens): a sagittal-only case gets
+    exactly what a cross-attention model built on the sagittal view alone gives."""
+    model = _model("xattn")
+    alone = FusedClassifier(["sag"], {"sag": ARCH}, 3, "xattn").eval()
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.startswith(("branches.cor", "branches.ax", "token_maps.cor", "token_maps.ax"))}
+    state["view_embedding"] = model.view_embedding.detach()[:1]
+    alone.load_state_dict(state)
+    x = _inputs(2)
+    with torch.no_grad():
+        full = model(x, torch.tensor([[True, False, False], [True, False, False]]))["logits"]
+        single = alone({"sag": x["sag"]}, torch.tensor([[True], [True]]))["logits"]
+    torch.testing.assert_close(full, single)

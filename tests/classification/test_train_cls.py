@@ -187,6 +187,30 @@ def test_concat_fusion_and_target_sensitivity(cls_preprocessed, tmp_path):
     assert any(k.startswith("missing.") for k in ckpt["model"])
 
 
+def test_cross_attention_fusion_trains_and_loads_for_inference(cls_preprocessed, tmp_path):
+    """fusion=xattn through train_fold (two steps from scratch), then FindingsEnsemble reproduces the
+    validation predictions from the raw scans, also for the case without a coronal scan when it validates."""
+    plans = Plans.load(cls_preprocessed / "plans.json")
+    config = make_config("smoke", ["num_epochs=1", "iterations_per_epoch=2", "fusion=xattn"])
+    request = FoldRequest(cls_preprocessed, "cls", "fused", 4, config, results_dir=tmp_path)
+    assert request.output_dir().parent.name == "scratch_xattn"
+    summary = train_classification_fold(request, plans, log=lambda *_: None)
+    assert summary["fusion"] == "xattn" and summary["gate_weights"] is None
+    out = request.output_dir()
+    ckpt = torch.load(out / "checkpoint_final.pt", weights_only=True)
+    assert ckpt["extras"]["fusion"] == "xattn" and "queries" in ckpt["model"]
+    table = pd.read_csv(out / "validation_predictions.csv", dtype={"case_id": str})
+    ensemble = FindingsEnsemble.load([out / "checkpoint_final.pt"])
+    raw = cls_preprocessed.parent / "raw" / "imagesTr"
+    for case in list(table["case_id"])[:2]:
+        scans = {v: read_image(raw / f"{case}_{v}.nii.gz") for v in ("sag", "cor")
+                 if (raw / f"{case}_{v}.nii.gz").is_file()}
+        found = ensemble.predict(scans)
+        row = table[table["case_id"] == case].iloc[0]
+        for name in FINDINGS:
+            assert found[name]["probability"] == pytest.approx(row[f"{name}_probability"], abs=1e-4)
+
+
 def _copy_preprocessed(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("splits.json"))
     return dst
