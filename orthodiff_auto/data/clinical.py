@@ -170,6 +170,27 @@ def read_clinical_table(path: Path, variables: Sequence[ClinicalVariable]) -> di
     return {c: {v.name: cells[v.name].iloc[i] for v in known} for i, c in enumerate(ids)}
 
 
+def clinical_summary(table: pd.DataFrame, variables: Sequence[ClinicalVariable]) -> str:
+    """One line per dataset for validate_dataset's summary: per variable its range and mean (numeric) or its
+    categories' shares (categorical), and the share of missing values."""
+    values = clinical_values(table, list(table.index), variables)
+    parts = []
+    for var in variables:
+        if var.type == "numeric":
+            col = values.numeric[:, values.numeric_names.index(var.name)]
+            seen = col[np.isfinite(col)]
+            text = (f"{seen.min():g}-{seen.max():g} (mean {seen.mean():.3g})" if seen.size else "no values")
+            missing = 1.0 - seen.size / max(len(col), 1)
+        else:
+            col = values.categorical[var.name]
+            filled = [c for c in col if c]
+            cats = sorted(set(filled))
+            text = " ".join(f"{c} {filled.count(c) / len(filled):.0%}" for c in cats) if filled else "no values"
+            missing = 1.0 - len(filled) / max(len(col), 1)
+        parts.append(f"{var.name} {text}, {missing:.0%} missing")
+    return "; ".join(parts)
+
+
 def case_clinical_values(cells: Mapping[str, Any] | None, variables: Sequence[ClinicalVariable]) -> ClinicalValues:
     """One case's values from its cells (name -> text or number; absent or empty: missing)."""
     row = pd.DataFrame({v.name: [(cells or {}).get(v.name, "")] for v in variables}, index=pd.Index(["case"]))
@@ -177,4 +198,5 @@ def case_clinical_values(cells: Mapping[str, Any] | None, variables: Sequence[Cl
 
 
 __all__ = ["CLINICAL_TYPES", "ClinicalValues", "ClinicalVariable", "case_clinical_values", "check_clinical_cells",
-           "clinical_from_dicts", "clinical_values", "parse_clinical_declaration", "read_clinical_table"]
+           "clinical_from_dicts", "clinical_summary", "clinical_values", "parse_clinical_declaration",
+           "read_clinical_table"]

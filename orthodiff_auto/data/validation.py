@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orthodiff_auto.data.clinical import clinical_summary
 from orthodiff_auto.data.dataset import RawDataset, ScanEntry, scan_raw_dataset
 from orthodiff_auto.data.image_io import ImageGeometry, read_image
 from orthodiff_auto.data.views import VIEW_NAMES, infer_view
@@ -69,6 +70,8 @@ class ValidationReport:
             if "site" in ds.findings.columns:
                 sites = ds.findings["site"].value_counts().sort_index()
                 lines.append("  sites: " + ", ".join(f"{k} ({v})" for k, v in sites.items()))
+            if desc.clinical:
+                lines.append("  clinical (train): " + clinical_summary(ds.findings, desc.clinical))
         return "\n".join(lines)
 
 

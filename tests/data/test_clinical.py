@@ -109,3 +109,14 @@ def test_a_clinical_table_for_prediction_reads_declared_columns_and_refuses_bad_
     path.write_text("id,age\nt1,61\n")
     with pytest.raises(UserInputError, match="missing the case_id column"):
         read_clinical_table(path, variables)
+
+
+def test_validate_dataset_summarises_the_clinical_columns(make_native_dataset):
+    from orthodiff_auto.data.validation import validate_dataset
+
+    root = make_native_dataset()
+    _declare(root)
+    _add_columns(root / "findings.csv", {"age": ["54", "30", "", "70"], "sex": ["F", "F", "M", ""]})
+    report = validate_dataset(root, num_workers=1)
+    assert report.ok
+    assert "clinical (train): age 30-70 (mean 51.3), 25% missing; sex F 67% M 33%, 25% missing" in report.summary_text()
