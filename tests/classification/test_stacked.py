@@ -156,14 +156,16 @@ def test_stacked_fold_end_to_end(single_view_folds, cls_preprocessed):
     assert "scratch_stacked" in candidates["fused"]
 
 
-def test_stacked_names_the_missing_folds(single_view_folds, cls_preprocessed, tmp_path, capsys):
+@pytest.mark.parametrize("fusion", ["stacked", "mpae"])
+def test_stacked_names_the_missing_folds(single_view_folds, cls_preprocessed, tmp_path, capsys, fusion):
     for view in VIEWS:  # only fold 0's single-view classifiers, and no coronal fold 3
         for fold in (0, 3) if view == "sag" else (0,):
             src = single_view_folds / "cls" / view / "scratch" / f"fold_{fold}"
             shutil.copytree(src, tmp_path / "cls" / view / "scratch" / f"fold_{fold}")
     assert main(["train_fold", str(cls_preprocessed), "cls", "fused", "0", "--results", str(tmp_path), *TINY,
-                 "--set", "fusion=stacked"]) == 2
+                 "--set", f"fusion={fusion}"]) == 2
     err = capsys.readouterr().err
+    assert f"fusion={fusion} fits fold 0's" in err
     assert "sag folds 1, 2, 4" in err and "cor folds 1, 2, 3, 4" in err
     assert f"cls cor 3 --results {tmp_path}" in err
     assert not (tmp_path / "cls" / "fused").exists()
@@ -233,3 +235,8 @@ def test_mpae_fold_chooses_and_fits_a_head_inside_the_fold_and_reads_clinical_da
         older = ensemble.predict(scans, clinical={"age": "95"})
         assert all(np.isfinite(without[f]["probability"]) for f in FINDINGS)
         assert any(abs(older[f]["probability"] - found[f]["probability"]) > 1e-3 for f in FINDINGS)
+
+    # model selection sees it as one more fused configuration
+    from orthodiff_auto.pipeline.model_selection import classification_candidates
+
+    assert "scratch_mpae" in classification_candidates(results, [0], FINDINGS)["fused"]
