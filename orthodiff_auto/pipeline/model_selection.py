@@ -8,6 +8,12 @@ subset), the one with the highest macro AUROC of the validation predictions pool
 is predicted once, by the fold that did not train on it), on the validation cases that have those views; the
 95% bootstrap interval of the winner's macro AUROC is recorded beside it. Only configurations trained on all
 labels (no label-fraction runs) and on every requested fold compete.
+
+The winner's pooled score is optimistic: it won on the very predictions it is scored on. With the splits known
+(``fold_of``), each combination also records ``nested_macro_auroc``: for every fold, the configuration with the
+best pooled macro AUROC over the *other* folds' cases is chosen (``chosen_per_fold``) and its predictions of that
+fold's cases are kept; the macro AUROC of those pooled predictions is an honest estimate of choosing among the
+configurations (single views and every fusion mode) this way, since no fold's labels take part in its own choice.
 """
 
 from __future__ import annotations
@@ -119,11 +125,40 @@ def _reading(candidate: dict[str, Any], subset: Sequence[str], findings: Sequenc
     return _pooled_predictions(candidate["fold_dirs"], findings)
 
 
+def nested_selection(scored: dict[str, tuple[list[str], np.ndarray, np.ndarray]], fold_of: dict[str, str],
+                     findings: Sequence[str]) -> dict[str, Any]:
+    """``scored``: label -> (case ids, probabilities, labels) on the same cases. For each fold, the label with the
+    best macro AUROC on the other folds' cases (ties as ``_best``) predicts the fold's cases; returns the pooled
+    macro AUROC of those predictions and the label chosen per fold."""
+    first_ids = next(iter(scored.values()))[0]
+    folds = sorted({fold_of.get(c, "") for c in first_ids} - {""})
+    rows_of = {label: {c: i for i, c in enumerate(ids)} for label, (ids, _, _) in scored.items()}
+    probs, labels, chosen = [], [], {}
+    for k in folds:
+        held = [c for c in first_ids if fold_of.get(c) == k]
+        rest = [c for c in first_ids if fold_of.get(c) not in (k, None)]
+        inner = {}
+        for label, (ids, p, y) in scored.items():
+            idx = [rows_of[label][c] for c in rest]
+            inner[label] = {"macro_auroc": auroc_scores(y[idx], p[idx], findings)[0] if idx else float("nan")}
+        best = _best(inner, "macro_auroc") or next(iter(scored))
+        chosen[k] = best
+        ids, p, y = scored[best]
+        idx = [rows_of[best][c] for c in held]
+        probs.append(p[idx])
+        labels.append(y[idx])
+    if not probs:
+        return {"nested_macro_auroc": float("nan"), "chosen_per_fold": {}}
+    return {"nested_macro_auroc": auroc_scores(np.concatenate(labels), np.concatenate(probs), findings)[0],
+            "chosen_per_fold": chosen}
+
+
 def choose_per_view_combination(candidates: dict[str, dict[str, Any]], views: Sequence[str],
-                                findings: Sequence[str]) -> dict[str, dict[str, Any]]:
+                                findings: Sequence[str], fold_of: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """{"sag+cor": {"label", "macro_auroc", "ci", "n_cases", "compared"}} for every non-empty subset of
     ``views``: the configuration with the best pooled macro AUROC on the validation cases every competitor
-    predicted (cases that have those views)."""
+    predicted (cases that have those views); with ``fold_of`` (case -> fold) also ``nested_macro_auroc`` and
+    ``chosen_per_fold`` (``nested_selection``)."""
     flat = {f"{name}/{variant}": c for name, vs in candidates.items() for variant, c in vs.items()}
     out: dict[str, dict[str, Any]] = {}
     for n in range(len(views), 0, -1):
@@ -145,6 +180,10 @@ def choose_per_view_combination(candidates: dict[str, dict[str, Any]], views: Se
             out["+".join(subset)] = {"label": best, "macro_auroc": scores[best]["macro_auroc"], "ci": [low, high],
                                      "n_cases": len(rows),
                                      "compared": {k: v["macro_auroc"] for k, v in scores.items()}}
+            if fold_of:
+                same = {label: ([readings[label][0][i] for i in s["rows"]], readings[label][1][s["rows"]],
+                                readings[label][2][s["rows"]]) for label, s in scores.items()}
+                out["+".join(subset)].update(nested_selection(same, fold_of, findings))
     return out
 
 
@@ -188,7 +227,10 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
     flat = {f"{name}/{variant}": v for name, vs in cls.items() for variant, v in vs.items()}
     plan_views = [v for v in json.loads((preprocessed_dir / "plans.json").read_text())["views"]]
     copied: dict[str, tuple[str, ...]] = {}
-    for key, choice in choose_per_view_combination(cls, plan_views, findings).items():
+    splits_path = preprocessed_dir / "splits.json"
+    fold_of = {c: str(k) for k, split in enumerate(json.loads(splits_path.read_text())) for c in split["val"]} \
+        if splits_path.is_file() else None
+    for key, choice in choose_per_view_combination(cls, plan_views, findings, fold_of).items():
         label = choice["label"]
         name, variant = label.split("/", 1)
         if label not in copied:
@@ -197,8 +239,10 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
         cv.update(selection={k: v for k, v in choice.items() if k != "label"})
         by_views[key] = TaskChoice(name, variant, copied[label], cv)
         low, high = choice["ci"]
+        nested = f"; choosing inside each fold: {choice['nested_macro_auroc']:.3f}" if "nested_macro_auroc" in choice \
+            else ""
         log(f"classification for cases with {key}: {label} (pooled CV macro AUROC {choice['macro_auroc']:.3f}, "
-            f"95% CI {low:.2f}-{high:.2f}, {choice['n_cases']} cases; "
+            f"95% CI {low:.2f}-{high:.2f}, {choice['n_cases']} cases{nested}; "
             + ", ".join(f"{k} {v:.3f}" for k, v in choice["compared"].items()) + ")")
     if by_views:
         cls_choice = by_views.get("+".join(plan_views)) or next(iter(by_views.values()))

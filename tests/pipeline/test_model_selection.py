@@ -77,3 +77,28 @@ def test_predictor_falls_back_to_the_largest_covered_subset():
     predictor.classifier_by_views = {frozenset({"sag"}): "sag/x", frozenset({"cor"}): "cor/x"}
     assert predictor.classifier_for({"sag", "ax"}) == "sag/x"
     assert predictor.classifier_for({"ax"}) is None
+
+
+def test_the_nested_estimate_chooses_each_fold_without_its_labels(tmp_path):
+    """Model A is better on folds 0-3, model B on fold 4 by so much that B wins pooled: the nested estimate
+    chooses fold 4's model on folds 0-3 (A) and records the choice per fold; fold 4's labels do not change it."""
+    rng = np.random.default_rng(0)
+
+    def local(quality):
+        return np.clip(quality * LABELS + (1 - quality) * rng.random(LABELS.shape), 0, 1)
+
+    fold_of = {c: str(i % 5) for i, c in enumerate(CASES)}
+    in_fold_4 = np.array([fold_of[c] == "4" for c in CASES])[:, None]
+    a = np.where(in_fold_4, local(0.0), local(0.5))
+    b = np.where(in_fold_4, local(1.0), local(0.35))
+    candidates = {"sag": {"a": run(tmp_path, "sag", "a", ["sag"], a), "b": run(tmp_path, "sag", "b", ["sag"], b)}}
+    chosen = choose_per_view_combination(candidates, ["sag"], FINDINGS, fold_of)["sag"]
+    assert chosen["label"] == "sag/b"  # the pooled winner, thanks to fold 4
+    assert chosen["chosen_per_fold"]["4"] == "sag/a"
+    assert chosen["nested_macro_auroc"] < chosen["macro_auroc"]
+    from orthodiff_auto.pipeline.model_selection import nested_selection
+    scored = {"sag/a": (CASES, a, LABELS.copy()), "sag/b": (CASES, b, LABELS.copy())}
+    flipped = {k: (ids, p, np.where(in_fold_4, 1 - y, y)) for k, (ids, p, y) in scored.items()}
+    assert nested_selection(flipped, fold_of, FINDINGS)["chosen_per_fold"]["4"] == "sag/a"
+    # without splits, nothing nested is recorded
+    assert "nested_macro_auroc" not in choose_per_view_combination(candidates, ["sag"], FINDINGS)["sag"]
