@@ -10,11 +10,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.training.config import CLASSIFIER_FEATURES
 
 #: the name of the fused model of a fold's views, where a single-view model has its view's name
 FUSED = "fused"
 FUSION_MODES = ("gate", "stacked", "mpae", "concat", "xattn")
-FEATURE_MODES = ("finetune", "diffusion")
+FEATURE_MODES = CLASSIFIER_FEATURES
 MIRROR_MODES = ("left_right", "all", "none")
 
 
@@ -31,7 +32,9 @@ class ClassificationConfig:
     # sensitivity when it is given (in (0, 1])
     target_sensitivity: float | None = None
     # "finetune": the encoder is trained (from scratch or a pretrained encoder); "diffusion": only a light head
-    # on pooled features of the frozen pretrained denoiser at the timestep and block `orthodiff probe` chose
+    # on pooled features of the frozen pretrained denoiser at the timestep and block `orthodiff probe` chose;
+    # "anatomy": features of the fold's predicted segmentation per structure, logistic regression
+    # (classification.anatomy)
     classifier_features: str = "finetune"
     # draw training cases so that positives and negatives of every finding weigh alike (default: uniformly;
     # imbalance is handled by the loss' per-finding positive weights)
@@ -59,8 +62,10 @@ class ClassificationConfig:
     rotation_degrees: float = 15.0
     scale_low: float = 0.85
     scale_high: float = 1.15
-    # decoded whole-field-of-view inputs kept in memory per process (LRU)
+    # decoded inputs kept in memory per process (LRU)
     cache_gb: float = 1.0
+    # anatomy features: the inverse L2 strengths C the inner cross-validation chooses from
+    anatomy_strengths: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 
     def __post_init__(self):
         if self.fusion not in FUSION_MODES:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from orthodiff_auto.classification.clinical_inputs import ClinicalEncoding
+from orthodiff_auto.classification.anatomy import ANATOMY_KIND, AnatomyFeatureModel, anatomy_features
 from orthodiff_auto.classification.frozen import FROZEN_KIND, FrozenFeatureClassifier, frozen_classifier_from_extras
 from orthodiff_auto.classification.fusion import FusedClassifier
 from orthodiff_auto.classification.model import ViewClassifier
@@ -126,9 +127,12 @@ class FindingsEnsemble:
             elif key != first:
                 raise UserInputError(f"{path}: a different classification model than {checkpoints[0]} "
                                      f"(view/fusion/findings differ); an ensemble needs folds of one configuration")
-            model = build_classifier(extras, plans, str(path))
-            (model.head if isinstance(model, FrozenFeatureClassifier) else model).load_state_dict(ckpt["model"])
-            models.append(model.to(device).eval())
+            if extras.get("kind") == ANATOMY_KIND:  # fitted numbers, no network
+                models.append(AnatomyFeatureModel.from_checkpoint(extras, ckpt["model"], str(path)))
+            else:
+                model = build_classifier(extras, plans, str(path))
+                (model.head if isinstance(model, FrozenFeatureClassifier) else model).load_state_dict(ckpt["model"])
+                models.append(model.to(device).eval())
             thresholds.append(extras.get("thresholds"))
             head = extras.get("mpae") or {}
             clinical.append((clinical_from_dicts(head["clinical"]), ClinicalEncoding.from_dict(head["encoding"]))
@@ -150,8 +154,17 @@ class FindingsEnsemble:
         return dict(self.thresholds)
 
     # ------------------------------------------------------------------ inputs
+    @property
+    def reads_anatomy(self) -> bool:
+        return bool(self.models) and isinstance(self.models[0], AnatomyFeatureModel)
+
     def prepare_preprocessed(self, view: str, scan: "PreparedScan") -> np.ndarray:
-        """(1, *input_size) network input of one preprocessed scan: the region around its predicted anatomy."""
+        """(1, *input_size) network input of one preprocessed scan: the region around its predicted anatomy
+        (an anatomy-feature model: the features of its segmentation)."""
+        if self.reads_anatomy:
+            if scan.labels is None:
+                raise UserInputError(f"the anatomy-feature classifier needs the {view} scan's segmentation")
+            return anatomy_features(scan.data[0], scan.labels, scan.spacing, self.models[0].label_values)
         spec = self.inputs[view]
         centre = centre_from_labels(scan.labels) if spec.roi_source == "labels" else None
         return cut_region(region_volume(scan.data, scan.spacing, spec, centre), spec.input_size)
@@ -174,7 +187,9 @@ class FindingsEnsemble:
         out = []
         with torch.no_grad(), autocast_for(self.device, self.mixed_precision):
             for model, tabular in zip(self.models, self.clinical):
-                if isinstance(model, (FusedClassifier, FrozenFeatureClassifier)):
+                if isinstance(model, AnatomyFeatureModel):
+                    logits = torch.from_numpy(model.logits(inputs))[None]
+                elif isinstance(model, (FusedClassifier, FrozenFeatureClassifier)):
                     present = torch.tensor([[v in inputs for v in self.views]], device=self.device)
                     x = {v: torch.from_numpy(np.asarray(inputs[v], np.float32)[None]).to(self.device) if v in inputs
                          else torch.zeros(1, 1, *self.inputs[v].input_size, device=self.device) for v in self.views}

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from orthodiff_auto.classification.anatomy import ANATOMY_KIND, train_anatomy_fold
 from orthodiff_auto.classification.config import FUSED, ClassificationConfig
 from orthodiff_auto.classification.fold import (
     ClassificationFold,
@@ -56,6 +57,8 @@ def train_classification_fold(request: FoldRequest, plans: Plans, log=print,
 
 def _train(request: FoldRequest, plans: Plans, cls_config: ClassificationConfig, device: torch.device,
            ctx: DistributedContext, log) -> dict[str, Any]:
+    if cls_config.classifier_features == ANATOMY_KIND:  # a logistic regression on segmentation features
+        return train_anatomy_fold(request, plans, cls_config, device, log)
     fold = classification_fold(request, plans)
     refuse_to_overwrite(request.output_dir(), request.resume)
     if request.view == FUSED and cls_config.fusion == "stacked":  # nothing to train: a gate fitted out of fold

@@ -1,9 +1,10 @@
 """``auto``: every stage in order, skipping what is already done, ending with a cross-validation report.
 
 validate -> plan_and_preprocess -> pretrain per view -> train all folds (segmentation per view, from scratch
-and pretrained unless ``compare_scratch`` is off; classification per view and fused; with pretraining also
-``probe`` per view and classifiers on frozen diffusion features unless ``frozen_features`` is off)
--> find_best_configuration -> DIR/model.
+and pretrained unless ``compare_scratch`` is off; classification: the anatomy-feature classifier on each fold's
+segmentations unless ``anatomy_features`` is off, fine-tuned classifiers per view and fused unless
+``finetune_classifiers`` is off, and with pretraining ``probe`` per view and classifiers on frozen diffusion
+features unless ``frozen_features`` is off) -> find_best_configuration -> DIR/model.
 With ``pretrained_from`` (a pretrained encoder bundle, e.g. another dataset's RESULTS/pretrain), the views it
 has encoders for are planned like them (``plans.adaptation``) and fine-tune from them instead of pretraining
 here; classifiers on frozen diffusion features, which need this dataset's denoisers, are not trained.
@@ -63,6 +64,8 @@ class AutoOptions:
     pretrain: bool = True
     compare_scratch: bool = True  # with pretraining: also train from scratch, and let model selection choose
     frozen_features: bool = True  # with pretraining: probe, then classifiers on frozen diffusion features
+    anatomy_features: bool = True  # the anatomy-feature classifier on each fold's predicted segmentations
+    finetune_classifiers: bool = True  # fine-tuned (end-to-end) classifiers per view and fused
     classification: bool = True
     fusion_modes: tuple[str, ...] = ("gate",)
     overrides: tuple[str, ...] = ()
@@ -137,7 +140,11 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
         for pretrained in variants(view):
             for fold in options.folds:
                 _train(clock, preprocessed, results, "seg", view, fold, options, pretrained, log)
-    if options.classification and plans.findings:
+    if options.classification and plans.findings and options.anatomy_features:
+        for fold in options.folds:  # reads the fold's segmentation of every view (the pretrained one if trained)
+            _train(clock, preprocessed, results, "cls", FUSED if len(views) > 1 else views[0], fold, options, None,
+                   log, extra=("classifier_features=anatomy",))
+    if options.classification and plans.findings and options.finetune_classifiers:
         for view in views:
             for pretrained in variants(view):
                 for fold in options.folds:
@@ -149,11 +156,11 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
                     for fold in options.folds:
                         _train(clock, preprocessed, results, "cls", FUSED, fold, options, pretrained, log,
                                extra=(f"fusion={mode}",))
-        if options.frozen_features and encoders and not like:
-            _frozen_feature_classifiers(clock, preprocessed, results, list(encoders), options, log)
-        elif options.frozen_features and like:
-            log("== frozen-feature classifiers: skipped (they need this dataset's own denoisers, not the encoders "
-                "of --pretrained-from)")
+    if options.classification and plans.findings and options.frozen_features and encoders and not like:
+        _frozen_feature_classifiers(clock, preprocessed, results, list(encoders), options, log)
+    elif options.classification and plans.findings and options.frozen_features and like:
+        log("== frozen-feature classifiers: skipped (they need this dataset's own denoisers, not the encoders "
+            "of --pretrained-from)")
 
     model_dir = work / "model"
     description = clock.run("find_best_configuration", find_best_configuration, preprocessed, model_dir, results,

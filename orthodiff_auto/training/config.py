@@ -13,6 +13,10 @@ from typing import Any
 from orthodiff_auto.errors import UserInputError
 
 
+# what a classifier reads (classification.config documents each)
+CLASSIFIER_FEATURES = ("finetune", "diffusion", "anatomy")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     # schedule: nnU-Net's proven defaults (SGD Nesterov, momentum 0.99, poly decay with exponent 0.9)
@@ -43,7 +47,9 @@ class TrainingConfig:
     # classification (see classification.config.ClassificationConfig for the rest of its settings)
     fusion: str = "gate"  # fused model: "gate" (learned weight per finding over views), "stacked" (gate fitted out of fold), "mpae" (fusion head fitted out of fold), "concat" or "xattn" (cross-attention)
     target_sensitivity: float | None = None  # thresholds: Youden when None, else reach this sensitivity
-    classifier_features: str = "finetune"  # "finetune" (encoder trained) or "diffusion" (frozen denoiser features at the probe's timestep and block)
+    # "finetune" (encoder trained), "diffusion" (frozen denoiser features at the probe's timestep and block) or
+    # "anatomy" (features of the fold's predicted segmentation, logistic regression): CLASSIFIER_FEATURES
+    classifier_features: str = "finetune"
     # hardware
     mixed_precision: bool = True  # on CUDA only; bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = False
@@ -83,8 +89,8 @@ class TrainingConfig:
         if self.fusion not in ("gate", "stacked", "mpae", "concat", "xattn"):
             raise UserInputError(f"config fusion: choose 'gate', 'stacked', 'mpae', 'concat' or 'xattn', got "
                                  f"{self.fusion!r}")
-        if self.classifier_features not in ("finetune", "diffusion"):
-            raise UserInputError(f"config classifier_features: choose 'finetune' or 'diffusion', got "
+        if self.classifier_features not in CLASSIFIER_FEATURES:
+            raise UserInputError(f"config classifier_features: choose one of {list(CLASSIFIER_FEATURES)}, got "
                                  f"{self.classifier_features!r}")
         if self.plot_every_epochs < 1:
             raise UserInputError(f"config plot_every_epochs: must be at least 1, got {self.plot_every_epochs}")
@@ -178,4 +184,4 @@ def _coerce(key: str, value: Any, hint) -> Any:
         raise UserInputError(f"config {key}: cannot use {value!r} as {getattr(target, '__name__', target)}") from None
 
 
-__all__ = ["TrainingConfig", "PRESETS", "make_config", "parse_setting"]
+__all__ = ["CLASSIFIER_FEATURES", "TrainingConfig", "PRESETS", "make_config", "parse_setting"]

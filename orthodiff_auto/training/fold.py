@@ -38,7 +38,9 @@ class FoldRequest:
         name = "pretrained" if self.pretrained else "scratch"
         if self.task == "cls" and self.config.classifier_features == "diffusion":
             name = "diffusion"  # frozen denoiser features: never shares a folder with fine-tuned runs
-        if self.task == "cls" and self.view == "fused":
+        if self.task == "cls" and self.config.classifier_features == "anatomy":
+            name = "anatomy"  # features of the fold's segmentation: one model per view combination, no fusion mode
+        elif self.task == "cls" and self.view == "fused":
             name += f"_{self.config.fusion}"  # gate and concat runs of a fold must not share a folder
         if self.label_fraction < 1.0:
             name += f"_frac{self.label_fraction:g}"

@@ -1,0 +1,421 @@
+"""Anatomy-guided features: the findings read from the segmentation of each view (``classifier_features=anatomy``).
+
+A finding changes a structure where a radiologist looks: a torn ligament or meniscus is interrupted and fluid
+fills the gap, an effusion is fluid around the joint, a dislocation moves a bone. This classifier reads, for
+every labelled structure of the dataset (whatever its labels are: the features are indexed by label value,
+never by name), what the segmentation of the case says about it and about the image around it:
+
+- size and integrity: log volume (mm^3), the number of connected components, the fraction of the volume
+  outside the largest component, the bounding box's extent per axis (mm);
+- signal inside the structure (mean, 95th percentile) and in two shells around it (1 voxel, and 2-3 voxels:
+  mean, 95th and 99th percentiles, maximum, fraction above 2 standard deviations of the normalised image);
+- position: the distance of its centroid from the centroid of all structures, per axis (absolute values, so a
+  left and a right joint give the same features);
+
+plus the image's upper quantiles over the labelled anatomy's bounding box. An L2-regularised logistic
+regression per finding (scikit-learn; the regularisation strength by inner cross-validation on the fold's
+training cases) maps the standardised features of the views to a probability. Training reads each case's
+segmentation predicted by the fold's own segmentation models (the cascade: prediction reads the segmentation
+``predict_folder`` makes), so that training and prediction see the same kind of segmentation.
+
+One logistic regression is fitted for every combination of the views (a case arriving with only some views
+uses the model fitted on exactly those), so no view is ever imputed. The fitted numbers (standardisation,
+coefficients, intercepts) are stored as tensors in ``checkpoint_final.pt`` (``weights_only`` loadable).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from orthodiff_auto.classification.config import FUSED, ClassificationConfig
+from orthodiff_auto.classification.fold import ClassificationFold, classification_fold
+from orthodiff_auto.classification.metrics_io import (
+    PREDICTIONS_CSV,
+    fold_metrics,
+    select_thresholds,
+    subset_predictions_path,
+    thresholds_table,
+    write_validation_predictions,
+)
+from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.networks.builder import build_segmentation_network
+from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.preprocessing.storage import PreprocessedDataset
+from orthodiff_auto.segmentation.prediction import predict_logits
+from orthodiff_auto.training.checkpoint import load_checkpoint, refuse_to_overwrite, save_checkpoint
+from orthodiff_auto.training.fold import FoldRequest
+from orthodiff_auto.utils.atomic import write_json_atomic
+from orthodiff_auto.utils.json_safe import json_safe
+
+ANATOMY_KIND = "anatomy"
+ANATOMY_FORMAT = "orthodiff_auto.anatomy_features/1"
+BRIGHT = 2.0  # "bright" voxels: more than 2 standard deviations above the normalised image's mean
+PER_STRUCTURE = ("log_volume", "components", "outside_largest", "extent_0", "extent_1", "extent_2",
+                 "inside_mean", "inside_p95",
+                 "shell1_mean", "shell1_p95", "shell1_p99", "shell1_max", "shell1_bright",
+                 "shell3_mean", "shell3_p95", "shell3_p99", "shell3_max", "shell3_bright",
+                 "offset_0", "offset_1", "offset_2")
+GLOBAL = ("box_p50", "box_p90", "box_p99", "box_p999", "box_bright", "box_very_bright")
+SEGMENTATION_VARIANTS = ("pretrained", "scratch")  # which fold segmentation the features read, first found
+
+
+def feature_names(label_values: Sequence[int]) -> list[str]:
+    """The features of one view, in order: per structure (label value) then the global ones."""
+    return [f"label{v}_{name}" for v in label_values for name in PER_STRUCTURE] + list(GLOBAL)
+
+
+def _quantiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
+    return [float(v) for v in np.percentile(values, qs)] if values.size else [0.0] * len(qs)
+
+
+def anatomy_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
+                     label_values: Sequence[int]) -> np.ndarray:
+    """Features of one view (``feature_names`` order): ``image`` (z, y, x) normalised, ``labels`` (z, y, x)
+    label indices on the same grid (as the segmentation predicts them), ``spacing`` in mm."""
+    from scipy import ndimage as ndi  # scipy only where features are computed
+
+    image = np.asarray(image, dtype=np.float32)
+    labels = np.asarray(labels)
+    spacing = np.asarray(spacing, dtype=float)
+    ball = ndi.generate_binary_structure(3, 1)
+    rows, centroids = [], []
+    for value in label_values:
+        mask = labels == value
+        if not mask.any():
+            rows.append(None)
+            centroids.append(None)
+            continue
+        # work inside the structure's box grown by the outer shell's width (the rest of the image is far away)
+        idx = np.argwhere(mask)
+        lo, hi = np.maximum(idx.min(0) - 4, 0), np.minimum(idx.max(0) + 5, mask.shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        m, x = mask[box], image[box]
+        components, n = ndi.label(m, ball)
+        sizes = np.bincount(components.ravel())[1:]
+        volume = float(m.sum())
+        grown1 = ndi.binary_dilation(m, ball)
+        grown3 = ndi.binary_dilation(grown1, ball, iterations=2)
+        shell1, shell3 = x[grown1 & ~m], x[grown3 & ~grown1]
+        inside = x[m]
+        extent = (idx.max(0) - idx.min(0) + 1) * spacing
+        rows.append([
+            math.log1p(volume * float(np.prod(spacing))), float(n), 1.0 - sizes.max() / volume, *extent,
+            float(inside.mean()), *_quantiles(inside, [95]),
+            float(shell1.mean()) if shell1.size else 0.0, *_quantiles(shell1, [95, 99, 100]),
+            float((shell1 > BRIGHT).mean()) if shell1.size else 0.0,
+            float(shell3.mean()) if shell3.size else 0.0, *_quantiles(shell3, [95, 99, 100]),
+            float((shell3 > BRIGHT).mean()) if shell3.size else 0.0,
+        ])
+        centroids.append(idx.mean(0) * spacing)
+    present = [c for c in centroids if c is not None]
+    centre = np.mean(present, axis=0) if present else np.zeros(3)
+    out: list[float] = []
+    for row, centroid in zip(rows, centroids):
+        if row is None:  # the structure is not in this scan's segmentation: a row of zeros (volume 0)
+            out += [0.0] * len(PER_STRUCTURE)
+        else:
+            out += row + list(np.abs(centroid - centre))
+    anatomy = labels > 0
+    if anatomy.any():
+        idx = np.argwhere(anatomy)
+        box = image[tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0)))]
+    else:
+        box = image
+    out += _quantiles(box, [50, 90, 99, 99.9]) + [float((box > BRIGHT).mean()), float((box > 2 * BRIGHT).mean())]
+    return np.asarray(out, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- the fitted model
+
+def view_subsets(views: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of ``views``, largest first, in the views' order."""
+    return [s for n in range(len(views), 0, -1) for s in itertools.combinations(views, n)]
+
+
+@dataclass
+class LogisticModel:
+    """Standardisation and one logistic regression per finding over the concatenated features of ``views``."""
+
+    views: tuple[str, ...]
+    mean: np.ndarray  # (D,)
+    scale: np.ndarray  # (D,)
+    coef: np.ndarray  # (F, D)
+    intercept: np.ndarray  # (F,)
+    strength: np.ndarray  # (F,) the chosen inverse regularisation strength C (NaN: constant model)
+
+    def decision(self, features: np.ndarray) -> np.ndarray:
+        """(N, F) logits of (N, D) features."""
+        z = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
+        return z @ self.coef.T + self.intercept
+
+    def to_state(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}.{k}": torch.from_numpy(np.asarray(getattr(self, k), dtype=np.float64))
+                for k in ("mean", "scale", "coef", "intercept", "strength")}
+
+    @classmethod
+    def from_state(cls, views: Sequence[str], state: Mapping[str, torch.Tensor], prefix: str) -> "LogisticModel":
+        get = lambda k: state[f"{prefix}.{k}"].double().numpy()  # noqa: E731
+        return cls(tuple(views), get("mean"), get("scale"), get("coef"), get("intercept"), get("strength"))
+
+
+def logistic_regression(strength: float, shape: tuple[int, int]):
+    """scikit-learn's L2 logistic regression with balanced class weights, solved by liblinear (15-20x faster
+    than lbfgs on these few-case, many-feature problems; dual when there are fewer cases than features).
+    liblinear also regularises the intercept, a small shrinkage of the base rate that the balanced weights
+    make harmless."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=strength, class_weight="balanced", solver="liblinear", dual=shape[0] < shape[1],
+                              max_iter=5000)
+
+
+def choose_strength(z: np.ndarray, y: np.ndarray, strengths: Sequence[float], folds: int, seed: int) -> float:
+    """The inverse L2 strength C with the best pooled out-of-fold ROC AUC over stratified inner folds of these
+    cases (ties: the stronger regularisation)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y))
+    best, best_score = float(min(strengths)), -np.inf
+    for c in sorted(float(v) for v in strengths):
+        scores = np.empty(len(y))
+        for train, held_out in splits:
+            model = logistic_regression(c, z.shape).fit(z[train], y[train])
+            scores[held_out] = model.decision_function(z[held_out])
+        score = roc_auc_score(y, scores)
+        if score > best_score + 1e-12:
+            best, best_score = c, score
+    return best
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, views: Sequence[str], strengths: Sequence[float],
+                 seed: int = 0) -> LogisticModel:
+    """Standardise, then per finding an L2 logistic regression (balanced class weights, scikit-learn) whose C
+    is chosen by stratified inner cross-validation on these cases (``choose_strength``); a finding with one
+    class only gets a constant model (its training prevalence, clipped to [1e-3, 1 - 1e-3])."""
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels).astype(int)
+    mean = x.mean(0)
+    scale = x.std(0)
+    scale[scale < 1e-12] = 1.0
+    z = (x - mean) / scale
+    n_findings, dim = y.shape[1], x.shape[1]
+    coef, intercept, chosen = np.zeros((n_findings, dim)), np.zeros(n_findings), np.full(n_findings, np.nan)
+    for f in range(n_findings):
+        n_pos = int(y[:, f].sum())
+        n_neg = len(y) - n_pos
+        if n_pos == 0 or n_neg == 0:
+            p = min(max(n_pos / max(len(y), 1), 1e-3), 1 - 1e-3)
+            intercept[f] = math.log(p / (1 - p))
+            continue
+        folds = min(5, n_pos, n_neg)
+        c = choose_strength(z, y[:, f], strengths, folds, seed) if folds >= 2 else float(np.median(strengths))
+        model = logistic_regression(c, z.shape).fit(z, y[:, f])
+        coef[f], intercept[f], chosen[f] = model.coef_[0], model.intercept_[0], c
+    return LogisticModel(tuple(views), mean, scale, coef, intercept, chosen)
+
+
+class AnatomyFeatureModel:
+    """The fitted logistic regressions of every view combination; ``probabilities(features, views)``."""
+
+    kind = ANATOMY_KIND
+
+    def __init__(self, views: Sequence[str], label_values: Sequence[int], models: Mapping[tuple[str, ...], LogisticModel]):
+        self.views = list(views)
+        self.label_values = [int(v) for v in label_values]
+        self.models = dict(models)
+
+    def model_for(self, views) -> LogisticModel:
+        have = tuple(v for v in self.views if v in views)
+        if have not in self.models:
+            raise UserInputError(f"the anatomy-feature classifier reads {' or '.join(self.views)}; the case has "
+                                 f"{sorted(views) or 'none'}")
+        return self.models[have]
+
+    def logits(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(F,) logits of one case from its views' feature vectors (any subset of ``views``)."""
+        model = self.model_for(features)
+        return model.decision(np.concatenate([features[v] for v in model.views])[None])[0]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state: dict[str, torch.Tensor] = {}
+        for views, model in self.models.items():
+            state.update(model.to_state("+".join(views)))
+        return state
+
+    def describe(self) -> dict[str, Any]:
+        return {"format": ANATOMY_FORMAT, "views": list(self.views), "label_values": self.label_values,
+                "combinations": ["+".join(v) for v in self.models]}
+
+    @classmethod
+    def from_checkpoint(cls, extras: Mapping, state: Mapping[str, torch.Tensor], where: str) -> "AnatomyFeatureModel":
+        info = extras.get("anatomy") or {}
+        if info.get("format") != ANATOMY_FORMAT:
+            raise UserInputError(f"{where}: not an anatomy-feature checkpoint of format {ANATOMY_FORMAT}")
+        models = {tuple(key.split("+")): LogisticModel.from_state(key.split("+"), state, key)
+                  for key in info["combinations"]}
+        return cls(info["views"], info["label_values"], models)
+
+
+# ---------------------------------------------------------------- the segmentation the features read
+
+def fold_segmenter(request: FoldRequest, view: str, plans: Plans, device: torch.device):
+    """(network, patch size, segmentation run folder) of this fold's segmentation of ``view`` (pretrained if
+    trained, else from scratch); UserInputError naming the folders when there is none."""
+    root = Path(request.results_dir or Path(request.preprocessed_dir).parent / "results")
+    tried = []
+    for variant in SEGMENTATION_VARIANTS:
+        fold_dir = root / "seg" / view / variant / f"fold_{request.fold}"
+        tried.append(str(fold_dir))
+        path = fold_dir / "checkpoint_final.pt"
+        if path.is_file():
+            ckpt = load_checkpoint(path)
+            seg_plans = Plans.from_dict(ckpt["extras"]["plans"])
+            if seg_plans.view(view).preprocessing_key != plans.view(view).preprocessing_key:
+                raise UserInputError(f"{path}: trained under other plans than {request.preprocessed_dir}; retrain it")
+            spec = seg_plans.view(view).segmentation.architecture
+            net = build_segmentation_network(spec, 1, seg_plans.num_classes, deep_supervision=False, initialize=False)
+            net.load_state_dict(ckpt["model"])
+            patch = tuple(ckpt["extras"].get("patch_size") or seg_plans.view(view).segmentation.patch_size)
+            return net.to(device).eval(), patch, fold_dir
+    raise UserInputError(f"classifier_features=anatomy reads this fold's segmentation of {view}: train it first "
+                         f"(`orthodiff train_fold ... seg {view} {request.fold}`); looked in {', '.join(tried)}")
+
+
+def predicted_labels(net, patch, data: np.ndarray, num_classes: int, device: torch.device) -> np.ndarray:
+    logits = predict_logits(net, data, patch, num_classes, device)
+    return torch.argmax(logits, 0).cpu().numpy().astype(np.uint8 if num_classes <= 256 else np.uint16)
+
+
+def fold_features(request: FoldRequest, plans: Plans, fold: ClassificationFold, device: torch.device,
+                  log) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """{view: {case: feature vector}} of the fold's cases from this fold's predicted segmentations, and the
+    segmentation run each view read."""
+    label_values = foreground_indices(plans)
+    cases = sorted(set(fold.train) | set(fold.val))
+    features: dict[str, dict[str, np.ndarray]] = {}
+    sources: dict[str, str] = {}
+    for i, view in enumerate(fold.views):
+        net, patch, source = fold_segmenter(request, view, plans, device)
+        sources[view] = str(source)
+        data_source = PreprocessedDataset(request.preprocessed_dir, view)
+        start = time.perf_counter()
+        have = [c for c in cases if fold.present[c][i]]
+        features[view] = {}
+        for case in have:
+            data, _, props = data_source.load(case)
+            data = np.asarray(data[...], dtype=np.float32)
+            labels = predicted_labels(net, patch, data, plans.num_classes, device)
+            features[view][case] = anatomy_features(data[0], labels, props.spacing_after_resampling, label_values)
+        log(f"anatomy features {view}: {len(have)} cases from the segmentation of {source} "
+            f"({time.perf_counter() - start:.1f} s)")
+    return features, sources
+
+
+def foreground_indices(plans: Plans) -> list[int]:
+    """The label indices of the structures (the channels of the segmentation, background and ignore left out)."""
+    values = sorted(plans.labels.values())
+    return [i for i, v in enumerate(values) if v != 0 and v != plans.ignore_label]
+
+
+# ---------------------------------------------------------------- a fold
+
+def case_matrix(features: Mapping[str, Mapping[str, np.ndarray]], views: Sequence[str],
+                cases: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(cases having every view in ``views``, their concatenated features)."""
+    keep = [c for c in cases if all(c in features[v] for v in views)]
+    if not keep:
+        return [], np.zeros((0, sum(len(next(iter(features[v].values()))) for v in views if features[v])))
+    return keep, np.stack([np.concatenate([features[v][c] for v in views]) for c in keep])
+
+
+def train_anatomy_fold(request: FoldRequest, plans: Plans, cls_config: ClassificationConfig,
+                       device: torch.device, log=print) -> dict[str, Any]:
+    """Fit the anatomy-feature classifier of one fold (a view, or ``fused``: every view and each combination),
+    validate it and write the run folder (checkpoint_final.pt, validation predictions, summary.json)."""
+    if request.pretrained is not None:
+        raise UserInputError(f"{request.pretrained}: --pretrained does not apply to classifier_features=anatomy, "
+                             "which reads the fold's segmentation (pretrained or not)")
+    out = request.output_dir()
+    refuse_to_overwrite(out, request.resume)
+    fold = classification_fold(request, plans)
+    start = time.perf_counter()
+    features, sources = fold_features(request, plans, fold, device, log)
+    y_of = lambda cases: np.stack([fold.labels[c] for c in cases]) if cases else np.zeros((0, len(fold.findings)))  # noqa: E731
+    combos = view_subsets(fold.views) if request.view == FUSED else [tuple(fold.views)]
+    strengths = [float(c) for c in cls_config.anatomy_strengths]
+    models = {}
+    for combo in combos:
+        cases, x = case_matrix(features, combo, fold.train)
+        if len(cases) < 2:
+            continue
+        models[combo] = fit_logistic(x, y_of(cases), combo, strengths, seed=request.config.seed)
+    if tuple(fold.views) not in models:
+        raise UserInputError(f"fold {request.fold}: too few training cases with {'+'.join(fold.views)} for the "
+                             "anatomy-feature classifier")
+    model = AnatomyFeatureModel(fold.views, foreground_indices(plans), models)
+    fit_seconds = time.perf_counter() - start
+
+    # validation: each case with the views it has; the fused model also per proper subset of views
+    val = fold.val
+    logits = np.stack([model.logits({v: features[v][c] for v in fold.views if c in features[v]}) for c in val]) \
+        if val else np.zeros((0, len(fold.findings)))
+    probs = 1.0 / (1.0 + np.exp(-logits))
+    y = y_of(val)
+    extra = {"site": [fold.sites.get(c, "") for c in val]} if fold.sites else {}
+    if request.view == FUSED:
+        extra["views"] = ["+".join(v for v in fold.views if c in features[v]) for c in val]
+    out.mkdir(parents=True, exist_ok=True)
+    if val:
+        thresholds = select_thresholds(y, probs, cls_config.threshold_method, cls_config.target_sensitivity)
+        metrics = fold_metrics(y, probs, fold.findings, thresholds, [fold.sites.get(c, "") for c in val]
+                               if fold.sites else None)
+    else:
+        thresholds, metrics = np.full(len(fold.findings), np.nan), None
+    write_validation_predictions(out / PREDICTIONS_CSV, val, fold.findings, probs, y, thresholds, extra)
+    if request.view == FUSED:
+        for combo in combos[1:]:
+            cases = [c for c in val if all(c in features[v] for v in combo)]
+            sub = np.stack([model.models[combo].decision(np.concatenate([features[v][c] for v in combo])[None])[0]
+                            for c in cases]) if cases and combo in model.models else np.zeros((0, len(fold.findings)))
+            if combo in model.models:
+                write_validation_predictions(subset_predictions_path(out, combo), cases, fold.findings,
+                                             1.0 / (1.0 + np.exp(-sub)), y_of(cases))
+    table = thresholds_table(fold.findings, thresholds)
+    extras = {
+        "plans": plans.to_dict(), "findings": list(fold.findings), "views": list(fold.views), "kind": ANATOMY_KIND,
+        "view": request.view, "fold": str(request.fold), "split": {"train": list(fold.train), "val": list(val)},
+        "thresholds": table, "threshold_method": cls_config.threshold_method, "inputs": {},
+        "anatomy": {**model.describe(), "segmentation": sources, "feature_names": feature_names(model.label_values)},
+        "classification_config": cls_config.to_dict(),
+    }
+    save_checkpoint(out / "checkpoint_final.pt", {"task": "cls", "model": model.state_dict(), "extras": extras})
+    summary = {
+        "task": "cls", "view": request.view, "views": list(fold.views), "fold": str(request.fold),
+        "variant": request.variant, "classifier_features": ANATOMY_KIND, "findings": list(fold.findings),
+        "num_training_cases": len(fold.train), "num_validation_cases": len(val),
+        "skipped_without_view": fold.skipped, "thresholds": table, "metrics": metrics,
+        "segmentation_read": sources,
+        "regularisation": {"+".join(k): {f: m.strength[i] for i, f in enumerate(fold.findings)}
+                           for k, m in models.items()},
+        "config": request.config.to_dict(), "classification_config": cls_config.to_dict(),
+        "timing": {"features_and_fit_seconds": fit_seconds},
+    }
+    write_json_atomic(out / "summary.json", json_safe(summary))
+    if metrics is not None:
+        per = metrics["per_finding"]
+        log("validation AUROC: " + ", ".join(f"{f} {per[f]['auroc']:.3f}" for f in fold.findings)
+            + f" | macro {metrics['macro']['auroc']:.3f}")
+    return summary
+
+
+__all__ = ["ANATOMY_KIND", "AnatomyFeatureModel", "LogisticModel", "anatomy_features", "feature_names",
+           "choose_strength", "fit_logistic", "foreground_indices", "train_anatomy_fold", "view_subsets"]
