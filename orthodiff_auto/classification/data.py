@@ -135,12 +135,13 @@ class ViewBatches(SeededCaseBatches):
 
     def __init__(self, loader: InputLoader, view: str, case_ids: Sequence[str], labels: np.ndarray, batch_size: int,
                  transforms: Callable | None, start: int, total: int, seed: int, rank: int = 0,
-                 weights: np.ndarray | None = None, shift_regions: bool = False):
+                 weights: np.ndarray | None = None, shift_regions: bool = False, with_noise: bool = False):
         super().__init__(len(case_ids), labels, batch_size, start, total, seed, rank, weights)
         self.loader, self.view = loader, view
         self.case_ids = list(case_ids)
         self.transforms = transforms
         self.shift_regions = shift_regions
+        self.with_noise = with_noise  # a standard normal "noise" per case, for classifiers on noised inputs
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         iteration, rng, chosen = self.draw(index)
@@ -149,8 +150,11 @@ class ViewBatches(SeededCaseBatches):
         if self.transforms is not None:
             with seeded_augmentation([self.seed, self.rank, iteration, 1]):
                 data = self.transforms(data=data)["data"]
-        return {"data": torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),
-                "target": torch.from_numpy(self.labels[chosen])}
+        out = {"data": torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)),
+               "target": torch.from_numpy(self.labels[chosen])}
+        if self.with_noise:
+            out["noise"] = torch.from_numpy(rng.standard_normal(data.shape, dtype=np.float32))
+        return out
 
 
 class FusedBatches(SeededCaseBatches):

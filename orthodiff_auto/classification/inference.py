@@ -28,6 +28,7 @@ from orthodiff_auto.classification.frozen import FROZEN_KIND, FrozenFeatureClass
 from orthodiff_auto.classification.fusion import FusedClassifier
 from orthodiff_auto.classification.model import ViewClassifier
 from orthodiff_auto.data.clinical import ClinicalVariable, case_clinical_values, clinical_from_dicts
+from orthodiff_auto.classification.noised import NOISED_KIND, NoisedViewClassifier, noised_classifier_from_extras
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.case import preprocess_case
@@ -65,6 +66,8 @@ def build_classifier(extras: Mapping, plans: Plans, where: str = "checkpoint") -
     """The network a classification checkpoint's extras describe (weights not loaded; a frozen-feature model
     comes with its denoisers loaded and takes the checkpoint's weights into ``.head``)."""
     findings = list(extras["findings"])
+    if extras.get("kind") == NOISED_KIND:
+        return noised_classifier_from_extras(extras, plans.view(extras["view"]).classification.architecture)
     if extras.get("kind") == FROZEN_KIND:
         return frozen_classifier_from_extras(extras, where)
     if extras.get("kind") == "fused":
@@ -89,6 +92,7 @@ class FindingsEnsemble:
         self.fold_thresholds = list(fold_thresholds)
         self.device = device
         self.mixed_precision = mixed_precision
+        self.noise_draws = 1  # noised-input classifiers: fixed noises averaged per prediction (from the checkpoint)
         self.thresholds = self._ensemble_thresholds()
         # fusion=mpae with a tabular branch: per model its clinical variables and their encoding (else None)
         self.clinical: list[tuple[tuple[ClinicalVariable, ...], ClinicalEncoding] | None] = [None] * len(self.models)
@@ -140,6 +144,7 @@ class FindingsEnsemble:
         kind, view, findings, views, _ = first
         ensemble = cls(view, list(views) or [view], list(findings), plans, inputs, models, thresholds, device)
         ensemble.clinical = clinical
+        ensemble.noise_draws = int((extras.get("noised") or {}).get("draws", 1))
         return ensemble
 
     def _ensemble_thresholds(self) -> dict[str, float]:
@@ -199,6 +204,9 @@ class FindingsEnsemble:
                         q = encoding.encode(case_clinical_values(clinical, variables))
                         extra["clinical"] = torch.from_numpy(q).to(self.device)
                     logits = model(x, present, **extra)["logits"]
+                elif isinstance(model, NoisedViewClassifier):
+                    x = torch.from_numpy(np.asarray(inputs[self.views[0]], np.float32)[None]).to(self.device)
+                    logits = model.predict(x, self.noise_draws)
                 else:
                     logits = model(torch.from_numpy(np.asarray(inputs[self.views[0]], np.float32)[None]).to(self.device))
                 out.append(torch.sigmoid(logits.float())[0].cpu().numpy())

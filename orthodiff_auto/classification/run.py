@@ -31,6 +31,7 @@ from orthodiff_auto.classification.fold import (
 )
 from orthodiff_auto.classification.frozen import build_frozen_task
 from orthodiff_auto.classification.mpae_fold import train_mpae_fold
+from orthodiff_auto.classification.noised import NOISED_KIND, NoisedClassificationTask, pretrained_denoiser_state
 from orthodiff_auto.classification.stacked import train_stacked_fold
 from orthodiff_auto.classification.task import FusedClassificationTask, ViewClassificationTask
 from orthodiff_auto.classification.validation import validate_classification_fold
@@ -78,13 +79,23 @@ def build_task(request: FoldRequest, plans: Plans, cls_config: ClassificationCon
         raise UserInputError(f"{request.pretrained}: --pretrained does not apply to classifier_features=diffusion, "
                              "which reads each view's frozen denoiser and probe.json from RESULTS/pretrain/VIEW")
     pretrained = None
-    if request.pretrained is not None:
+    if request.pretrained is not None and cls_config.classifier_features != NOISED_KIND:
         pretrained = read_encoder_checkpoint(request.pretrained)
     common = dict(config=request.config, cls_config=cls_config, preprocessed_dir=Path(request.preprocessed_dir),
                   findings=fold.findings, labels=fold.labels, train_cases=fold.train, val_cases=fold.val,
                   fold=request.fold)
     if frozen:
         return build_frozen_task(request, plans, fold.views, fold.present, device, log, **common)
+    if cls_config.classifier_features == NOISED_KIND:
+        if request.view == FUSED:
+            raise UserInputError("classifier_features=noised trains single views (fuse them with the fused model "
+                                 "of the finetune mode or compare views in model selection)")
+        found = pretrained_denoiser_state(request, request.view)
+        state, source, schedule, timesteps = found if found else ({}, None, "cosine", 1000)
+        log(f"noised inputs at t={request.config.noise_timestep}: " + (f"weights of {source}" if source else
+                                                                         "no pretraining run, from scratch"))
+        return NoisedClassificationTask(plans, request.view, denoiser_state=state, denoiser_source=source,
+                                        schedule=schedule, timesteps=timesteps, **common)
     if request.view == FUSED:
         # also on resume: which branches were warm-started decides the optimizer's parameter groups
         init_states = (single_view_states(request, fold.views, fold.findings, fold.val_ids, log)

@@ -156,9 +156,9 @@ def noised(x0: torch.Tensor, t: int, noise_seed: int, alphas_cumprod: torch.Tens
 
 @torch.no_grad()
 def pooled_block_outputs(model: Denoiser, x_t: torch.Tensor, t: torch.Tensor,
-                         blocks: Iterable[str]) -> dict[str, torch.Tensor]:
-    """{block: (B, C) float32}: each named module's output averaged over its spatial axes, from one forward pass
-    that stops as soon as the last of them has run."""
+                         blocks: Iterable[str], pool: bool = True) -> dict[str, torch.Tensor]:
+    """{block: (B, C) float32}: each named module's output averaged over its spatial axes (``pool``; else the
+    whole map (B, C, *spatial)), from one forward pass that stops as soon as the last of them has run."""
     wanted = list(dict.fromkeys(blocks))
     modules = dict(model.named_modules())
     unknown = [b for b in wanted if b not in modules]
@@ -168,7 +168,7 @@ def pooled_block_outputs(model: Denoiser, x_t: torch.Tensor, t: torch.Tensor,
 
     def hook(name):
         def read(_module, _inputs, output):
-            pooled[name] = output.float().mean(dim=tuple(range(2, output.ndim)))
+            pooled[name] = output.float().mean(dim=tuple(range(2, output.ndim))) if pool else output.float()
             if len(pooled) == len(wanted):
                 raise _Stop
 
@@ -188,14 +188,22 @@ def pooled_block_outputs(model: Denoiser, x_t: torch.Tensor, t: torch.Tensor,
     return {b: pooled[b] for b in wanted}
 
 
-class BlockFeatures(nn.Module):
-    """x_0 (B, 1, *size) -> (B, C): the frozen denoiser's ``block`` output, pooled, at timestep ``timestep``."""
+POOLINGS = ("attention", "mean")
 
-    def __init__(self, denoiser: Denoiser, alphas_cumprod: torch.Tensor, timestep: int, block: str, noise_seed: int):
+
+class BlockFeatures(nn.Module):
+    """x_0 (B, 1, *size) -> the frozen denoiser's ``block`` output at timestep ``timestep``: (B, C) averaged over
+    space (``pooling`` "mean"), or the map (B, C, *spatial) for a head that pools it itself ("attention")."""
+
+    def __init__(self, denoiser: Denoiser, alphas_cumprod: torch.Tensor, timestep: int, block: str, noise_seed: int,
+                 pooling: str = "mean"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise UserInputError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
         self.denoiser = denoiser.eval().requires_grad_(False)
         self.register_buffer("alphas_cumprod", alphas_cumprod.float().clone(), persistent=False)
         self.timestep, self.block, self.noise_seed = int(timestep), block, int(noise_seed)
+        self.pooling = pooling
 
     def train(self, mode: bool = True) -> "BlockFeatures":
         return super().train(False)  # frozen: normalisation layers always in eval mode
@@ -203,11 +211,11 @@ class BlockFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         x_t, t = noised(x0, self.timestep, self.noise_seed, self.alphas_cumprod, self.denoiser.spec.shape_divisor)
-        return pooled_block_outputs(self.denoiser, x_t, t, [self.block])[self.block]
+        return pooled_block_outputs(self.denoiser, x_t, t, [self.block], pool=self.pooling == "mean")[self.block]
 
 
 __all__ = [
-    "BlockFeatures", "DEFAULT_NOISE_SEED", "DENOISER_CHECKPOINT", "FrozenDenoiser", "candidate_blocks",
+    "BlockFeatures", "DEFAULT_NOISE_SEED", "POOLINGS", "DENOISER_CHECKPOINT", "FrozenDenoiser", "candidate_blocks",
     "denoiser_from_state", "fixed_noise", "load_frozen_denoiser", "noised", "pad_to_divisor", "pooled_block_outputs",
     "required_prefixes", "truncated_state",
 ]

@@ -8,7 +8,13 @@ candidate block's output, globally average-pooled (``diffusion.features``). Per 
 L2-regularised multi-label logistic regression (full batch, L-BFGS, features standardised on the training
 folds) is fitted on each of the project's 5 folds (``splits.json``) and predicts its held-out cases; the score
 is the macro AUROC over the findings of the pooled out-of-fold predictions. The best pair, with the whole
-table, goes to ``probe.json`` beside the view's pretraining outputs.
+table, goes to ``probe.json`` beside the view's pretraining outputs, and every case's pooled features to
+``probe_features.npz``.
+
+``probe.json``'s choice uses every fold's labels, so it is a description of the pretrained model, never a
+model selection: a classifier of fold k chooses its own timestep and block with ``fold_choice``, scoring the
+same table by inner cross-validation over fold k's training cases only (the project's other folds), so fold
+k's validation labels play no part in what fold k is validated with.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ from orthodiff_auto.training.classification_metrics import auroc_scores
 from orthodiff_auto.training.device import autocast_for, resolve_device
 from orthodiff_auto.training.fold import SPLITS_JSON, training_cases_and_findings
 from orthodiff_auto.training.splits import load_or_create_splits
-from orthodiff_auto.utils.atomic import write_json_atomic
+from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
 
 PROBE_JSON = "probe.json"
+PROBE_FEATURES = "probe_features.npz"
 PROBE_FORMAT = "orthodiff_auto.probe/1"
 DEFAULT_TIMESTEPS = (50, 100, 200, 400)
 # inverse regularisation strength C = 1 / l2 as in the usual logistic regression (0.5 |w|^2 + C * sum of losses)
@@ -319,6 +326,7 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
         encoder_sha256=frozen.encoder_sha256, pretrain_iterations=frozen.iterations,
         seconds={"features": extracted - start, "probes": time.perf_counter() - extracted},
     )
+    write_probe_features(out_dir / PROBE_FEATURES, cases, features, labels)
     write_json_atomic(out_dir / PROBE_JSON, result.to_dict())
     log(format_table(result))
     log(f"chosen: t={choice.timestep}, {choice.block} (out-of-fold macro AUROC {choice.macro_auroc:.3f}); "
@@ -326,8 +334,49 @@ def run_probe(preprocessed_dir: Path | str, view: str, results: Path | str | Non
     return result
 
 
+def write_probe_features(path: Path, cases: Sequence[str], features: dict[tuple[int, str], np.ndarray],
+                         labels: np.ndarray) -> None:
+    """Every case's pooled features per (timestep, block), with the labels they were scored against."""
+    arrays = {f"t{t}|{block}": np.asarray(x, dtype=np.float64) for (t, block), x in features.items()}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, case_ids=np.asarray(list(cases)), labels=np.asarray(labels), **arrays)
+
+
+def read_probe_features(path: Path) -> tuple[list[str], np.ndarray, dict[tuple[int, str], np.ndarray]]:
+    if not Path(path).is_file():
+        raise UserInputError(f"{path}: not found — run `orthodiff probe` for this view first")
+    with np.load(path, allow_pickle=False) as z:
+        features = {(int(k.split("|", 1)[0][1:]), k.split("|", 1)[1]): z[k] for k in z.files if "|" in k}
+        return [str(c) for c in z["case_ids"]], z["labels"], features
+
+
+def fold_choice(pretrain_dir: Path | str, train_cases: Sequence[str], splits: Sequence[dict[str, list[str]]],
+                findings: Sequence[str], l2: float = DEFAULT_L2) -> tuple[ProbeChoice, list[ProbeRow]]:
+    """The (timestep, block) whose pooled features predict the findings best by inner cross-validation over
+    ``train_cases`` alone: each project fold's validation cases among them held out in turn (a fold's outer
+    validation cases are not in ``train_cases``, so they play no part). Reads the probe's stored features."""
+    pretrain_dir = Path(pretrain_dir)
+    cases, labels, features = read_probe_features(pretrain_dir / PROBE_FEATURES)
+    row = {c: i for i, c in enumerate(cases)}
+    missing = [c for c in train_cases if c not in row]
+    if missing:
+        raise UserInputError(f"{pretrain_dir / PROBE_FEATURES}: no features of training cases {missing[:5]} (the "
+                             "probe ran on other cases); run `orthodiff probe` again")
+    keep = np.array([row[c] for c in train_cases], dtype=np.int64)
+    inner = [f for f in probe_folds(splits, list(train_cases)) if len(f[0])]
+    if not inner:
+        raise UserInputError("no inner folds to choose the timestep and block with")
+    rows = score_table({k: x[keep] for k, x in features.items()}, labels[keep], inner, findings, l2)
+    try:
+        return choose(rows), rows
+    except ValueError:
+        raise UserInputError("no finding has both classes among the fold's training cases: the timestep and block "
+                             "cannot be chosen") from None
+
+
 __all__ = [
-    "DEFAULT_L2", "DEFAULT_TIMESTEPS", "PROBE_FORMAT", "PROBE_JSON", "ProbeChoice", "ProbeResult", "ProbeRow",
+    "DEFAULT_L2", "DEFAULT_TIMESTEPS", "PROBE_FEATURES", "fold_choice", "read_probe_features", "write_probe_features", "PROBE_FORMAT", "PROBE_JSON", "ProbeChoice", "ProbeResult", "ProbeRow",
     "choose", "cross_validated_probabilities", "extract_probe_features", "fit_logistic",
     "format_table", "parse_blocks", "parse_timesteps", "probe_folds", "read_probe", "run_probe", "score_table",
     "standardize",

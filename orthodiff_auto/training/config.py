@@ -14,7 +14,7 @@ from orthodiff_auto.errors import UserInputError
 
 
 # what a classifier reads (classification.config documents each)
-CLASSIFIER_FEATURES = ("finetune", "diffusion", "anatomy")
+CLASSIFIER_FEATURES = ("finetune", "noised", "diffusion", "anatomy")
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,15 @@ class TrainingConfig:
     # classification (see classification.config.ClassificationConfig for the rest of its settings)
     fusion: str = "gate"  # fused model: "gate" (learned weight per finding over views), "stacked" (gate fitted out of fold), "mpae" (fusion head fitted out of fold), "concat" or "xattn" (cross-attention)
     target_sensitivity: float | None = None  # thresholds: Youden when None, else reach this sensitivity
-    # "finetune" (encoder trained), "diffusion" (frozen denoiser features at the probe's timestep and block) or
-    # "anatomy" (features of the fold's predicted segmentation, logistic regression): CLASSIFIER_FEATURES
+    # "finetune" (encoder trained on clean inputs), "noised" (encoder trained on inputs noised at noise_timestep,
+    # timestep conditioning kept), "diffusion" (frozen denoiser features at a timestep and block chosen per fold)
+    # or "anatomy" (features of the fold's predicted segmentation, logistic regression): CLASSIFIER_FEATURES
     classifier_features: str = "finetune"
+    # frozen diffusion features: "attention" (the block's map, attention-pooled per finding) or "mean" (averaged)
+    frozen_pooling: str = "attention"
+    # noised fine-tuning: the timestep inputs are noised at, and how many fixed noises prediction averages over
+    noise_timestep: int = 100
+    noise_draws: int = 4
     # hardware
     mixed_precision: bool = True  # on CUDA only; bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = False
@@ -89,6 +95,11 @@ class TrainingConfig:
         if self.fusion not in ("gate", "stacked", "mpae", "concat", "xattn"):
             raise UserInputError(f"config fusion: choose 'gate', 'stacked', 'mpae', 'concat' or 'xattn', got "
                                  f"{self.fusion!r}")
+        if self.noise_draws < 1 or self.noise_timestep < 0:
+            raise UserInputError(f"config noise_draws must be >= 1 and noise_timestep >= 0, got {self.noise_draws}, "
+                                 f"{self.noise_timestep}")
+        if self.frozen_pooling not in ("attention", "mean"):
+            raise UserInputError(f"config frozen_pooling: choose 'attention' or 'mean', got {self.frozen_pooling!r}")
         if self.classifier_features not in CLASSIFIER_FEATURES:
             raise UserInputError(f"config classifier_features: choose one of {list(CLASSIFIER_FEATURES)}, got "
                                  f"{self.classifier_features!r}")

@@ -38,6 +38,10 @@ class FoldRequest:
         name = "pretrained" if self.pretrained else "scratch"
         if self.task == "cls" and self.config.classifier_features == "diffusion":
             name = "diffusion"  # frozen denoiser features: never shares a folder with fine-tuned runs
+            if self.config.frozen_pooling != "attention":
+                name += f"-{self.config.frozen_pooling}"
+        if self.task == "cls" and self.config.classifier_features == "noised":
+            name = f"noised_t{self.config.noise_timestep}"  # the pretraining run's weights when there is one
         if self.task == "cls" and self.config.classifier_features == "anatomy":
             name = "anatomy"  # features of the fold's segmentation: one model per view combination, no fusion mode
         elif self.task == "cls" and self.view == "fused":

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,6 +16,7 @@ from orthodiff_auto.classification.inference import FindingsEnsemble
 from orthodiff_auto.classification.metrics_io import read_validation_predictions
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_image
+from orthodiff_auto.diffusion.probe import PROBE_FEATURES, fold_choice, read_probe_features
 from orthodiff_auto.pipeline.model_selection import classification_candidates
 from tests.classification.conftest import CASES, FINDINGS, NO_COR
 
@@ -50,7 +52,12 @@ def test_single_view_lowers_loss_writes_outputs_and_predicts(probed, cls_preproc
     extras = ckpt["extras"]
     probe = json.loads((probed / "pretrain" / "sag" / "probe.json").read_text())
     spec = extras["diffusion_features"]["sag"]
-    assert (spec["timestep"], spec["block"]) == (probe["choice"]["timestep"], probe["choice"]["block"])
+    # the timestep and block were chosen on this fold's training cases alone (never on its validation labels)
+    splits = json.loads((cls_preprocessed / "splits.json").read_text())
+    choice, _ = fold_choice(probed / "pretrain" / "sag", extras["split"]["train"], splits, FINDINGS, probe["l2"])
+    assert (spec["timestep"], spec["block"]) == (choice.timestep, choice.block)
+    assert spec["chosen_on"].startswith("fold 0 training cases") and spec["pooling"] == "attention"
+    assert len(spec["feature_shape"]) == 4 and spec["feature_shape"][0] == spec["channels"]  # a map, not a vector
     assert spec["encoder_sha256"] == probe["encoder_sha256"] and set(extras["thresholds"]) == set(FINDINGS)
     assert extras["denoiser_states"]["sag"]  # the final checkpoint carries what inference needs ...
     assert "denoiser_states" not in torch.load(fold / "checkpoint_latest.pt", weights_only=True)["extras"]  # ... only it
@@ -96,6 +103,31 @@ def test_fused_gate_masks_missing_view(probed, cls_preprocessed):
     assert set(ensemble.predict(_case_scans(raw, case, ("cor",)))) == set(FINDINGS)  # a view may be missing
 
 
+def test_fold_choice_never_reads_the_fold_validation_labels(probed, cls_preprocessed, tmp_path):
+    """Issue 12, defect 1: scrambling the held-out fold's labels in the probe's features changes nothing."""
+    splits = json.loads((cls_preprocessed / "splits.json").read_text())
+    train, val = splits[0]["train"], splits[0]["val"]
+    cases, labels, features = read_probe_features(probed / "pretrain" / "sag" / PROBE_FEATURES)
+    train = [c for c in train if c in cases]
+    first, rows = fold_choice(probed / "pretrain" / "sag", train, splits, FINDINGS)
+    scrambled = tmp_path / "pretrain" / "sag"
+    scrambled.mkdir(parents=True)
+    held = [cases.index(c) for c in val if c in cases]
+    labels = labels.copy()
+    labels[held] = 1 - labels[held]
+    arrays = {f"t{t}|{b}": x for (t, b), x in features.items()}
+    np.savez(scrambled / PROBE_FEATURES, case_ids=np.asarray(cases), labels=labels, **arrays)
+    again, rows_again = fold_choice(scrambled, train, splits, FINDINGS)
+    assert (again.timestep, again.block, again.macro_auroc) == (first.timestep, first.block, first.macro_auroc)
+    assert [r.macro_auroc for r in rows_again] == [r.macro_auroc for r in rows]
+    # ... whereas the training cases' labels are what it is scored on
+    trained = [cases.index(c) for c in train]
+    labels[trained] = labels[np.roll(trained, 3)]
+    np.savez(scrambled / PROBE_FEATURES, case_ids=np.asarray(cases), labels=labels, **arrays)
+    _, rows_flipped = fold_choice(scrambled, train, splits, FINDINGS)
+    assert [r.macro_auroc for r in rows_flipped] != [r.macro_auroc for r in rows]
+
+
 @pytest.mark.parametrize("fusion", ["gate", "concat"])
 def test_head_ignores_absent_views_and_batches_are_seeded(fusion):
     torch.manual_seed(0)
@@ -108,6 +140,12 @@ def test_head_ignores_absent_views_and_batches_are_seeded(fusion):
     b[0] += 100.0  # case 0 lacks view b: its placeholder never reaches the output
     assert torch.equal(head({"a": a, "b": b}, present)["logits"], out["logits"])
     assert out["view_logits"][0, :, 1].eq(0).all()
+    if fusion == "gate":  # attention pooling of maps: the same masking
+        att = FrozenFeatureHead(["a", "b"], {"a": 3, "b": 2}, 2, fusion, pooling="attention")
+        maps_a, maps_b = torch.randn(2, 3, 2, 4, 4), torch.randn(2, 2, 2, 4, 4)
+        first = att({"a": maps_a, "b": maps_b}, present)["logits"]
+        maps_b[0] += 100.0
+        assert torch.equal(att({"a": maps_a, "b": maps_b}, present)["logits"], first)
 
     def batches():
         return FeatureBatches({"a": torch.randn(5, 3, generator=torch.Generator().manual_seed(1)).numpy(),
