@@ -44,6 +44,8 @@ def register(subparsers) -> None:
                    help="skip the anatomy-feature classifier (logistic regression on each fold's segmentations)")
     p.add_argument("--no-finetune-classifiers", action="store_true",
                    help="skip the fine-tuned (end-to-end) classifiers per view and fused")
+    p.add_argument("--no-noised-classifiers", action="store_true",
+                   help="with pretraining, skip the classifiers fine-tuned on noised inputs")
     p.add_argument("--no-scratch", action="store_true",
                    help="with pretraining, train only the pretrained variants (no from-scratch comparison)")
     p.add_argument("--fusion", nargs="+", default=["gate"],
@@ -66,8 +68,8 @@ def run(args) -> int:
         budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=tuple(args.folds),
         pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch,
         frozen_features=not args.no_frozen_features, anatomy_features=not args.no_anatomy_features,
-        finetune_classifiers=not args.no_finetune_classifiers, fusion_modes=tuple(args.fusion),
-        overrides=tuple(args.overrides + monitor_overrides(args)),
+        finetune_classifiers=not args.no_finetune_classifiers, noised_classifiers=not args.no_noised_classifiers,
+        fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides + monitor_overrides(args)),
         classification_overrides=tuple(args.classification_overrides),
         pretrain_overrides=tuple(args.pretrain_overrides + monitor_overrides(args)), num_processes=args.num_processes, device=args.device,
         redo_stale=args.redo_stale, pretrained_from=args.pretrained_from,

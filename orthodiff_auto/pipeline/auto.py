@@ -3,8 +3,9 @@
 validate -> plan_and_preprocess -> pretrain per view -> train all folds (segmentation per view, from scratch
 and pretrained unless ``compare_scratch`` is off; classification: the anatomy-feature classifier on each fold's
 segmentations unless ``anatomy_features`` is off, fine-tuned classifiers per view and fused unless
-``finetune_classifiers`` is off, and with pretraining ``probe`` per view and classifiers on frozen diffusion
-features unless ``frozen_features`` is off) -> find_best_configuration -> DIR/model.
+``finetune_classifiers`` is off, and with pretraining classifiers fine-tuned on noised inputs per view unless
+``noised_classifiers`` is off and ``probe`` per view and classifiers on frozen diffusion features unless
+``frozen_features`` is off) -> find_best_configuration -> DIR/model.
 With ``pretrained_from`` (a pretrained encoder bundle, e.g. another dataset's RESULTS/pretrain), the views it
 has encoders for are planned like them (``plans.adaptation``) and fine-tune from them instead of pretraining
 here; classifiers on frozen diffusion features, which need this dataset's denoisers, are not trained.
@@ -66,6 +67,7 @@ class AutoOptions:
     frozen_features: bool = True  # with pretraining: probe, then classifiers on frozen diffusion features
     anatomy_features: bool = True  # the anatomy-feature classifier on each fold's predicted segmentations
     finetune_classifiers: bool = True  # fine-tuned (end-to-end) classifiers per view and fused
+    noised_classifiers: bool = True  # with pretraining: per view, fine-tuned on noised inputs with the timestep kept
     classification: bool = True
     fusion_modes: tuple[str, ...] = ("gate",)
     overrides: tuple[str, ...] = ()
@@ -156,6 +158,15 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
                     for fold in options.folds:
                         _train(clock, preprocessed, results, "cls", FUSED, fold, options, pretrained, log,
                                extra=(f"fusion={mode}",))
+    if options.classification and plans.findings and options.noised_classifiers:
+        for view, encoder in encoders.items():  # the pretraining run's weights with their timestep conditioning
+            source = encoder if like else None  # a bundle's run folder holds its denoiser beside the encoder
+            if like and not (encoder.parent / "checkpoint_final.pt").is_file():
+                log(f"== noised classifiers {view}: skipped (no pretraining checkpoint beside {encoder})")
+                continue
+            for fold in options.folds:
+                _train(clock, preprocessed, results, "cls", view, fold, options, source, log,
+                       extra=("classifier_features=noised",))
     if options.classification and plans.findings and options.frozen_features and encoders and not like:
         _frozen_feature_classifiers(clock, preprocessed, results, list(encoders), options, log)
     elif options.classification and plans.findings and options.frozen_features and like:

@@ -7,17 +7,21 @@ import shutil
 import numpy as np
 import pandas as pd
 
+import pytest
+
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_image
 
 
+@pytest.mark.timeout(900)  # the whole pipeline: every classifier family competes (noised ones: tests/classification)
 def test_auto_predict_evaluate_end_to_end(tmp_path, capsys):
     raw = tmp_path / "raw"
     assert main(["generate_synthetic", str(raw), "--cases", "6", "--test", "2", "--unlabeled", "2", "--size", "tiny",
                  "--seed", "3", "--complete"]) == 0
     work = tmp_path / "work"
     assert main(["auto", str(raw), "--work", str(work), "--budget", "cpu", "--config", "smoke", "--folds", "0",
-                 "--set", "num_workers=0", "--pretrain-set", "num_workers=0", "-np", "1"]) == 0
+                 "--set", "num_workers=0", "--pretrain-set", "num_workers=0", "-np", "1",
+                 "--no-noised-classifiers"]) == 0
     out = capsys.readouterr().out
     assert "Cross-validation report" in out
     model = json.loads((work / "model" / "model.json").read_text())
@@ -30,9 +34,13 @@ def test_auto_predict_evaluate_end_to_end(tmp_path, capsys):
     # every classifier family competed in model selection: fine-tuned per view and fused, frozen-feature fused
     assert (work / "results" / "cls" / "fused" / "scratch_gate" / "fold_0" / "summary.json").is_file()
     assert (work / "results" / "cls" / "fused" / "diffusion_gate" / "fold_0" / "summary.json").is_file()
+    assert (work / "results" / "cls" / "fused" / "anatomy" / "fold_0" / "summary.json").is_file()
+    assert not (work / "results" / "cls" / "sag" / "noised_t100").exists()  # --no-noised-classifiers
+    # a classifier for every combination of views a case can arrive with
+    assert set(model["classification_by_views"]) == {"sag+cor+ax", "sag+cor", "sag+ax", "cor+ax", "sag", "cor", "ax"}
     # a second run finds every stage done
     assert main(["auto", str(raw), "--work", str(work), "--budget", "cpu", "--config", "smoke", "--folds", "0",
-                 "-np", "1"]) == 0
+                 "-np", "1", "--no-noised-classifiers"]) == 0
     again = capsys.readouterr().out
     assert "done" in again and "== pretrain sag: done" in again
     assert "== seg sag fold 0 (scratch): done" in again and "== cls fused fold 0 (scratch_gate): done" in again
