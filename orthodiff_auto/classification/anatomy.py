@@ -397,7 +397,8 @@ def train_anatomy_fold(request: FoldRequest, plans: Plans, cls_config: Classific
         "anatomy": {**model.describe(), "segmentation": sources, "feature_names": feature_names(model.label_values)},
         "classification_config": cls_config.to_dict(),
     }
-    save_checkpoint(out / "checkpoint_final.pt", {"task": "cls", "model": model.state_dict(), "extras": extras})
+    save_checkpoint(out / "checkpoint_final.pt", {"task": "cls", "model": model.state_dict(), "extras": extras,
+                                                  "config": request.config.to_dict()})
     summary = {
         "task": "cls", "view": request.view, "views": list(fold.views), "fold": str(request.fold),
         "variant": request.variant, "classifier_features": ANATOMY_KIND, "findings": list(fold.findings),

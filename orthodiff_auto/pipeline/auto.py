@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from orthodiff_auto.classification.anatomy import SEGMENTATION_VARIANTS
 from orthodiff_auto.classification.config import FUSED
 from orthodiff_auto.diffusion.config import make_pretrain_configs
 from orthodiff_auto.diffusion.probe import run_probe
@@ -238,7 +239,7 @@ def _train(clock, preprocessed, results, task, view, fold, options, pretrained, 
     out = request.output_dir()
     name = f"{task} {view} fold {fold} ({request.variant})"
     changed = fold_differences(out, config, Plans.load(preprocessed / "plans.json"),
-                               _fold_inputs(preprocessed, results, view, config, pretrained))
+                               _fold_inputs(preprocessed, results, view, fold, config, pretrained))
     if changed:
         _refuse_or_redo(out, changed, options, log)
         shutil.rmtree(out)
@@ -250,15 +251,20 @@ def _train(clock, preprocessed, results, task, view, fold, options, pretrained, 
                                             pretrained=pretrained, device=options.device, resume=resume), log)
 
 
-def _fold_inputs(preprocessed, results, view, config, pretrained) -> list[Path]:
+def _fold_inputs(preprocessed, results, view, fold, config, pretrained) -> list[Path]:
     """Files a fold was made from beside the plans: its pretrained encoder, or for frozen diffusion features the
     encoders and probe choices of the views it reads; a newer one makes the fold stale."""
     if pretrained is not None:
         return [Path(pretrained)]
+    views = list(Plans.load(preprocessed / "plans.json").views) if view == FUSED else [view]
+    dirs = [output_dir_for(preprocessed, v, results) for v in views]
+    if config.classifier_features == "noised":  # the pretraining run's weights with their conditioning
+        return [d / "checkpoint_final.pt" for d in dirs]
+    if config.classifier_features == "anatomy":  # the fold's segmentations it reads
+        return [Path(results) / "seg" / v / variant / f"fold_{fold}" / "checkpoint_final.pt"
+                for v in views for variant in SEGMENTATION_VARIANTS]
     if config.classifier_features != "diffusion":
         return []
-    views = Plans.load(preprocessed / "plans.json").views if view == FUSED else [view]
-    dirs = [output_dir_for(preprocessed, v, results) for v in views]
     return [d / f"encoder_{v}.pt" for d, v in zip(dirs, views)] + [d / "probe.json" for d in dirs]
 
 
