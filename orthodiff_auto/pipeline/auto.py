@@ -41,6 +41,7 @@ from orthodiff_auto.plans.adaptation import check_adaptable
 from orthodiff_auto.preprocessing.stages import (
     dataset_views, run_fingerprint, run_plan, run_preprocess, validated_dataset,
 )
+from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.training.config import make_config
 from orthodiff_auto.training.fold import FoldRequest
 from orthodiff_auto.training.pretrained import read_pretrained_bundle
@@ -139,11 +140,18 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
             return [None]
         return ([None] if options.compare_scratch else []) + [encoders[view]]
 
+    segmented = [v for v in views if PreprocessedDataset(preprocessed, v).case_ids(subset="train", labelled=True)]
     for view in views:
+        if view not in segmented:
+            log(f"== seg {view}: skipped (no labelled training scans of this view)")
+            continue
         for pretrained in variants(view):
             for fold in options.folds:
                 _train(clock, preprocessed, results, "seg", view, fold, options, pretrained, log)
-    if options.classification and plans.findings and options.anatomy_features:
+    if options.classification and plans.findings and options.anatomy_features and segmented != views:
+        log("== anatomy-feature classifiers: skipped (they read every view's segmentation; "
+            f"{', '.join(v for v in views if v not in segmented)} has no segmentation labels)")
+    elif options.classification and plans.findings and options.anatomy_features:
         for fold in options.folds:  # reads the fold's segmentation of every view (the pretrained one if trained)
             _train(clock, preprocessed, results, "cls", FUSED if len(views) > 1 else views[0], fold, options, None,
                    log, extra=("classifier_features=anatomy",))

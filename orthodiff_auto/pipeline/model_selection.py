@@ -205,9 +205,10 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
     dataset = json.loads(description_path.read_text())
     findings = list(dataset.get("findings") or [])
     seg = segmentation_candidates(results, folds)
-    if not seg:
-        raise UserInputError(f"{results}: no segmentation configuration has finished folds {list(folds)}")
     cls = classification_candidates(results, folds, findings) if findings else {}
+    if not seg and not cls:  # a dataset without segmentation labels has classifiers only
+        raise UserInputError(f"{results}: no segmentation or classification configuration has finished folds "
+                             f"{list(folds)}")
 
     staging = model_dir.with_name(model_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
