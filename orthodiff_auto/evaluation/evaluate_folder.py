@@ -49,7 +49,7 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
     sites = table["site"] if table is not None and "site" in table else None
     summary: dict[str, Any] = {"prediction_folder": str(pred_dir), "reference": str(reference)}
     if refs.scans:
-        summary["segmentation"] = _evaluate_segmentations(pred_dir, refs, sites)
+        summary["segmentation"] = _evaluate_segmentations(pred_dir, refs, sites, bootstrap, seed)
     if has_findings:
         summary["findings"] = _evaluate_findings(pred_dir, table, refs.findings, bootstrap, seed,
                                                  test_set_thresholds)
@@ -78,7 +78,8 @@ def evaluate_and_report(pred_dir: Path | str, reference: Path | str, out_dir: Pa
     return summary
 
 
-def _evaluate_segmentations(pred_dir: Path, refs: References, sites) -> dict[str, Any]:
+def _evaluate_segmentations(pred_dir: Path, refs: References, sites, bootstrap: int = 1000,
+                            seed: int = 0) -> dict[str, Any]:
     per_case: dict[str, Any] = {}
     missing = []
     for scan in refs.scans:
@@ -98,6 +99,8 @@ def _evaluate_segmentations(pred_dir: Path, refs: References, sites) -> dict[str
         }
     result: dict[str, Any] = {"n_scans": len(per_case), "missing_predictions": missing,
                               "overall": aggregate([c["metrics"] for c in per_case.values()]) if per_case else {}}
+    if per_case and bootstrap > 0:
+        result["dice_ci"] = dice_mean_ci([c["metrics"] for c in per_case.values()], bootstrap, seed)
     result["per_view"] = {
         view: aggregate([c["metrics"] for c in per_case.values() if c["view"] == view])
         for view in sorted({c["view"] for c in per_case.values()})
@@ -181,18 +184,45 @@ _THRESHOLD_NOTES = {
 }
 
 
+def dice_mean_ci(per_case: list[dict[str, dict[str, float]]], n_resamples: int = 1000,
+                 seed: int = 0) -> dict[str, list[float]]:
+    """Percentile 95% bootstrap interval (resampling scans) of the mean Dice of each structure (scans where it
+    is NaN, i.e. absent from both, left out) and of the per-scan mean over structures (key ``"mean"``)."""
+    structures = list(dict.fromkeys(s for case in per_case for s in case))
+    table = np.array([[case.get(s, {}).get("dice", np.nan) for s in structures] for case in per_case], dtype=float)
+    with np.errstate(invalid="ignore"):
+        case_means = np.nanmean(np.where(np.isnan(table).all(axis=1, keepdims=True), 0.0, table), axis=1)
+    case_means[np.isnan(table).all(axis=1)] = np.nan
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, values in [*zip(structures, table.T), ("mean", case_means)]:
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            out[name] = [float("nan"), float("nan")]
+            continue
+        means = values[rng.integers(0, values.size, size=(n_resamples, values.size))].mean(axis=1)
+        out[name] = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+    return out
+
+
+def _ci_text(ci) -> str:
+    return f"{ci[0]:.2f}-{ci[1]:.2f}" if ci is not None else "-"
+
+
 def report_table(summary: dict[str, Any]) -> str:
     """Dice per structure and AUROC per finding, as printed by the demo, with how many references were scored
     and where the thresholds came from."""
     lines = []
     seg = summary.get("segmentation")
     if seg and seg.get("overall"):
-        lines.append(f"{'structure':<24} {'Dice':>6} {'HD95 mm':>8}")
+        cis = seg.get("dice_ci", {})
+        lines.append(f"{'structure':<24} {'Dice':>6} {'95% CI':>13} {'HD95 mm':>8}")
         for name, m in seg["overall"].items():
             if name == "mean":
                 continue
-            lines.append(f"{name:<24} {m['dice']['mean']:>6.3f} {m['hd95']['median']:>8.2f}")
-        lines.append(f"{'mean':<24} {seg['overall']['mean']['dice']['mean']:>6.3f}")
+            lines.append(f"{name:<24} {m['dice']['mean']:>6.3f} {_ci_text(cis.get(name)):>13} "
+                         f"{m['hd95']['median']:>8.2f}")
+        lines.append(f"{'mean':<24} {seg['overall']['mean']['dice']['mean']:>6.3f} {_ci_text(cis.get('mean')):>13}")
     if seg is not None:
         missing = seg.get("missing_predictions", [])
         lines.append(f"segmentations scored: {seg['n_scans']} of {seg['n_scans'] + len(missing)} reference scans"
@@ -208,7 +238,9 @@ def report_table(summary: dict[str, Any]) -> str:
                 rates = (f"{m['sensitivity']:>5.2f} {m['specificity']:>5.2f}" if with_thresholds
                          else f"{'-':>5} {'-':>5}")
                 lines.append(f"{name:<24} {m['auroc']:>6.3f} {ci:>13} {rates}")
-            lines.append(f"{'macro':<24} {fnd['macro']['auroc']:>6.3f}")
+            macro = fnd["macro"]
+            macro_ci = ([macro["auroc_ci_low"], macro["auroc_ci_high"]] if "auroc_ci_low" in macro else None)
+            lines.append(f"{'macro':<24} {macro['auroc']:>6.3f} {_ci_text(macro_ci):>13}")
             lines.append(_THRESHOLD_NOTES[fnd["threshold_method"]])
         lines.append(f"findings scored: {fnd['n_cases']} of {fnd['n_reference']} reference cases")
         if fnd.get("not_assessed"):

@@ -162,3 +162,20 @@ def test_no_prediction_matches_a_reference_exit_2(tmp_path, capsys, content):
     err = capsys.readouterr().err
     assert "no prediction matches a reference" in err and str(pred_dir) in err and str(tmp_path / "raw") in err
     assert not (pred_dir / "evaluation").exists()
+
+
+def test_dice_confidence_intervals_resample_scans_and_are_printed():
+    from orthodiff_auto.evaluation.evaluate_folder import dice_mean_ci, report_table
+
+    per_case = [{"bone": {"dice": 0.9}, "disc": {"dice": 0.2}}, {"bone": {"dice": 0.9}, "disc": {"dice": float("nan")}},
+                {"bone": {"dice": 0.9}, "disc": {"dice": 0.6}}]
+    ci = dice_mean_ci(per_case, n_resamples=2000, seed=1)
+    assert ci["bone"] == pytest.approx([0.9, 0.9])  # the same Dice on every scan: no spread
+    low, high = ci["disc"]  # NaN (absent from both) left out: resamples of [0.2, 0.6]
+    assert low == pytest.approx(0.2) and high == pytest.approx(0.6)
+    assert ci["mean"][0] < 0.7 < ci["mean"][1]  # per-scan means 0.55, 0.9, 0.75
+    summary = {"segmentation": {"n_scans": 3, "missing_predictions": [], "dice_ci": ci, "overall": {
+        "bone": {"dice": {"mean": 0.9}, "hd95": {"median": 1.0}}, "disc": {"dice": {"mean": 0.4}, "hd95": {"median": 2.0}},
+        "mean": {"dice": {"mean": 0.733}}}}}
+    rows = {line.split()[0]: line.split() for line in report_table(summary).splitlines()[1:4]}
+    assert rows["disc"][1:3] == ["0.400", "0.20-0.60"] and rows["mean"][2] == f"{ci['mean'][0]:.2f}-{ci['mean'][1]:.2f}"
