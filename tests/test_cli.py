@@ -73,7 +73,8 @@ def test_orthodiff_demo_runs_the_demo_with_its_options(monkeypatch, tmp_path):
     argv = ["--work", str(tmp_path / "w"), "--config", "smoke", "--folds", "0", "2", "--compare-scratch", "-np", "1"]
     assert main(["demo", *argv]) == 0
     assert demo.main(argv) == 0  # python -m orthodiff_auto.demo: the same options, the same call
-    assert calls == [(tmp_path / "w", "smoke", [0, 2], 1, True)] * 2
+    assert main(["demo", *argv, "--all-classifiers"]) == 0
+    assert calls == [(tmp_path / "w", "smoke", [0, 2], 1, True, False)] * 2 + [(tmp_path / "w", "smoke", [0, 2], 1, True, True)]
 
 
 def test_orthodiff_demo_refuses_bad_folds_before_writing(capsys, tmp_path):
