@@ -137,7 +137,7 @@ def test_fused_anatomy_fold_reads_the_fold_segmentation_and_predicts_like_valida
         seg = SegmentationEnsemble.load(view, [results / "seg" / view / "scratch" / "fold_0" / "checkpoint_final.pt"],
                                         torch.device("cpu"))
         scan = PreparedScan.from_scan(*read_image(raw / "imagesTr" / f"{case}_{view}.nii.gz"), plans.view(view))
-        _, labels = seg.segment_prepared(scan, torch.device("cpu"), overlap=0.5)
+        _, labels, _ = seg.segment_prepared(scan, torch.device("cpu"), overlap=0.5)
         prepared[view] = PreparedScan(scan.data, scan.spacing, scan.properties, labels)
     found = ensemble.predict_prepared(prepared)
     for name in ensemble.findings:
