@@ -21,9 +21,8 @@ draws and the schedule.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -145,14 +144,8 @@ class NoisedClassificationTask(ViewClassificationTask):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.bce(model(batch["data"], batch["noise"]), batch["target"])
 
-    def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
-        out = []
-        step = max(1, self.config.val_batch_size)
-        loader = self.loader()
-        for i in range(0, len(cases), step):
-            x = torch.from_numpy(np.stack([loader.load(self.view, c) for c in cases[i:i + step]])).to(device)
-            out.append(unwrap(model).predict(x, self.noise_draws).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self.findings)), dtype=np.float32)
+    def batch_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return unwrap(model).predict(x, self.noise_draws)  # the mean over the fixed noise draws
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {**super().checkpoint_extras(), "kind": NOISED_KIND,

@@ -191,8 +191,12 @@ class ViewClassificationTask(ClassificationTaskBase):
         loader = self.loader()
         for i in range(0, len(cases), step):
             x = torch.from_numpy(np.stack([loader.load(self.view, c) for c in cases[i:i + step]])).to(device)
-            out.append(model(x).float().cpu().numpy())
+            out.append(self.batch_logits(model, x).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.findings)), dtype=np.float32)
+
+    def batch_logits(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Logits of one validation batch (a subclass may read its inputs otherwise, e.g. noised)."""
+        return model(x)
 
     def checkpoint_extras(self) -> dict[str, Any]:
         return {**super().checkpoint_extras(), "kind": "view", "view": self.view}
