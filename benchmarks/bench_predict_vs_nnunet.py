@@ -88,10 +88,11 @@ if __name__ == "__main__":
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("-npp", type=int, default=3)
     p.add_argument("-nps", type=int, default=3)
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     predictor = nnUNetPredictor(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
-                                device=torch.device("cpu"), allow_tqdm=False)
+                                device=torch.device(args.device), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(args.m, (args.f,), "checkpoint_final.pth")
     predictor.predict_from_files(args.i, args.o, save_probabilities=False, overwrite=True,
                                  num_processes_preprocessing=args.npp, num_processes_segmentation_export=args.nps)
@@ -198,9 +199,10 @@ def predict_ours(inputs: Path, out: Path, model: Path, fold: int, tta: bool, thr
 
 
 def predict_nnunet(python: str, driver: Path, inputs: Path, out: Path, model: Path, fold: int, tta: bool,
-                   threads: int, env: dict, log: Path) -> dict:
+                   threads: int, env: dict, log: Path, device: str = "cpu") -> dict:
     cmd = [python, str(driver), "-i", str(inputs), "-o", str(out), "-m", str(model), "-f", str(fold), "-step_size",
-           str(STEP), "--threads", str(threads), "-npp", str(NNUNET_PROCESSES), "-nps", str(NNUNET_PROCESSES)]
+           str(STEP), "--threads", str(threads), "-npp", str(NNUNET_PROCESSES), "-nps", str(NNUNET_PROCESSES),
+           "--device", device]
     cmd += [] if tta else ["--disable_tta"]
     return run_timed(cmd, dict(env, PYTHONUNBUFFERED="1"), log, NNUNET_DONE)
 
@@ -298,6 +300,27 @@ def network_floor(checkpoint: Path, scans, plans, view: str, threads: int, reps:
     return {"windows_per_case": windows, "forward_s": forward, "s_per_case": floor}
 
 
+def median_runs(per_repeat: list[dict]) -> dict:
+    """Per run name: the median over repeats of every timing; Dice and load from the first repeat (the
+    predictions are the same in every repeat)."""
+    out = {}
+    for name in per_repeat[0]:
+        first = per_repeat[0][name]
+        out[name] = dict(first)
+        for key in ("s_per_case_with_startup", "s_per_case_steady", "first_case_done_s", "wall_s"):
+            out[name][key] = statistics.median(r[name][key] for r in per_repeat)
+        out[name]["load"] = "; ".join(r[name]["load"] for r in per_repeat)
+    return out
+
+
+def median_floor(per_repeat: list[dict]) -> dict:
+    out = json.loads(json.dumps(per_repeat[0]))
+    for tool in out["s_per_case"]:
+        for key in ("no_tta", "tta"):
+            out["s_per_case"][tool][key] = statistics.median(r["s_per_case"][tool][key] for r in per_repeat)
+    return out
+
+
 # --- report -------------------------------------------------------------------------------------------------------
 
 
@@ -320,14 +343,18 @@ def print_report(results: dict) -> None:
         for name, get in rows:
             print(f"  {name:42} {get(runs.get(theirs)):30} {get(runs[ours])}")
         if runs.get(theirs):
-            speedup = runs[theirs]["s_per_case_steady"] / runs[ours]["s_per_case_steady"]
-            print(f"  {'nnU-Net / ours (steady state)':42} {'':30} {speedup:.2f}x;  Dice ours - nnU-Net "
+            key = "tta" if ours == "ours_tta" else "no_tta"
+            speedup = (results["speedup"][key] if theirs == f"nnunet_{key}" else
+                       runs[theirs]["s_per_case_steady"] / runs[ours]["s_per_case_steady"])
+            print(f"  {'nnU-Net / ours (steady state, median)':42} {'':30} {speedup:.2f}x;  Dice ours - nnU-Net "
                   f"{runs[ours]['mean_dice'] - runs[theirs]['mean_dice']:+.4f}")
     f = floor["s_per_case"]
     print(f"network forward floor, s/case ({np.mean(floor['windows_per_case']):.1f} windows per case; window batch "
           f"{f['nnunet']['batch']} / {f['ours']['batch']})")
     for key, title in (("no_tta", "no TTA"), ("tta", "TTA 8x")):
         print(f"  {title:42} {f['nnunet'][key]:<30.2f} {f['ours'][key]:.2f}")
+    print(f"ours without TTA / its forward floor (median over {len(results['repeats'])} repeats): "
+          f"{results['ours_over_floor_no_tta']:.2f}x")
     for key, value in results.get("agreement", {}).items():
         print(f"agreement of the two tools' label maps, {key.replace('_', ' ')}: mean Dice {value:.4f}")
 
@@ -343,6 +370,8 @@ def main(argv=None) -> int:
                     help="train_fold config override (repeatable)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for both (default: CPUs)")
     ap.add_argument("--floor-reps", type=int, default=10, help="timed forward passes per batch size (default 10)")
+    ap.add_argument("--repeats", type=int, default=3, help="times the interleaved runs and the floor are repeated; "
+                    "the report shows medians (default 3)")
     ap.add_argument("-np", type=int, default=2, help="processes for nnU-Net's fingerprint")
     ap.add_argument("--raw", type=Path, help="raw dataset (default: the one the folder was preprocessed from)")
     ap.add_argument("--nnunet-bin", help="bin/ folder of a virtualenv with nnunetv2 installed")
@@ -381,25 +410,40 @@ def main(argv=None) -> int:
         driver.write_text(PREDICT_DRIVER)
         results["nnunet_version"] = nnunet_version(bin_dir)
         plan = [("nnunet", True), ("ours", False), ("nnunet", False), ("ours", True)]
-    predicted = {}
-    for tool, tta in plan:
-        name = f"{tool}_{'tta' if tta else 'no_tta'}"
-        out, log = work / f"pred_{name}", work / f"pred_{name}.log"
-        shutil.rmtree(out, ignore_errors=True)
-        print(f"{name}: predicting {len(scans)} cases ...", flush=True)
-        load_before = load_average()
-        if tool == "ours":
-            timed = predict_ours(input_ours, out, work / "model_ours", args.fold, tta, args.threads, log)
-        else:
-            timed = predict_nnunet(str(bin_dir / "python"), driver, input_nnunet, out, work / "model_nnunet",
-                                   args.fold, tta, args.threads, setup["env"], log)
-        predicted[name] = predictions(tool, out, scans, args.view)
-        results["runs"][name] = {**per_case_seconds(timed, len(scans)), "load": f"{load_before} -> {load_average()}",
-                                 **dice_summary(predicted[name], references, labels)}
+    # The machine may be loaded: the runs of the two tools alternate, the whole sequence (and the floor) is repeated,
+    # and the report takes medians over the repeats.
+    predicted, repeats = {}, []
+    for repeat in range(args.repeats):
+        runs = {}
+        for tool, tta in plan:
+            name = f"{tool}_{'tta' if tta else 'no_tta'}"
+            out, log = work / f"pred_{name}", work / f"pred_{name}.log"
+            shutil.rmtree(out, ignore_errors=True)
+            print(f"[{repeat + 1}/{args.repeats}] {name}: predicting {len(scans)} cases ...", flush=True)
+            load_before = load_average()
+            if tool == "ours":
+                timed = predict_ours(input_ours, out, work / "model_ours", args.fold, tta, args.threads, log)
+            else:
+                timed = predict_nnunet(str(bin_dir / "python"), driver, input_nnunet, out, work / "model_nnunet",
+                                       args.fold, tta, args.threads, setup["env"], log)
+            predicted[name] = predictions(tool, out, scans, args.view)
+            runs[name] = {**per_case_seconds(timed, len(scans)), "load": f"{load_before} -> {load_average()}",
+                          **dice_summary(predicted[name], references, labels)}
+        floor = network_floor(checkpoint, scans, plans, args.view, args.threads, args.floor_reps)
+        repeats.append({"runs": runs, "floor": floor})
+        if args.json:  # what has been measured so far, should a long run be stopped
+            args.json.write_text(json.dumps({**results, "repeats": repeats}, indent=1))
+    results["repeats"] = repeats
+    results["runs"] = median_runs([r["runs"] for r in repeats])
+    results["floor"] = median_floor([r["floor"] for r in repeats])
+    results["ours_over_floor_no_tta"] = statistics.median(
+        r["runs"]["ours_no_tta"]["s_per_case_steady"] / r["floor"]["s_per_case"]["ours"]["no_tta"] for r in repeats)
     if bin_dir is not None:
         results["agreement"] = {key: dice_summary(predicted[f"ours_{key}"], predicted[f"nnunet_{key}"],
                                                   labels)["mean_dice"] for key in ("no_tta", "tta")}
-    results["floor"] = network_floor(checkpoint, scans, plans, args.view, args.threads, args.floor_reps)
+        results["speedup"] = {key: statistics.median(
+            r["runs"][f"nnunet_{key}"]["s_per_case_steady"] / r["runs"][f"ours_{key}"]["s_per_case_steady"]
+            for r in repeats) for key in ("no_tta", "tta")}
 
     print(f"\ndate: {results['date']}; machine: {results['machine']}, python {platform.python_version()}")
     print(f"cases: {len(scans)} {args.view} test scans of {raw}; weights: fold {args.fold} in {results_dir}; "

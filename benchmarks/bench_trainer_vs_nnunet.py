@@ -123,7 +123,7 @@ def make_trainer(args):
     plans = json.load(open(args.plans))
     plans["continue_training"] = False  # what nnunetv2.run.run_training adds before building the trainer
     trainer = nnUNetTrainer(plans, args.configuration, args.fold, json.load(open(args.dataset_json)),
-                            device=torch.device("cpu"))
+                            device=torch.device(args.device))
     trainer.num_epochs, trainer.num_iterations_per_epoch = 1, args.iterations
     trainer.on_train_start()
     return trainer
@@ -171,6 +171,7 @@ if __name__ == "__main__":
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(args.threads)

@@ -54,18 +54,25 @@ def register(subparsers) -> None:
     p.add_argument("--clinical", type=Path, default=None,
                    help="CSV of the cases' clinical columns (case_id plus the columns dataset.json declares, e.g. "
                         "findingsTs.csv), for a classifier that reads them; absent cases or values are missing")
+    speed = p.add_argument_group("speed on CUDA (off by default: documentation/benchmarks.md; ignored on the CPU)")
+    speed.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN time its convolution algorithms")
+    speed.add_argument("--channels-last", action="store_true", help="channels_last_3d memory format")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the networks (slow first cases)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.inference.folder import predict_folder
+    # the same reason: training.device imports torch
+    from orthodiff_auto.training.device import SpeedOptions
 
+    speed = SpeedOptions(args.cudnn_benchmark, args.channels_last, args.compile)
     report = predict_folder(args.input_dir, args.output_dir, args.model, folds=args.folds, tta=args.tta,
                             device=args.device, overwrite=args.overwrite, qc=args.qc, clinical=args.clinical,
                             checkpoint=args.checkpoint, step_size=args.step_size,
                             save_probabilities=args.save_probabilities, progress_bar=not args.no_progress_bar,
-                            dicom=args.dicom, series_uids=args.series_uid)
+                            dicom=args.dicom, series_uids=args.series_uid, speed=speed)
     print(f"{len(report.predicted)} predicted, {len(report.skipped)} already done, {len(report.failed)} failed")
     if report.failed:
         for name, why in report.failed.items():

@@ -42,8 +42,12 @@ def to_label_values(indices: np.ndarray, values: Sequence[int]) -> np.ndarray:
     """Class indices -> declared label values (anything beyond the last index, the ignore label, unchanged):
     uint8, or uint16 when a value reaches 256."""
     values = np.asarray(values, dtype=np.int64)
-    idx = np.asarray(indices).astype(np.int64, copy=False)
-    out = np.where(idx < values.size, values[np.minimum(idx, values.size - 1)], idx)
+    idx = np.asarray(indices)
+    if idx.size and np.issubdtype(idx.dtype, np.unsignedinteger) and int(idx.max()) < values.size:
+        out = values[idx]  # one lookup: what every exported label map takes
+    else:
+        idx = idx.astype(np.int64, copy=False)
+        out = np.where(idx < values.size, values[np.minimum(idx, values.size - 1)], idx)
     return out.astype(np.uint8 if out.size == 0 or out.max() < 256 else np.uint16)
 
 

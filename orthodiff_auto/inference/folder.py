@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from orthodiff_auto.inference.predictor import CasePrediction, Predictor
 from orthodiff_auto.inference.probabilities import probability_paths, write_probabilities
 from orthodiff_auto.inference.provenance import record_prediction_run
 from orthodiff_auto.inference.qc import QC_FOLDER, write_qc_png
+from orthodiff_auto.training.device import SpeedOptions
 from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
 from orthodiff_auto.training.monitor import progress_bar_wanted
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
@@ -45,6 +47,8 @@ FINDINGS_CSV = "findings.csv"
 # How long a process that has finished its share waits at the final barrier for the slowest one (torchrun stops
 # every process when one fails, so this bounds only a hung process).
 PREDICTION_WAIT = timedelta(hours=24)
+# What fails one case and lets the others go on.
+CASE_ERRORS = (UserInputError, ValueError, RuntimeError, OSError)
 
 
 @dataclass
@@ -169,7 +173,7 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
                    tta: bool = False, device: str | None = None, overwrite: bool = False, qc: bool = False,
                    log=print, clinical: Path | str | None = None, checkpoint: str = "final", step_size: float = 0.5,
                    save_probabilities: bool = False, progress_bar: bool = True, dicom: bool = False,
-                   series_uids: Sequence[str] = ()) -> FolderReport:
+                   series_uids: Sequence[str] = (), speed: SpeedOptions = SpeedOptions()) -> FolderReport:
     """Predict every case of ``input_dir`` into ``output_dir``. ``checkpoint``: each segmentation fold's
     "final" or "best" checkpoint; ``step_size``: of the sliding window, in patch lengths (0.5: windows overlap
     by half); ``qc``: also ``qc/<case>.png`` per case (``inference.qc``); ``save_probabilities``: also each
@@ -189,7 +193,7 @@ def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Pat
     torch_device, ctx = distributed_device(device, backend="gloo", timeout=PREDICTION_WAIT)
     try:
         predictor = Predictor(model_dir, folds=folds, device=str(torch_device), tta=tta, overlap=1.0 - step_size,
-                              checkpoint=checkpoint)
+                              checkpoint=checkpoint, speed=speed)
         rows = read_clinical_table(Path(clinical), predictor.clinical_declaration()) if clinical else {}
         options = OutputOptions(qc=qc, probabilities=save_probabilities, progress_bar=progress_bar)
         # the model is usable: from here the output folder is written, by one run at a time (or one torchrun job)
@@ -224,51 +228,82 @@ def _predict_folder(inputs: tuple[dict[str, list[InputScan]], dict[str, str]], o
     mine = shard(case_ids, ctx)
     bar = tqdm(total=len(mine), desc="cases", unit="case", file=sys.stderr, dynamic_ncols=True,
                disable=not progress_bar_wanted(options.progress_bar))
-    for number, case_id in enumerate(mine, start=1):
-        bar.update()
-        scans = cases[case_id]
-        part = _findings_part(output_dir, run_id, case_id)
-        segmented = [s for s in scans if s.view in predictor.segmenters]
+    todo = []
+    for case_id in mine:
+        segmented = [s for s in cases[case_id] if s.view in predictor.segmenters]
         outputs = [output_dir / s.output_name for s in segmented]
         if options.probabilities:
             outputs += [p for s in segmented for p in probability_paths(output_dir / s.output_name)]
         if options.qc:
             outputs.append(output_dir / QC_FOLDER / f"{case_id}.png")
-        done = all(p.is_file() for p in outputs) and (not wants_findings or part.is_file())
+        done = all(p.is_file() for p in outputs) and (
+            not wants_findings or _findings_part(output_dir, run_id, case_id).is_file())
         if done and not overwrite:
             report.skipped.append(case_id)
-            continue
-        loaded = _read_views(scans, report, log)
-        if not loaded:
-            continue
+            bar.update()
+        else:
+            todo.append(case_id)
+    number = {case_id: i for i, case_id in enumerate(mine, start=1)}
+
+    def read_and_prepare(case_id: str):
+        """Runs in the reader thread, one case ahead of the network: (readable views, unreadable files, the
+        preprocessed views or the exception preprocessing raised)."""
+        loaded, unreadable = _read_views(cases[case_id])
         try:
-            prediction = predictor.predict_case(case_id, loaded, (clinical or {}).get(case_id),
-                                                probabilities=options.probabilities)
-            for s in scans:
-                if s.view in prediction.segmentations:
-                    write_image(output_dir / s.output_name, prediction.segmentations[s.view], loaded[s.view][1])
-                if s.view in prediction.probabilities:
-                    write_probabilities(output_dir / s.output_name, prediction.probabilities[s.view],
-                                        loaded[s.view][1], predictor.segmenters[s.view].plans.labels)
-            if wants_findings:
-                row = {"case_id": case_id, "views": "+".join(s.view for s in scans if s.view in loaded),
-                       "classifier": prediction.classifier or ""}
-                for finding, values in prediction.findings.items():
-                    row[finding] = values["probability"]
-                    row[f"{finding}_call"] = int(values["call"])
-                    row[f"{finding}_spread"] = values["spread"]
-                with atomic_path(part) as tmp:
-                    pd.DataFrame([row]).to_csv(tmp, index=False)
-            if options.qc:
-                _write_qc(output_dir, predictor, prediction, loaded)
-            report.predicted.append(case_id)
-            note = f"; {prediction.findings_note}" if prediction.findings_note else ""
-            log(f"predicted {case_id} ({', '.join(loaded)}){note} [{number}/{len(mine)}]")
-        except (UserInputError, ValueError, RuntimeError, OSError) as e:
-            report.failed[case_id] = f"{type(e).__name__}: {e}"
-            log(f"FAILED {case_id}: {e}")
-            if os.environ.get("ORTHODIFF_DEBUG"):
-                traceback.print_exc(file=sys.stderr)
+            return loaded, unreadable, predictor.prepare_case(loaded)
+        except Exception as e:  # reported for this case by the main thread
+            return loaded, unreadable, e
+
+    def write(case_id: str, prediction: CasePrediction, loaded: dict[str, tuple]) -> None:
+        """Runs in the writer thread while the network predicts the next case; the case counts as predicted (and
+        is logged) once its outputs are written."""
+        try:
+            _write_outputs(output_dir, predictor, cases[case_id], prediction, loaded, options,
+                           _findings_part(output_dir, run_id, case_id) if wants_findings else None)
+        except CASE_ERRORS as e:
+            fail(case_id, e)
+            return
+        report.predicted.append(case_id)
+        note = f"; {prediction.findings_note}" if prediction.findings_note else ""
+        log(f"predicted {case_id} ({', '.join(loaded)}){note} [{number[case_id]}/{len(mine)}]")
+
+    def fail(case_id: str, e: Exception) -> None:
+        report.failed[case_id] = f"{type(e).__name__}: {e}"
+        log(f"FAILED {case_id}: {e}")
+        if os.environ.get("ORTHODIFF_DEBUG"):
+            traceback.print_exception(e, file=sys.stderr)
+
+    # Reading and preprocessing (numpy, SimpleITK) and writing (gzip) overlap with the network's compute: one case
+    # is read ahead and one written behind, each by one thread, in the input order.
+    writing = None
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+        ahead = reader.submit(read_and_prepare, todo[0]) if todo else None
+        for i, case_id in enumerate(todo):
+            loaded, unreadable, prepared = ahead.result()
+            ahead = reader.submit(read_and_prepare, todo[i + 1]) if i + 1 < len(todo) else None
+            prediction = error = None
+            if loaded:
+                try:
+                    if isinstance(prepared, Exception):
+                        raise prepared
+                    prediction = predictor.predict_case(case_id, loaded, (clinical or {}).get(case_id),
+                                                        probabilities=options.probabilities, prepared=prepared)
+                except CASE_ERRORS as e:
+                    error = e
+            if writing is not None:  # the previous case is reported first: the log follows the input order
+                writing.result()
+            writing = None
+            bar.update()
+            for name, problem in unreadable.items():
+                report.failed[name] = problem
+                log(f"FAILED {name}: {problem}")
+            if error is not None:
+                fail(case_id, error)
+            elif prediction is not None:
+                writing = writer.submit(write, case_id, prediction, loaded)
+        if writing is not None:
+            writing.result()
     bar.close()
     barrier(ctx)  # every process has written its cases (waits up to PREDICTION_WAIT for the slowest)
     if wants_findings and ctx.is_main:
@@ -284,17 +319,38 @@ def _write_qc(output_dir: Path, predictor: Predictor, prediction: CasePrediction
                  classifier.thresholds_table() if classifier is not None else {}, prediction.findings_note)
 
 
-def _read_views(scans: list[InputScan], report: FolderReport, log) -> dict[str, tuple]:
-    """view -> (array, geometry) of the case's readable scans; an unreadable file is reported by name and the
-    case goes on with the others (its findings then use the views present)."""
-    loaded = {}
+def _write_outputs(output_dir: Path, predictor: Predictor, scans: list[InputScan], prediction: CasePrediction,
+                   loaded: dict[str, tuple], options: OutputOptions, findings_part: Path | None) -> None:
+    """A case's files: segmentations (and probabilities), its findings part, its QC picture."""
+    for s in scans:
+        if s.view in prediction.segmentations:
+            write_image(output_dir / s.output_name, prediction.segmentations[s.view], loaded[s.view][1])
+        if s.view in prediction.probabilities:
+            write_probabilities(output_dir / s.output_name, prediction.probabilities[s.view],
+                                loaded[s.view][1], predictor.segmenters[s.view].plans.labels)
+    if findings_part is not None:
+        row = {"case_id": prediction.case_id, "views": "+".join(s.view for s in scans if s.view in loaded),
+               "classifier": prediction.classifier or ""}
+        for finding, values in prediction.findings.items():
+            row[finding] = values["probability"]
+            row[f"{finding}_call"] = int(values["call"])
+            row[f"{finding}_spread"] = values["spread"]
+        with atomic_path(findings_part) as tmp:
+            pd.DataFrame([row]).to_csv(tmp, index=False)
+    if options.qc:
+        _write_qc(output_dir, predictor, prediction, loaded)
+
+
+def _read_views(scans: list[InputScan]) -> tuple[dict[str, tuple], dict[str, str]]:
+    """(view -> (array, geometry) of the case's readable scans, file name -> problem of the others): an unreadable
+    file is reported by name and the case goes on with the others (its findings then use the views present)."""
+    loaded, unreadable = {}, {}
     for s in scans:
         try:
             loaded[s.view] = s.read()
         except (UserInputError, OSError) as e:
-            report.failed[s.source_name] = str(e)
-            log(f"FAILED {s.source_name}: {e}")
-    return loaded
+            unreadable[s.source_name] = str(e)
+    return loaded, unreadable
 
 
 def merge_findings(output_dir: Path, findings, run_id: str, case_ids) -> Path | None:

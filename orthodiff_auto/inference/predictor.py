@@ -9,6 +9,7 @@ geometry and returns a ``Prediction``: SimpleITK images in each input's geometry
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -18,7 +19,7 @@ import torch
 
 from orthodiff_auto.classification.inference import FindingsEnsemble, PreparedScan
 from orthodiff_auto.data.image_io import ImageGeometry, read_image
-from orthodiff_auto.data.label_values import label_values
+from orthodiff_auto.data.label_values import label_values, to_label_values
 from orthodiff_auto.data.views import infer_view
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription, best_checkpoint_path
@@ -27,9 +28,9 @@ from orthodiff_auto.inference.scan_input import ScanInput, image_in_geometry, sc
 from orthodiff_auto.networks.builder import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.case import revert_to_original
-from orthodiff_auto.segmentation.prediction import label_map_from_probabilities, predict_logits
+from orthodiff_auto.segmentation.prediction import class_indices, predict_logits
 from orthodiff_auto.training.checkpoint import load_checkpoint
-from orthodiff_auto.training.device import resolve_device
+from orthodiff_auto.training.device import SpeedOptions, apply_speed_options, resolve_device
 
 CHECKPOINTS = ("final", "best")  # which checkpoint of each segmentation fold predicts (--checkpoint)
 
@@ -44,7 +45,8 @@ class SegmentationEnsemble:
     patch_size: tuple[int, ...]
 
     @classmethod
-    def load(cls, view: str, checkpoints: Sequence[Path], device: torch.device) -> "SegmentationEnsemble":
+    def load(cls, view: str, checkpoints: Sequence[Path], device: torch.device,
+             speed: SpeedOptions = SpeedOptions()) -> "SegmentationEnsemble":
         if not checkpoints:
             raise UserInputError(f"no segmentation checkpoints for view {view!r}")
         models, plans, patch = [], None, None
@@ -57,31 +59,53 @@ class SegmentationEnsemble:
             spec = plans.view(view).segmentation.architecture
             net = build_segmentation_network(spec, 1, plans.num_classes, deep_supervision=False, initialize=False)
             net.load_state_dict(ckpt["model"])
-            models.append(net.to(device).eval())
+            models.append(apply_speed_options(net.to(device).eval(), device, speed))
             patch = tuple(extras.get("patch_size") or plans.view(view).segmentation.patch_size)
         return cls(view, plans, models, patch)
 
+    def scores(self, data: np.ndarray, device: torch.device, overlap: float, mirror_axes, batch_size: int = 2,
+               mixed_precision: bool = True) -> torch.Tensor:
+        """Class scores on the preprocessed grid (C, z, y, x) whose softmax is the mean softmax over the folds, left
+        on ``device``: one fold's logits, or the log of the folds' mean softmax."""
+        image = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float32))
+        if device.type == "cuda":  # page-locked, so the copy to the device runs asynchronously
+            image = image.pin_memory()
+        folds = [predict_logits(model, image, self.patch_size, self.plans.num_classes, device, overlap=overlap,
+                                mirror_axes=mirror_axes, batch_size=batch_size, mixed_precision=mixed_precision)
+                 for model in self.models]
+        if len(folds) == 1:
+            return folds[0]
+        total = None
+        for logits in folds:
+            log_probs = torch.log_softmax(logits, 0)
+            total = log_probs if total is None else torch.logaddexp(total, log_probs)
+        return total - math.log(len(folds))
+
     def probabilities(self, data: np.ndarray, device: torch.device, overlap: float, mirror_axes,
                       batch_size: int = 2, mixed_precision: bool = True) -> np.ndarray:
-        """Mean softmax over the folds on the preprocessed grid (C, z, y, x)."""
-        total = None
-        image = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float32))
-        for model in self.models:
-            logits = predict_logits(model, image, self.patch_size, self.plans.num_classes, device, overlap=overlap,
-                                    mirror_axes=mirror_axes, batch_size=batch_size, mixed_precision=mixed_precision)
-            probs = torch.softmax(logits, 0)
-            total = probs if total is None else total + probs
-        return (total / len(self.models)).cpu().numpy()
+        """Mean softmax over the folds on the preprocessed grid (C, z, y, x), float32 numpy on the host."""
+        scores = self.scores(data, device, overlap, mirror_axes, batch_size, mixed_precision)
+        return torch.softmax(scores, 0).cpu().numpy()
 
     def segment_prepared(self, scan: PreparedScan, device: torch.device, overlap: float = 0.5, tta: bool = False,
-                         batch_size: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         batch_size: int = 2, probabilities: bool = False,
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(label map in the input's exact geometry, label indices on the preprocessed grid, class probabilities
-        (C, *input array shape) in the input's exact geometry, channel i = the i-th smallest label value) of a
-        scan that this view's plan preprocessed."""
-        probs = self.probabilities(scan.data, device, overlap, (0, 1, 2) if tta else None, batch_size)
-        original = revert_to_original(probs, scan.properties, self.plans.view(self.view), kind="probabilities")
-        label_map = label_map_from_probabilities(original, self.plans.labels)
-        return label_map, np.argmax(probs, axis=0).astype(np.uint8 if probs.shape[0] <= 256 else np.uint16), original
+        (C, *input array shape) in the input's exact geometry, channel i = the i-th smallest label value, or None
+        unless ``probabilities``) of a scan that this view's plan preprocessed.
+
+        The label map comes from the scores resampled to the input's grid, not the probabilities: one fold's
+        logits, or the log of the folds' mean softmax, as nnU-Net's export resamples logits (linear interpolation
+        of logits and of probabilities can pick different classes where classes meet; documentation/benchmarks.md,
+        benchmarks/compare_preprocessing_with_nnunet.py)."""
+        scores = self.scores(scan.data, device, overlap, (0, 1, 2) if tta else None, batch_size)
+        view_plan = self.plans.view(self.view)
+        original, on_grid = class_indices(scores, scan.properties, view_plan)
+        probs = None
+        if probabilities:  # the probabilities themselves, resampled: only when asked for (C times the label map)
+            probs = revert_to_original(torch.softmax(scores, 0).cpu().numpy(), scan.properties, view_plan,
+                                       kind="probabilities")
+        return to_label_values(original, label_values(self.plans.labels)), on_grid, probs
 
     def segment(self, image: np.ndarray, geometry: ImageGeometry, device: torch.device, overlap: float = 0.5,
                 tta: bool = False, batch_size: int = 2) -> np.ndarray:
@@ -105,7 +129,8 @@ class Predictor:
     """Loads a model folder once; predicts cases from arrays or files."""
 
     def __init__(self, model_dir: Path | str, folds: Sequence[int] | None = None, device: str | None = None,
-                 tta: bool = False, overlap: float = 0.5, checkpoint: str = "final"):
+                 tta: bool = False, overlap: float = 0.5, checkpoint: str = "final",
+                 speed: SpeedOptions = SpeedOptions()):
         """``overlap``: of neighbouring sliding windows, 1 - the step size in patch lengths (nnU-Net's
         ``tile_step_size`` 0.5 is overlap 0.5). ``checkpoint``: "final" or "best" (for segmentation: the fold's
         checkpoint at its best moving average of the per-epoch pseudo Dice; classifiers always use their final
@@ -126,7 +151,7 @@ class Predictor:
             paths = self._select(choice.checkpoints)
             if checkpoint == "best":
                 paths = [self._best(p) for p in paths]
-            self.segmenters[view] = SegmentationEnsemble.load(view, paths, self.device)
+            self.segmenters[view] = SegmentationEnsemble.load(view, paths, self.device, speed)
         # one findings ensemble per classification configuration, and which one serves each combination of views
         self.classifiers: dict[str, FindingsEnsemble] = {}
         self.classifier_by_views: dict[frozenset, str] = {}
@@ -185,28 +210,36 @@ class Predictor:
             out.update({v.name: v for v in classifier.clinical_declaration if v.name not in out})
         return list(out.values())
 
-    def predict_case(self, case_id: str, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]],
-                     clinical: Mapping[str, object] | None = None, probabilities: bool = False) -> CasePrediction:
-        """``scans``: view -> (array in SimpleITK order, geometry). Each view is preprocessed once and segmented
-        (views without a model are ignored); the findings come from the classifier chosen for the case's views,
-        reading the regions around the segmented anatomy (the cascade); ``clinical``: the case's clinical cells
-        (name -> value), for a classifier with a tabular branch (missing when absent). ``probabilities``: also
-        keep each segmented view's class probabilities in its input geometry (``CasePrediction.probabilities``)."""
-        result = CasePrediction(case_id)
+    def prepare_case(self, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]]) -> dict[str, PreparedScan]:
+        """Each view with a model preprocessed by its plan (numpy only: ``predict_folder`` runs this for the next
+        case in a background thread while the network runs)."""
         prepared: dict[str, PreparedScan] = {}
         for view, (image, geometry) in scans.items():
             segmenter = self.segmenters.get(view)
             plans = segmenter.plans if segmenter is not None else self._classification_plans()
-            if plans is None or view not in plans.views:
-                continue
-            scan = PreparedScan.from_scan(image, geometry, plans.view(view))
+            if plans is not None and view in plans.views:
+                prepared[view] = PreparedScan.from_scan(image, geometry, plans.view(view))
+        return prepared
+
+    def predict_case(self, case_id: str, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]],
+                     clinical: Mapping[str, object] | None = None, probabilities: bool = False,
+                     prepared: Mapping[str, PreparedScan] | None = None) -> CasePrediction:
+        """``scans``: view -> (array in SimpleITK order, geometry). Each view is preprocessed once (``prepared``:
+        what ``prepare_case`` returned for them, when done already) and segmented (views without a model are
+        ignored); the findings come from the classifier chosen for the case's views,
+        reading the regions around the segmented anatomy (the cascade); ``clinical``: the case's clinical cells
+        (name -> value), for a classifier with a tabular branch (missing when absent). ``probabilities``: also
+        keep each segmented view's class probabilities in its input geometry (``CasePrediction.probabilities``)."""
+        result = CasePrediction(case_id)
+        prepared = dict(self.prepare_case(scans) if prepared is None else prepared)
+        for view, scan in prepared.items():
+            segmenter = self.segmenters.get(view)
             if segmenter is not None:
                 result.segmentations[view], labels, original = segmenter.segment_prepared(
-                    scan, self.device, self.overlap, self.tta)
+                    scan, self.device, self.overlap, self.tta, probabilities=probabilities)
                 if probabilities:
                     result.probabilities[view] = original
-                scan = PreparedScan(scan.data, scan.spacing, scan.properties, labels)
-            prepared[view] = scan
+                prepared[view] = PreparedScan(scan.data, scan.spacing, scan.properties, labels)
         if self.classifiers:
             name = self.classifier_for(prepared)
             if name is None:

@@ -150,3 +150,13 @@ def revert_to_original(array: np.ndarray, properties: CaseProperties, view_plan:
     if tuple(out.shape[-3:]) != tuple(properties.original_geometry.shape):  # pragma: no cover - internal check
         raise AssertionError(f"reverted shape {out.shape} != original {properties.original_geometry.shape}")
     return out
+
+
+def place_in_original(indices: np.ndarray, properties: CaseProperties) -> np.ndarray:
+    """Class indices on the cropped grid (``shape_after_cropping``, canonical order) -> the original image grid:
+    0 (background) outside the crop box, then the reorientation undone."""
+    full = paste(indices, properties.crop_bbox, properties.shape_before_cropping, 0)
+    out = np.ascontiguousarray(properties.orientation.from_canonical(full))
+    if tuple(out.shape) != tuple(properties.original_geometry.shape):  # pragma: no cover - internal check
+        raise AssertionError(f"reverted shape {out.shape} != original {properties.original_geometry.shape}")
+    return out

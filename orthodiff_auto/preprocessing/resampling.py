@@ -17,6 +17,7 @@ the class with the largest weight (ties to the nearest source voxel's class).
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 from typing import Sequence
 
@@ -57,6 +58,11 @@ def _taps(old_n: int, new_n: int, order: int) -> tuple[tuple[np.ndarray, np.ndar
     else:
         raise ValueError(f"interpolation order must be 0, 1 or 3, got {order}")
     return tuple((np.clip(base + o, 0, old_n - 1), w.astype(np.float32)) for o, w in zip(offsets, weights))
+
+
+def nearest_indices(old_n: int, new_n: int) -> np.ndarray:
+    """The source index each of ``new_n`` samples takes when an axis of ``old_n`` is resized with order 0."""
+    return _taps(int(old_n), int(new_n), 0)[0][0]
 
 
 def resample_axis(array: np.ndarray, axis: int, new_n: int, order: int) -> np.ndarray:
@@ -125,6 +131,46 @@ def resample_image(data: np.ndarray, new_shape: Sequence[int], current_spacing: 
     orders = axis_orders(current_spacing, new_spacing, plan.image_order if order is None else order, plan)
     out = _resample_separable(data.astype(np.float32, copy=False), new_shape, orders)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def resample_argmax(scores: np.ndarray, new_shape: Sequence[int], current_spacing: Sequence[float],
+                    new_spacing: Sequence[float], plan: ResamplingPlan, order: int,
+                    source: np.ndarray | None = None) -> np.ndarray:
+    """``argmax(resample_image(scores, ..., order=order), axis=0)`` for (C, z, y, x) class scores (probabilities
+    or logits), order 0 or 1, without resampling every channel everywhere.
+
+    Linear interpolation is a convex combination of the source voxels it reads (its taps): when all taps have the
+    same most probable class, so has the combination. So each output voxel first takes the argmax of its taps;
+    only where they disagree (the class boundaries) are the C scores interpolated. Same labels as the full
+    resampling (up to float rounding where two classes tie); uint8, or uint16 beyond 256 classes. ``source``: the
+    argmax of ``scores`` on their own grid, when the caller has it already.
+    """
+    new_shape = tuple(int(s) for s in new_shape)
+    if source is None:
+        source = np.argmax(scores, axis=0).astype(np.uint8 if scores.shape[0] <= 256 else np.uint16)
+    if tuple(scores.shape[1:]) == new_shape:
+        return source
+    orders = axis_orders(current_spacing, new_spacing, order, plan)
+    if any(o not in (0, 1) for o in orders):
+        raise ValueError(f"resample_argmax handles orders 0 and 1, got {orders}")
+    taps = [_taps(old, new, o) if old != new else ((np.arange(new), np.ones(new, np.float32)),)
+            for old, new, o in zip(scores.shape[1:], new_shape, orders)]
+    combos = list(itertools.product(*taps))
+    labels = lowest = highest = None
+    for (iz, _), (iy, _), (ix, _) in combos:
+        tap = source[np.ix_(iz, iy, ix)]
+        if labels is None:
+            labels, lowest, highest = tap, tap.copy(), tap.copy()
+        else:
+            np.minimum(lowest, tap, out=lowest)
+            np.maximum(highest, tap, out=highest)
+    z, y, x = np.nonzero(lowest != highest)
+    if z.size:
+        total = np.zeros((scores.shape[0], z.size), dtype=np.float32)
+        for (iz, wz), (iy, wy), (ix, wx) in combos:
+            total += scores[:, iz[z], iy[y], ix[x]] * (wz[z] * wy[y] * wx[x])
+        labels[z, y, x] = np.argmax(total, axis=0)
+    return labels
 
 
 def resample_labels(seg: np.ndarray, new_shape: Sequence[int], current_spacing: Sequence[float],

@@ -11,7 +11,9 @@ from torch import nn
 
 from orthodiff_auto.data.label_values import label_values, to_label_values
 from orthodiff_auto.plans.schema import ViewPlan
-from orthodiff_auto.preprocessing.case import revert_to_original
+from orthodiff_auto.preprocessing.case import place_in_original
+from orthodiff_auto.preprocessing.resampling import resample_argmax, resample_image
+from orthodiff_auto.preprocessing.resampling_torch import resample_tensor, supports
 from orthodiff_auto.preprocessing.properties import CaseProperties
 from orthodiff_auto.training.device import autocast_for
 from orthodiff_auto.training.sliding_window import sliding_window_predict
@@ -47,19 +49,40 @@ def predict_probabilities(model: nn.Module, data, patch_size, num_classes, devic
     return torch.softmax(logits, 0).cpu().numpy()
 
 
-def label_map_in_original_geometry(probabilities: np.ndarray, props: CaseProperties, view_plan: ViewPlan,
+def class_indices(scores: np.ndarray | torch.Tensor, props: CaseProperties,
+                  view_plan: ViewPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Class scores (C, *preprocessed grid: probabilities, logits or log-probabilities) -> (the most probable class
+    of each voxel of the scan's original grid, the same on the preprocessed grid); the scores are resampled with
+    ``probabilities_order`` before the argmax (nnU-Net's export).
+
+    On a GPU the scores are resampled where they are (``resampling_torch``) and only class indices come to the
+    host; on the CPU only the voxels whose interpolation taps disagree are interpolated (``resample_argmax``).
+    Both give the argmax of the fully resampled scores. uint8 indices, uint16 beyond 256 classes."""
+    plan = view_plan.resampling
+    order = plan.probabilities_order
+    shape, src, dst = props.shape_after_cropping, props.spacing_after_resampling, props.spacing
+    wide = scores.shape[0] > 256
+    if torch.is_tensor(scores) and scores.device.type != "cpu" and supports(plan, order):
+        dtype = torch.int32 if wide else torch.uint8
+        on_grid = scores.argmax(0).to(dtype).cpu().numpy()
+        back = resample_tensor(scores.float(), shape, src, dst, plan, order)
+        indices = back.argmax(0).to(dtype).cpu().numpy()
+    else:
+        array = scores.float().cpu().numpy() if torch.is_tensor(scores) else np.asarray(scores, dtype=np.float32)
+        on_grid = np.argmax(array, axis=0).astype(np.uint16 if wide else np.uint8)  # numpy's is the fastest here
+        if supports(plan, order):
+            indices = resample_argmax(array, shape, src, dst, plan, order, source=on_grid)
+        else:
+            indices = np.argmax(resample_image(array, shape, src, dst, plan, order=order), axis=0)
+    return place_in_original(indices, props), on_grid.astype(np.uint16 if wide else np.uint8, copy=False)
+
+
+def label_map_in_original_geometry(scores: np.ndarray | torch.Tensor, props: CaseProperties, view_plan: ViewPlan,
                                    labels: Mapping[str, int]) -> np.ndarray:
-    """Probabilities (C, *preprocessed grid) back on the scan's original grid, then each voxel's most probable
-    channel as its label value (channel i is the i-th smallest value of ``labels``): uint8, or uint16 when a
-    label value reaches 256."""
-    return label_map_from_probabilities(revert_to_original(probabilities, props, view_plan, kind="probabilities"),
-                                        labels)
+    """Class scores (C, *preprocessed grid) back on the scan's original grid, each voxel's most probable channel
+    as its label value (channel i is the i-th smallest value of ``labels``): uint8, or uint16 when a label value
+    reaches 256."""
+    return to_label_values(class_indices(scores, props, view_plan)[0], label_values(labels))
 
 
-def label_map_from_probabilities(probabilities: np.ndarray, labels: Mapping[str, int]) -> np.ndarray:
-    """Each voxel's most probable channel of (C, *grid) probabilities as its label value."""
-    return to_label_values(np.argmax(probabilities, axis=0), label_values(labels))
-
-
-__all__ = ["label_map_from_probabilities", "label_map_in_original_geometry", "predict_logits",
-           "predict_probabilities"]
+__all__ = ["class_indices", "label_map_in_original_geometry", "predict_logits", "predict_probabilities"]

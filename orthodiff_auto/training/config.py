@@ -34,7 +34,7 @@ class TrainingConfig:
     patch_size: tuple[int, ...] | None = None
     oversample_foreground: float = 0.33
     # data pipeline
-    num_workers: int = 2
+    num_workers: int | None = None  # None: sized from the CPUs (training.loop.default_loader_workers)
     augment: bool = True
     augmentation_probability: float = 1.0  # scales every augmentation's probability (0 turns them off)
     # network and loss
@@ -58,7 +58,9 @@ class TrainingConfig:
     noise_draws: int = 4
     # hardware
     mixed_precision: bool = True  # on CUDA only; bf16 where supported, else fp16 with a grad scaler
-    channels_last: bool = False
+    channels_last: bool = False  # channels_last_3d memory format (CUDA); the three below: training.device.SpeedOptions
+    cudnn_benchmark: bool = False  # cuDNN autotuner (CUDA)
+    compile: bool = False  # torch.compile the network (CUDA)
     seed: int = 12345
     # DDP: how long a process waits at a barrier or collective for the others, e.g. while rank 0 validates an
     # epoch or writes a checkpoint (torch's default is 10 min with nccl, 30 with gloo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
@@ -35,4 +36,32 @@ def autocast_for(device: torch.device, enabled: bool = True):
     return torch.autocast("cuda", dtype=dtype)
 
 
-__all__ = ["autocast_for", "resolve_device"]
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Speed settings that leave the arithmetic's meaning alone, each off by default until measured on the card it
+    is meant for (documentation/benchmarks.md): cuDNN's autotuner (``cudnn_benchmark``: tries the convolution
+    algorithms on the first batch of each shape, then keeps the fastest), ``channels_last`` (channels_last_3d
+    weights and activations; tensor cores prefer it) and ``compile`` (``torch.compile``: the first batches are
+    slow while it compiles). All three matter on CUDA only; on the CPU they are accepted and ignored, so the
+    same command runs on any machine."""
+
+    cudnn_benchmark: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
+def apply_speed_options(model: torch.nn.Module, device: torch.device, options: SpeedOptions) -> torch.nn.Module:
+    """``model`` (already on ``device``) with ``options`` applied; the returned module is the one to call (a
+    compiled wrapper when ``compile``: checkpoints still save the module inside, ``checkpoint.unwrap``)."""
+    if device.type != "cuda":
+        return model
+    if options.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    if options.compile:
+        model = torch.compile(model)
+    return model
+
+
+__all__ = ["SpeedOptions", "apply_speed_options", "autocast_for", "resolve_device"]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from pathlib import Path
+from dataclasses import replace
 from typing import Any, Protocol
 
 import torch
@@ -19,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from orthodiff_auto.training.config import TrainingConfig
+from orthodiff_auto.training.device import SpeedOptions, apply_speed_options
 from orthodiff_auto.training.distributed import DistributedContext, all_reduce_mean, barrier
 from orthodiff_auto.training.monitor import (epoch_bar, format_duration, progress_bar_wanted, tensorboard_writer,
                                              time_left)
@@ -58,6 +61,15 @@ def poly_lr(initial_lr: float, iteration: int, total: int, exponent: float) -> f
     return initial_lr * (1 - min(iteration, total) / total) ** exponent
 
 
+def default_loader_workers(processes_per_machine: int = 1, cpus: int | None = None) -> int:
+    """Batch-building worker processes per training process when the config leaves it open: the machine's CPUs
+    shared among its training processes, one left for each process' own thread, at most 12 (nnU-Net's default
+    for one GPU), at least 1."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(12, cpus // max(1, processes_per_machine) - 1))
+
+
 def warmup_factor(iteration: int, warmup_iterations: int, start_factor: float) -> float:
     """Linear ramp from start_factor to 1 over the warm-up (pretrained encoders start gently)."""
     if warmup_iterations <= 0 or iteration >= warmup_iterations:
@@ -81,9 +93,8 @@ class Trainer:
 
         torch.manual_seed(config.seed + ctx.rank)
         model = task.build_model().to(device)
-        if config.channels_last:
-            model = model.to(memory_format=torch.channels_last_3d)
-        self.model = model
+        speed = SpeedOptions(config.cudnn_benchmark, config.channels_last, config.compile)
+        self.model = apply_speed_options(model, device, replace(speed, compile=False))
         groups = task.parameter_groups(model)
         if config.optimizer == "adamw":
             self.optimizer = torch.optim.AdamW(groups, lr=config.initial_lr, weight_decay=config.weight_decay)
@@ -101,6 +112,8 @@ class Trainer:
                 model, device_ids=[ctx.local_rank] if device.type == "cuda" else None)
         else:
             self.ddp_model = model
+        if speed.compile:  # the module that computes the loss; checkpoints save self.model's weights
+            self.ddp_model = apply_speed_options(self.ddp_model, device, SpeedOptions(compile=True))
         # asked for but not installed: refused here, before any training time is spent
         self.scalars = tensorboard_writer(self.output_dir) if config.tensorboard and ctx.is_main else None
 
@@ -160,6 +173,8 @@ class Trainer:
         cfg = self.config
         dataset = self.task.batch_dataset(start_iteration, cfg.total_iterations, self.ctx)
         workers = cfg.num_workers
+        if workers is None:  # LOCAL_WORLD_SIZE: the training processes torchrun started on this machine
+            workers = default_loader_workers(int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
         return DataLoader(
             dataset, batch_size=None, shuffle=False, num_workers=workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False,

@@ -110,21 +110,30 @@ def _mirror_combinations(mirror_axes: Sequence[int] | None, n_spatial: int) -> l
 
 def _predict_batch(
     predictor: Callable[[Tensor], Tensor], batch: Tensor, flips: list[tuple[int, ...]], expected_shape: tuple[int, ...],
-    dtype: torch.dtype,
+    dtype: torch.dtype, max_forward_batch: int,
 ) -> Tensor:
-    """Predictor logits for a batch, averaged over the mirror combinations (flip input, predict, flip back)."""
+    """Predictor logits for a batch, averaged over the mirror combinations (flip input, predict, flip back).
+
+    The flipped copies go through the predictor together, up to ``max_forward_batch`` windows per call (one
+    large batch keeps the device busier than eight small ones)."""
+    per_call = max(1, max_forward_batch // batch.shape[0])
     total = None
-    for dims in flips:
-        out = predictor(torch.flip(batch, dims) if dims else batch)
+    for first in range(0, len(flips), per_call):
+        group = flips[first:first + per_call]
+        inputs = [torch.flip(batch, dims) if dims else batch for dims in group]
+        out = predictor(inputs[0] if len(inputs) == 1 else torch.cat(inputs))
         if isinstance(out, (list, tuple)):  # deep supervision: full resolution comes first
             out = out[0]
-        if tuple(out.shape) != expected_shape:
-            raise ValueError(f"predictor returned shape {tuple(out.shape)}, expected {expected_shape}")
+        expected = (expected_shape[0] * len(group), *expected_shape[1:])
+        if tuple(out.shape) != expected:
+            raise ValueError(f"predictor returned shape {tuple(out.shape)}, expected {expected}")
         out = out.to(dtype)
-        if dims:
-            out = torch.flip(out, dims)
-        # Out-of-place additions: the predictor's output may be memory it still owns (a view, a buffer).
-        total = out if total is None else total + out
+        for i, dims in enumerate(group):
+            part = out[i * batch.shape[0]:(i + 1) * batch.shape[0]]
+            if dims:
+                part = torch.flip(part, dims)
+            # Out-of-place additions: the predictor's output may be memory it still owns (a view, a buffer).
+            total = part if total is None else total + part
     return total / len(flips) if len(flips) > 1 else total
 
 
@@ -140,11 +149,13 @@ def sliding_window_predict(
     device: torch.device | str | None = None,
     output_dtype: torch.dtype = torch.float32,
     progress: bool = False,
+    max_forward_batch: int = 16,
 ) -> Tensor:
     """Predict logits (num_outputs, *spatial) for a whole image (C, *spatial) of any spatial dimensionality.
 
     Windows (placed as nnU-Net) are predicted ``batch_size`` at a time, optionally averaged over every flip
-    combination of ``mirror_axes`` (spatial axes, 0-based), weighted by a Gaussian importance map and summed
+    combination of ``mirror_axes`` (spatial axes, 0-based; the flipped copies of a batch share forward passes of
+    up to ``max_forward_batch`` windows), weighted by a Gaussian importance map and summed
     with the weights; the sum is divided by the total weight once at the end. Images smaller than the patch are
     zero-padded and the result cropped back. Everything lives on ``device`` (default: the image's) and nothing is
     synchronised with the host inside the loop. Runs under ``torch.no_grad()``; the predictor must already be
@@ -180,7 +191,7 @@ def sliding_window_predict(
             batch_windows = windows[b * batch_size:(b + 1) * batch_size]
             batch = torch.stack([image[(slice(None), *w)] for w in batch_windows])
             expected = (len(batch_windows), num_outputs, *patch)
-            weighted = _predict_batch(predictor, batch, flips, expected, acc_dtype) * gaussian
+            weighted = _predict_batch(predictor, batch, flips, expected, acc_dtype, max_forward_batch) * gaussian
             for logits, w in zip(weighted, batch_windows):
                 logit_sum[(slice(None), *w)] += logits
                 weight_sum[w] += gaussian

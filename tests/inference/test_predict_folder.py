@@ -14,6 +14,7 @@ import torch
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
 from orthodiff_auto.inference.model_dir import ModelDescription
+from orthodiff_auto.inference.folder import predict_folder
 from orthodiff_auto.inference.predictor import Predictor, SegmentationEnsemble
 from tests.conftest import sphere_scan, view_geometry
 
@@ -86,6 +87,50 @@ def test_corrupt_file_reported_others_written(model_dir, tmp_path, capsys):
     assert "bad_cor.nii.gz" in captured.err
     assert (out / "good_sag.nii.gz").is_file() and not (out / "bad_cor.nii.gz").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".") and "tmp" in p.name]
+
+
+def test_a_case_failing_in_the_reader_thread_fails_alone_in_input_order(model_dir, tmp_path, monkeypatch):
+    # cases are read and preprocessed one ahead in a thread and written one behind in another: a preprocessing
+    # error still fails only its case, and the cases are reported in the input order
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i, name in enumerate(("a", "b", "c", "d")):
+        _scan(inp, f"{name}_sag.nii.gz", "sag", seed=i)
+    prepare = Predictor.prepare_case
+
+    def failing_for_b(self, scans):
+        if next(iter(scans.values()))[0].sum() == read_image(inp / "b_sag.nii.gz")[0].sum():
+            raise ValueError("cannot preprocess b")
+        return prepare(self, scans)
+
+    monkeypatch.setattr(Predictor, "prepare_case", failing_for_b)
+    lines = []
+    report = predict_folder(inp, out, model_dir, log=lines.append)
+    assert report.predicted == ["a", "c", "d"] and list(report.failed) == ["b"]
+    assert [line.split()[1] for line in lines] == ["a", "b:", "c", "d"]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["a_sag.nii.gz", "c_sag.nii.gz", "d_sag.nii.gz"]
+
+
+def test_the_export_is_nnunets_resampled_logits_for_one_fold(model_dir):
+    # one fold: the label map comes from resampling its logits (nnU-Net's export), not its probabilities
+    from orthodiff_auto.classification.inference import PreparedScan
+    from orthodiff_auto.preprocessing.case import place_in_original
+    from orthodiff_auto.preprocessing.resampling import resample_image
+    from orthodiff_auto.segmentation.prediction import predict_logits
+
+    description = ModelDescription.load(model_dir)
+    device = torch.device("cpu")
+    ensemble = SegmentationEnsemble.load("sag", [model_dir / description.segmentation["sag"].checkpoints[0]], device)
+    image, _ = sphere_scan((7, 30, 26), np.random.default_rng(5))
+    scan = PreparedScan.from_scan(image, view_geometry("sag", shape=(7, 30, 26), spacing=(3.3, 0.9, 1.1)),
+                                  ensemble.plans.view("sag"))
+    props, plan = scan.properties, ensemble.plans.view("sag").resampling
+    logits = predict_logits(ensemble.models[0], scan.data, ensemble.patch_size, ensemble.plans.num_classes, device)
+    back = resample_image(logits.numpy(), props.shape_after_cropping, props.spacing_after_resampling, props.spacing,
+                          plan, order=plan.probabilities_order)
+    expected = place_in_original(np.argmax(back, axis=0).astype(np.uint8), props)
+    label_map, on_grid, _ = ensemble.segment_prepared(scan, device)
+    np.testing.assert_array_equal(label_map, expected)  # label values 0, 1, 2 are the class indices here
+    np.testing.assert_array_equal(on_grid, logits.argmax(0).numpy())
 
 
 def test_not_a_model_folder_exit_2(tmp_path, capsys):

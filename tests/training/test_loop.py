@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.config import make_config
-from orthodiff_auto.training.loop import Trainer, poly_lr, warmup_factor
+from orthodiff_auto.training.device import SpeedOptions, apply_speed_options
+from orthodiff_auto.training.loop import Trainer, default_loader_workers, poly_lr, warmup_factor
 
 
 class _Batches(Dataset):
@@ -180,3 +181,14 @@ def test_resume_after_a_kill_between_the_last_checkpoints_writes_the_final_one(t
         torch.testing.assert_close(final["model"][k], expected["model"][k], rtol=0, atol=0)
     assert final["history"]["train_loss"] == expected["history"]["train_loss"]
     assert (tmp_path / "progress.png").is_file()
+
+
+@pytest.mark.parametrize("cpus, processes, workers", [(2, 1, 1), (16, 1, 12), (16, 2, 7), (64, 8, 7), (1, 1, 1)])
+def test_loader_workers_come_from_the_cpus(cpus, processes, workers):
+    assert default_loader_workers(processes, cpus=cpus) == workers
+
+
+def test_speed_options_leave_a_cpu_model_alone():
+    model = nn.Conv3d(1, 2, 3)
+    assert apply_speed_options(model, torch.device("cpu"), SpeedOptions(True, True, True)) is model
+    assert make_config("full").num_workers is None  # sized from the CPUs unless a preset or --set says otherwise

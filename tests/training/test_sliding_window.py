@@ -251,3 +251,17 @@ def test_mirroring_is_a_no_op_for_flip_equivariant_predictor():
     torch.testing.assert_close(mirrored, plain, rtol=1e-5, atol=1e-5)
     n_windows = 4 * 3 * 4
     assert sum(counted.batch_sizes) == 8 * n_windows  # 2^3 flip combinations per window
+
+
+@pytest.mark.parametrize("max_forward_batch, calls_per_batch", [(16, 1), (4, 4), (1, 8)])
+def test_flips_share_forward_passes_up_to_the_limit(max_forward_batch, calls_per_batch):
+    # 2 windows (batch_size 2) x 8 flips: one call of 16 windows at the default limit, fewer windows per call below
+    image = torch.rand((1, 4, 4, 6), generator=torch.Generator().manual_seed(4))
+    net = _conv_predictor(1, 2, 3)
+    reference = sliding_window_predict(net, image, (4, 4, 4), 2, batch_size=2, mirror_axes=(0, 1, 2),
+                                       max_forward_batch=1)
+    counted = CountingPredictor(net)
+    out = sliding_window_predict(counted, image, (4, 4, 4), 2, batch_size=2, mirror_axes=(0, 1, 2),
+                                 max_forward_batch=max_forward_batch)
+    assert counted.batch_sizes == [16 // calls_per_batch] * calls_per_batch
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-6)
