@@ -27,8 +27,7 @@ from orthodiff_auto.inference.results import Finding, Prediction
 from orthodiff_auto.inference.scan_input import ScanInput, image_in_geometry, scan_from_input
 from orthodiff_auto.networks.builder import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.preprocessing.case import revert_to_original
-from orthodiff_auto.segmentation.prediction import class_indices, predict_logits
+from orthodiff_auto.segmentation.prediction import class_indices, predict_logits, probabilities_in_original_geometry
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.device import SpeedOptions, apply_speed_options, resolve_device
 
@@ -91,8 +90,9 @@ class SegmentationEnsemble:
                          batch_size: int = 2, probabilities: bool = False,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(label map in the input's exact geometry, label indices on the preprocessed grid, class probabilities
-        (C, *input array shape) in the input's exact geometry, channel i = the i-th smallest label value, or None
-        unless ``probabilities``) of a scan that this view's plan preprocessed.
+        (C, *input array shape) in the input's exact geometry, channel i = the i-th smallest label value: the
+        softmax of the resampled scores, whose argmax is the label map; None unless ``probabilities``) of a scan
+        that this view's plan preprocessed.
 
         The label map comes from the scores resampled to the input's grid, not the probabilities: one fold's
         logits, or the log of the folds' mean softmax, as nnU-Net's export resamples logits (linear interpolation
@@ -101,10 +101,8 @@ class SegmentationEnsemble:
         scores = self.scores(scan.data, device, overlap, (0, 1, 2) if tta else None, batch_size)
         view_plan = self.plans.view(self.view)
         original, on_grid = class_indices(scores, scan.properties, view_plan)
-        probs = None
-        if probabilities:  # the probabilities themselves, resampled: only when asked for (C times the label map)
-            probs = revert_to_original(torch.softmax(scores, 0).cpu().numpy(), scan.properties, view_plan,
-                                       kind="probabilities")
+        # only when asked for: C times the label map's memory and time
+        probs = probabilities_in_original_geometry(scores, scan.properties, view_plan) if probabilities else None
         return to_label_values(original, label_values(self.plans.labels)), on_grid, probs
 
     def segment(self, image: np.ndarray, geometry: ImageGeometry, device: torch.device, overlap: float = 0.5,

@@ -11,6 +11,7 @@ from torch import nn
 
 from orthodiff_auto.data.label_values import label_values, to_label_values
 from orthodiff_auto.plans.schema import ViewPlan
+from orthodiff_auto.data.cropping import paste
 from orthodiff_auto.preprocessing.case import place_in_original
 from orthodiff_auto.preprocessing.resampling import resample_argmax, resample_image
 from orthodiff_auto.preprocessing.resampling_torch import resample_tensor, supports
@@ -77,6 +78,22 @@ def class_indices(scores: np.ndarray | torch.Tensor, props: CaseProperties,
     return place_in_original(indices, props), on_grid.astype(np.uint16 if wide else np.uint8, copy=False)
 
 
+def probabilities_in_original_geometry(scores: np.ndarray | torch.Tensor, props: CaseProperties,
+                                       view_plan: ViewPlan) -> np.ndarray:
+    """The softmax of the scores resampled to the scan's original grid (C, *original shape), float32; background
+    (1, 0, ...) outside the crop box. As nnU-Net's saved probabilities: the argmax of these is the label map of
+    ``class_indices`` (up to ties)."""
+    plan = view_plan.resampling
+    array = scores.float().cpu().numpy() if torch.is_tensor(scores) else np.asarray(scores, dtype=np.float32)
+    back = resample_image(array, props.shape_after_cropping, props.spacing_after_resampling, props.spacing, plan,
+                          order=plan.probabilities_order)
+    probs = torch.softmax(torch.from_numpy(np.ascontiguousarray(back)), 0).numpy()
+    fill = np.zeros(probs.shape[0], dtype=probs.dtype)
+    fill[0] = 1
+    return np.ascontiguousarray(props.orientation.from_canonical(
+        paste(probs, props.crop_bbox, props.shape_before_cropping, fill)))
+
+
 def label_map_in_original_geometry(scores: np.ndarray | torch.Tensor, props: CaseProperties, view_plan: ViewPlan,
                                    labels: Mapping[str, int]) -> np.ndarray:
     """Class scores (C, *preprocessed grid) back on the scan's original grid, each voxel's most probable channel
@@ -85,4 +102,5 @@ def label_map_in_original_geometry(scores: np.ndarray | torch.Tensor, props: Cas
     return to_label_values(class_indices(scores, props, view_plan)[0], label_values(labels))
 
 
-__all__ = ["class_indices", "label_map_in_original_geometry", "predict_logits", "predict_probabilities"]
+__all__ = ["class_indices", "label_map_in_original_geometry", "predict_logits", "predict_probabilities",
+           "probabilities_in_original_geometry"]

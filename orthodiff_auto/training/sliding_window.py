@@ -19,6 +19,8 @@ from tqdm import tqdm
 # Floor of the normalised Gaussian (max 1): far corners of a 3D patch fall to ~1e-11 otherwise, which underflows
 # in half precision and would leave voxels covered only by patch corners with a zero total weight.
 _MIN_IMPORTANCE = 1e-3
+# Windows per forward pass with mirroring on CUDA (the flips of a batch together).
+CUDA_FORWARD_BATCH = 16
 
 
 def compute_window_starts(image_shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[list[int]]:
@@ -149,13 +151,15 @@ def sliding_window_predict(
     device: torch.device | str | None = None,
     output_dtype: torch.dtype = torch.float32,
     progress: bool = False,
-    max_forward_batch: int = 16,
+    max_forward_batch: int | None = None,
 ) -> Tensor:
     """Predict logits (num_outputs, *spatial) for a whole image (C, *spatial) of any spatial dimensionality.
 
     Windows (placed as nnU-Net) are predicted ``batch_size`` at a time, optionally averaged over every flip
     combination of ``mirror_axes`` (spatial axes, 0-based; the flipped copies of a batch share forward passes of
-    up to ``max_forward_batch`` windows), weighted by a Gaussian importance map and summed
+    up to ``max_forward_batch`` windows: by default 16 on CUDA, where a large batch keeps the device busy, and
+    ``batch_size`` elsewhere: on the 2-core CPU 16 windows in one pass took 2-3x as long as in 8 passes of 2,
+    documentation/benchmarks.md), weighted by a Gaussian importance map and summed
     with the weights; the sum is divided by the total weight once at the end. Images smaller than the patch are
     zero-padded and the result cropped back. Everything lives on ``device`` (default: the image's) and nothing is
     synchronised with the host inside the loop. Runs under ``torch.no_grad()``; the predictor must already be
@@ -174,6 +178,8 @@ def sliding_window_predict(
         raise ValueError(f"output_dtype must be a floating point type, got {output_dtype}")
     flips = _mirror_combinations(mirror_axes, n_spatial)
     device = torch.device(device) if device is not None else image.device
+    if max_forward_batch is None:
+        max_forward_batch = CUDA_FORWARD_BATCH if device.type == "cuda" else batch_size
     acc_dtype = torch.promote_types(output_dtype, torch.float32)
 
     with torch.no_grad():

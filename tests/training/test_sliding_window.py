@@ -265,3 +265,10 @@ def test_flips_share_forward_passes_up_to_the_limit(max_forward_batch, calls_per
                                  max_forward_batch=max_forward_batch)
     assert counted.batch_sizes == [16 // calls_per_batch] * calls_per_batch
     torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_on_the_cpu_flips_go_batch_size_windows_at_a_time_by_default():
+    image = torch.rand((1, 4, 4, 6), generator=torch.Generator().manual_seed(4))
+    counted = CountingPredictor(_conv_predictor(1, 2, 3))
+    sliding_window_predict(counted, image, (4, 4, 4), 2, batch_size=2, mirror_axes=(0, 1, 2))
+    assert counted.batch_sizes == [2] * 8
