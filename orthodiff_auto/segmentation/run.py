@@ -18,7 +18,7 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.case import revert_to_original
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-from orthodiff_auto.segmentation.prediction import label_map_in_original_geometry, predict_probabilities
+from orthodiff_auto.segmentation.prediction import label_map_in_original_geometry, predict_logits
 from orthodiff_auto.segmentation.task import SegmentationTask
 from orthodiff_auto.training.checkpoint import refuse_to_overwrite
 from orthodiff_auto.training.distributed import (DistributedContext, barrier, distributed_device, gather_objects,
@@ -85,10 +85,10 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
     start = time.perf_counter()
     for case_id in task.val_cases[ctx.rank::ctx.world_size]:
         data, seg, props = source.load_numpy(case_id)
-        probs = predict_probabilities(model, data, task.patch_size, task.num_classes, device, overlap=cfg.val_overlap,
-                                      mirror_axes=(0, 1, 2) if cfg.val_mirroring else None,
-                                      batch_size=cfg.val_batch_size, mixed_precision=cfg.mixed_precision)
-        prediction = label_map_in_original_geometry(probs, props, view_plan, plans.labels)
+        logits = predict_logits(model, data, task.patch_size, task.num_classes, device, overlap=cfg.val_overlap,
+                                mirror_axes=(0, 1, 2) if cfg.val_mirroring else None,
+                                batch_size=cfg.val_batch_size, mixed_precision=cfg.mixed_precision)
+        prediction = label_map_in_original_geometry(logits, props, view_plan, plans.labels)  # predict_folder's export
         geometry = props.original_geometry
         write_image(pred_dir / f"{case_id}_{request.view}.nii.gz", prediction, geometry)
         ref_path = references.get(case_id)
