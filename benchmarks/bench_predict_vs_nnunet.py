@@ -22,8 +22,9 @@ What runs, in order:
    PlainConvUNet, so the names match; nnU-Net loads it strictly);
 3. the test scans of VIEW: ours reads the raw ``<case>_<view>.nii.gz``; nnU-Net reads ``<case>_0000.nii.gz``
    copies in our canonical orientation (axis permutation and flips only), so the network sees the same arrays;
-4. four timed runs, each a fresh process: nnU-Net with and without its mirroring TTA, ours without and with
-   (``--tta``); tile step 0.5 / overlap 0.5 and Gaussian weighting in all. nnU-Net runs what
+4. four timed runs, each a fresh process, alternating between the tools: nnU-Net with its mirroring TTA, ours
+   without, nnU-Net without, ours with (``--tta``), the whole sequence and the floor (5.) repeated ``--repeats``
+   times (medians reported; a loaded machine moves every figure, and alternating spreads the load over both); tile step 0.5 / overlap 0.5 and Gaussian weighting in all. nnU-Net runs what
    ``nnUNetv2_predict_from_modelfolder`` runs (``initialize_from_trained_model_folder`` + ``predict_from_files``
    with its default 3 preprocessing and 3 export processes) from a small driver, so that both tools get
    ``--threads`` torch threads (ours through OMP_NUM_THREADS);
@@ -31,8 +32,9 @@ What runs, in order:
    windows predicted one at a time (nnU-Net) or in batches of our predictor's default size, times 8 with TTA.
 
 Per run: s/case including start-up (process wall time / cases) and in steady state (time between the first and
-the last "case done" line / (cases - 1): ours prints ``predicted <case>``, nnU-Net ``done with <case>`` when it hands
-the prediction to its export workers), and the mean over cases of the mean Dice over the foreground labels present.
+the last "case done" line / (cases - 1): ours prints ``predicted <case>`` once the case's files are written (its
+writer thread, while the next case is predicted), nnU-Net ``done with <case>`` when it hands the prediction to its
+export workers), and the mean over cases of the mean Dice over the foreground labels present.
 """
 
 from __future__ import annotations
