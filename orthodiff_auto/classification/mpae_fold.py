@@ -22,7 +22,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -30,15 +29,12 @@ import torch
 
 from orthodiff_auto.classification.fold import ClassificationFold
 from orthodiff_auto.classification.oof_fusion import FUSION_HEADS, OutOfFoldTable, cross_fit, fit_mode
-from orthodiff_auto.classification.stacked import (StackedFusionTask, fitting_rows, fold_logger,
-                                                   refuse_unfit_settings, save_fitted_model)
-from orthodiff_auto.classification.validation import validate_classification_fold
+from orthodiff_auto.classification.stacked import (StackedFusionTask, fitting_rows, publish_fitted_fold,
+                                                   refuse_unfit_settings)
 from orthodiff_auto.data.clinical import ClinicalValues, clinical_from_dicts, clinical_values
 from orthodiff_auto.data.preprocessed import load_findings, read_preprocessed_description
 from orthodiff_auto.training.classification_metrics import macro_auroc
 from orthodiff_auto.training.distributed import barrier
-from orthodiff_auto.utils.atomic import write_json_atomic
-from orthodiff_auto.utils.json_safe import json_safe
 
 MPAE_JSON = "mpae_head.json"
 
@@ -142,19 +138,10 @@ def train_mpae_fold(request, plans, cls_config, device: torch.device, ctx, log,
     task.mpae_fit = fit
     model = task.build_model()
     model.set_head(fitted.head, missing)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / MPAE_JSON, json_safe(fit.to_dict()))
-    save_fitted_model(out, request, task, model)
-    trainer_log = fold_logger(out, log)
-    trainer_log(f"cls fused fold {request.fold} ({request.variant}, fusion mpae of {'+'.join(views)}): head "
-                f"{best.name} chosen inside the fold on out-of-fold predictions of {len(train)} training cases ("
-                + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f"), {len(val)} validation cases")
-    summary = validate_classification_fold(task, SimpleNamespace(model=model.to(device), history={}), device, out,
-                                           request, fold.sites, fold.skipped, fit.fit_seconds, trainer_log)
-    summary["mpae"] = fit.summary_dict()
-    write_json_atomic(out / "summary.json", json_safe(summary))
-    barrier(ctx)
-    return summary
+    message = (f"cls fused fold {request.fold} ({request.variant}, fusion mpae of {'+'.join(views)}): head "
+               f"{best.name} chosen inside the fold on out-of-fold predictions of {len(train)} training cases ("
+               + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()) + f"), {len(val)} validation cases")
+    return publish_fitted_fold(out, request, task, model, fit, MPAE_JSON, "mpae", [message], device, ctx, fold, log)
 
 
 __all__ = ["MPAE_JSON", "MPAEFit", "MPAEFusionTask", "train_mpae_fold"]

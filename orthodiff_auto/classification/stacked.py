@@ -297,6 +297,24 @@ def fold_logger(out: Path, log):
     return trainer_log
 
 
+def publish_fitted_fold(out: Path, request, task, model, fit, fit_json: str, summary_key: str,
+                        messages: list[str], device: torch.device, ctx, fold: ClassificationFold, log) -> dict:
+    """What a fusion fitted out of fold (stacked, mpae) writes once fitted: its fit (``fit_json``), the model,
+    the log lines, then the fold's validation and summary.json (with the fit's summary under ``summary_key``)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / fit_json, json_safe(fit.to_dict()))
+    save_fitted_model(out, request, task, model)
+    trainer_log = fold_logger(out, log)
+    for message in messages:
+        trainer_log(message)
+    summary = validate_classification_fold(task, SimpleNamespace(model=model.to(device), history={}), device, out,
+                                           request, fold.sites, fold.skipped, fit.fit_seconds, trainer_log)
+    summary[summary_key] = fit.summary_dict()
+    write_json_atomic(out / "summary.json", json_safe(summary))
+    barrier(ctx)
+    return summary
+
+
 def fitting_rows(request, fold: ClassificationFold, log, fusion: str):
     """(this fold's single-view model states, the splits, the fold's training cases, their OOF branch logits):
     what a fusion fitted out of fold (stacked, mpae) starts from; refuses as ``collect_out_of_fold``."""
@@ -347,22 +365,16 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
     model = task.build_model()
     with torch.no_grad():
         model.gate_logits.copy_(torch.from_numpy(params.gate_logits))
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / STACKED_JSON, json_safe(fit.to_dict()))
-    save_fitted_model(out, request, task, model)
-    trainer_log = fold_logger(out, log)
-    trainer_log(f"cls fused fold {request.fold} ({request.variant}, fusion stacked of {'+'.join(views)}): gate fitted "
-                f"on out-of-fold predictions of {len(train)} training cases ({params.iterations} L-BFGS iterations, "
-                f"objective {params.loss:.4f}), {len(val)} validation cases")
     per = fit.oof_auroc
-    trainer_log("out-of-fold AUROC on the fitting cases (macro): "
-                + ", ".join(f"{k} {per[k]['macro']:.3f}" if per[k]["macro"] is not None else f"{k} n/a" for k in per))
-    summary = validate_classification_fold(task, SimpleNamespace(model=model.to(device), history={}), device, out,
-                                           request, fold.sites, fold.skipped, fit.fit_seconds, trainer_log)
-    summary["stacked_gate"] = fit.summary_dict()
-    write_json_atomic(out / "summary.json", json_safe(summary))
-    barrier(ctx)
-    return summary
+    messages = [
+        f"cls fused fold {request.fold} ({request.variant}, fusion stacked of {'+'.join(views)}): gate fitted "
+        f"on out-of-fold predictions of {len(train)} training cases ({params.iterations} L-BFGS iterations, "
+        f"objective {params.loss:.4f}), {len(val)} validation cases",
+        "out-of-fold AUROC on the fitting cases (macro): "
+        + ", ".join(f"{k} {per[k]['macro']:.3f}" if per[k]["macro"] is not None else f"{k} n/a" for k in per),
+    ]
+    return publish_fitted_fold(out, request, task, model, fit, STACKED_JSON, "stacked_gate", messages, device, ctx,
+                               fold, log)
 
 
 def read_stacked_fit(fold_dir: Path | str) -> StackedGateFit:
@@ -370,5 +382,5 @@ def read_stacked_fit(fold_dir: Path | str) -> StackedGateFit:
 
 
 __all__ = ["STACKED_JSON", "GateParameters", "OutOfFoldLogits", "StackedGateFit", "StackedFusionTask",
-           "collect_out_of_fold", "fit_stacked_gate", "fitting_rows", "fold_logger", "fused_logits", "read_stacked_fit",
-           "refuse_unfit_settings", "save_fitted_model", "train_stacked_fold"]
+           "collect_out_of_fold", "fit_stacked_gate", "fitting_rows", "fold_logger", "fused_logits",
+           "publish_fitted_fold", "read_stacked_fit", "refuse_unfit_settings", "save_fitted_model", "train_stacked_fold"]
