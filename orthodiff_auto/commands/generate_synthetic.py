@@ -23,7 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--cases", type=int, default=20, help="labelled training cases (default 20)")
     p.add_argument("--unlabeled", type=int, default=0, help="unlabeled cases for pretraining (default 0)")
     p.add_argument("--test", type=int, default=0, help="test cases with references (default 0)")
-    p.add_argument("--size", default="demo", help="geometry preset: tiny, demo or clinical (default demo)")
+    p.add_argument("--size", default="demo", help="geometry preset: tiny (tests), demo, standard (diagnostic: about 1 mm "
+                   "in-plane, 3.5-4.5 mm slices) or clinical (default demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--sites", default=None, help="comma-separated sites to draw from, e.g. siteA,siteB or A,B "
                    "(default all: siteA 3T, siteB 1.5T, siteC 3T other vendor)")

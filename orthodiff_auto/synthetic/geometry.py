@@ -30,6 +30,8 @@ class SizePreset:
 PRESETS: dict[str, SizePreset] = {
     "tiny": SizePreset("tiny", (146.0, 156.0), (104.0, 116.0), 14, 2.5, 2, 40),
     "demo": SizePreset("demo", (144.0, 154.0), (116.0, 128.0), 24, 1.0, 2, 32),
+    # diagnostic resolution: about 1 mm in-plane, 3.5-4.5 mm slices, a clinical knee's field of view and coverage
+    "standard": SizePreset("standard", (140.0, 160.0), (110.0, 124.0), 36, 1.35, 1, 64),
     "clinical": SizePreset("clinical", (140.0, 160.0), (110.0, 124.0), 40, 0.8, 1, 48),
 }
 

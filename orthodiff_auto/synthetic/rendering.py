@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter
 
 from orthodiff_auto.data.image_io import ImageGeometry
 from orthodiff_auto.synthetic.scene import TISSUES, Ctx, Scene
-from orthodiff_auto.synthetic.spec import SiteProfile
+from orthodiff_auto.synthetic.spec import SiteProfile, noise_snr
 
 # Proton-density fat-suppressed signal (3T reference, arbitrary units) and texture amplitude per tissue.
 BASE_INTENSITY: dict[str, float] = {
@@ -148,7 +148,7 @@ def mr_effects(
     coef_lin = rng.normal(0.0, site.bias_strength, size=3)
     coef_quad = rng.normal(0.0, 0.5 * site.bias_strength, size=6)
     gain = float(np.exp(rng.normal(0.0, 0.25)))
-    sigma = fluid_level / site.snr * float(rng.uniform(0.9, 1.1))
+    sigma = fluid_level / noise_snr(site, geometry.spacing) * float(rng.uniform(0.9, 1.1))
     texture = rng.standard_normal(shape).astype(np.float32)
     texture = gaussian_filter(texture, sigma=[TEXTURE_SIGMA_MM / s for s in geometry.spacing], mode="reflect")
     texture /= max(float(texture.std()), 1e-6)
@@ -164,19 +164,22 @@ def mr_effects(
 
 
 def bias_field(geometry: ImageGeometry, coef_lin: np.ndarray, coef_quad: np.ndarray) -> np.ndarray:
-    nk, nj, ni = geometry.shape
+    """exp of a quadratic polynomial of the world offset from the scan centre (/80 mm). The offset is a rigid
+    turn of the scan's own axes, so the polynomial is rewritten in those axes and summed from 1D and 2D
+    pieces (no 3D coordinate arrays)."""
     d = geometry.direction_matrix
+    nk, nj, ni = geometry.shape
     sk, sj, si = geometry.spacing
-    # Position relative to the scan centre, in the scan's own axes (a rigid change of the world axes), /80 mm.
-    ck = (np.arange(nk) - (nk - 1) / 2.0) * sk / 80.0
-    cj = (np.arange(nj) - (nj - 1) / 2.0) * sj / 80.0
-    ci = (np.arange(ni) - (ni - 1) / 2.0) * si / 80.0
-    # World offsets x = d @ (ci, cj, ck)
-    k3, j3, i3 = ck[:, None, None], cj[None, :, None], ci[None, None, :]
-    x = d[0, 0] * i3 + d[0, 1] * j3 + d[0, 2] * k3
-    y = d[1, 0] * i3 + d[1, 1] * j3 + d[1, 2] * k3
-    z = d[2, 0] * i3 + d[2, 1] * j3 + d[2, 2] * k3
-    a, b, c = coef_lin
+    c = [(np.arange(n) - (n - 1) / 2.0) * s / 80.0 for n, s in ((ni, si), (nj, sj), (nk, sk))]  # i, j, k
     q = coef_quad
-    log_b = a * x + b * y + c * z + q[0] * x * x + q[1] * y * y + q[2] * z * z + q[3] * x * y + q[4] * x * z + q[5] * y * z
-    return np.exp(log_b).astype(np.float32)
+    quad = np.array([[q[0], q[3] / 2, q[4] / 2], [q[3] / 2, q[1], q[5] / 2], [q[4] / 2, q[5] / 2, q[2]]])
+    lin_s = d.T @ np.asarray(coef_lin, dtype=float)  # the polynomial in scan axes (i, j, k)
+    quad_s = d.T @ quad @ d
+    f = [lin_s[a] * c[a] + quad_s[a, a] * c[a] ** 2 for a in range(3)]
+    ci, cj, ck = c
+    plane_ji = f[0][None, :] + f[1][:, None] + 2.0 * quad_s[0, 1] * cj[:, None] * ci[None, :]
+    log_b = (plane_ji[None, :, :].astype(np.float32)
+             + (f[2] + 0.0)[:, None, None].astype(np.float32)
+             + (2.0 * quad_s[0, 2] * ck[:, None] * ci[None, :])[:, None, :].astype(np.float32)
+             + (2.0 * quad_s[1, 2] * ck[:, None] * cj[None, :])[:, :, None].astype(np.float32))
+    return np.exp(log_b, out=log_b)

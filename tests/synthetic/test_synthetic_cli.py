@@ -68,3 +68,22 @@ def test_render_montage(cli_dataset, tmp_path, capsys):
 def test_render_montage_unknown_case_exits_2(cli_dataset, tmp_path, capsys, args, message):
     code = main(["render_montage", str(cli_dataset), args[0], str(tmp_path / "m.png")] + args[1:])
     assert code == 2 and message in capsys.readouterr().err
+
+
+
+def test_generate_synthetic_cli_standard_size_is_diagnostic_resolution(tmp_path):
+    """``--size standard``: about 1 mm in-plane, 3.5-4.5 mm slices, a knee's 140-160 mm field of view and
+    110-125 mm coverage; each site its own protocol (the grids of one case per site, without rendering)."""
+    import SimpleITK as sitk
+
+    from orthodiff_auto.synthetic import sample_case
+
+    out = tmp_path / "raw"
+    assert main(["generate_synthetic", str(out), "--size", "standard", "--cases", "1", "--sites", "A"]) == 0
+    image = sitk.ReadImage(str(out / "imagesTr" / "knee0001_sag.nii.gz"))
+    assert image.GetSpacing()[2] == 4.0 and 0.85 <= image.GetSpacing()[0] <= 1.0
+    for site, thickness in (("siteA", 4.0), ("siteB", 4.5), ("siteC", 3.5)):
+        for g in sample_case(0, 0, size="standard", sites=[site]).geometries.values():
+            slice_mm, row_mm, column_mm = g.spacing
+            assert row_mm == column_mm and 0.85 <= row_mm <= 1.15 and slice_mm == thickness
+            assert 140.0 <= row_mm * g.shape[1] <= 160.0 and 108.0 <= slice_mm * g.shape[0] <= 126.0
