@@ -65,6 +65,8 @@ class Joint:
     stream: int = 0
     # How the findings depend on age, sex, BMI and each other with --clinical-signal (None: not at all).
     clinical_effects: ClinicalEffects | None = None
+    # dataset.json "description": what the findings are (grades, kinds) for a reader of the dataset
+    description: str = ""
 
     @property
     def labels(self) -> dict[str, int]:

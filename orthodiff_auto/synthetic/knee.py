@@ -66,6 +66,16 @@ CLINICAL_EFFECTS = ClinicalEffects(
     co_occurrence={"acl_tear": {"lateral_meniscus_tear": 1.8, "effusion": 2.0}},
 )
 
+DESCRIPTION = (
+    "Synthetic knee MRI (orthodiff_auto.synthetic): proton-density fat-suppressed sagittal, coronal and axial "
+    "scans. Each finding is present (1) or absent (0). Ligament tears (acl_tear, pcl_tear, mcl_tear, lcl_tear) "
+    "have a grade, partial (a fluid cleft through part of the ligament, the other fibres intact) or complete "
+    "(the whole ligament discontinuous, its gap filled with fluid); both count as present. Collateral tears "
+    "of either grade have fluid over the ligament. Meniscal tears are horizontal, vertical-longitudinal or "
+    "radial, each reaching an articular surface. Each case's grades and kinds are listed in "
+    ".orthodiff_synthetic.json (cases -> finding_details)."
+)
+
 # The view whose in-plane resolution shows each thin finding best (documentation and tests).
 BEST_VIEW: dict[str, str] = {
     "acl_tear": "sag",

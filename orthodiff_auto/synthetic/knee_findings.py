@@ -2,14 +2,16 @@
 
 Every finding alters the anatomy where a radiologist would look:
 
-- ``acl_tear`` / ``pcl_tear``: a fluid-filled gap cuts the cruciate across its fibres (mid-substance);
-  the cruciates run obliquely in the sagittal plane, so the gap is sharp on sagittal images and smeared
+- ``acl_tear`` / ``pcl_tear`` (mid-substance): complete, the whole ligament discontinuous over 4-7 mm with
+  fluid in the gap and around the stumps (visible on every plane); partial, a 2 mm fluid cleft through part
+  of the ligament, sharp on sagittal images (the cruciates run obliquely in the sagittal plane) and smeared
   by the thick slices of coronal and axial ones.
-- ``mcl_tear`` / ``lcl_tear``: a fluid-filled gap cuts the thin, nearly vertical collateral band; the band
-  is thin left-right (blurred by sagittal slices) and the gap is short superior-inferior (blurred by axial
-  slices): coronal shows it.
-- ``medial_meniscus_tear`` / ``lateral_meniscus_tear``: a bright fluid line through the dark meniscus
-  (horizontal cleavage, vertical-longitudinal or radial), mostly in the posterior horn.
+- ``mcl_tear`` / ``lcl_tear``: fluid over the ligament's superficial face and, complete, a fluid-filled gap
+  across the thin, nearly vertical collateral band (partial: a cleft through part of its width); the band is
+  thin left-right (blurred by sagittal slices) and the gap short superior-inferior: coronal shows the gap.
+- ``medial_meniscus_tear`` / ``lateral_meniscus_tear``: a bright fluid line through the dark meniscus that
+  reaches an articular surface over several slices (horizontal cleavage, vertical-longitudinal, or radial
+  opening towards the free edge), mostly in the posterior horn.
 - ``patellar_dislocation`` (transient lateral dislocation, as imaged afterwards): the patella sits a few
   mm laterally and tilted, and the medial patellofemoral ligament (a thin vertical sheet running
   anteroposteriorly) is torn with fluid in the gap: the axial plane shows both in-plane.
@@ -27,7 +29,10 @@ from typing import Any, Callable
 import numpy as np
 
 from orthodiff_auto.synthetic.scene import Scene, ray_ellipse
-from orthodiff_auto.synthetic.scene_parts import add_band_cleft
+from orthodiff_auto.synthetic.scene_parts import add_band_cleft, add_band_sheath
+
+
+COMPLETE_TEAR_SPREAD_MM = 1.0  # a complete tear's fluid reaches this far beyond the ligament's stumps
 
 
 def sample_finding_params(rng: np.random.Generator) -> dict[str, dict[str, Any]]:
@@ -55,7 +60,29 @@ def sample_finding_params(rng: np.random.Generator) -> dict[str, dict[str, Any]]
     out["patellar_dislocation"] = dict(shift=u(2.0, 3.5), tilt=u(0.0, 1.5), band="mpfl1", t0=u(0.3, 0.75),
                                        gap=u(2.0, 2.4), inflate=0.35)
     out["effusion"] = dict(severity=u(0.5, 1.0))
+    _draw_grades(rng, out)
     return out
+
+
+def _draw_grades(rng: np.random.Generator, out: dict[str, dict[str, Any]]) -> None:
+    """Ligament tear grades and their radiological signs, drawn after every earlier parameter (so those stay).
+
+    Complete: the whole ligament discontinuous, its gap (4-7 mm cruciates, 3-5 mm collaterals) filled with
+    fluid that spreads 1 mm beyond the stumps. Partial: a 2 mm cleft through 50-75% of the width, the other
+    fibres intact. Collateral tears of either grade have fluid over the ligament's superficial face. Radial
+    meniscal tears open towards the free edge (the truncated triangle)."""
+    u = rng.uniform
+    draws = rng.random(4)
+    for i, (name, p_complete, gap) in enumerate((("acl_tear", 0.7, (4.0, 7.0)), ("pcl_tear", 0.5, (4.0, 7.0)),
+                                                 ("mcl_tear", 0.4, (3.0, 5.0)), ("lcl_tear", 0.5, (3.0, 5.0)))):
+        complete = bool(draws[i] < p_complete)
+        full_gap, depth, sheath = u(*gap), u(0.5, 0.75), (u(8.0, 14.0), u(1.0, 2.0))
+        f = out[name]
+        f.update(grade="complete" if complete else "partial", complete_gap=full_gap, depth=depth)
+        if name in ("mcl_tear", "lcl_tear"):
+            f["sheath_length"], f["sheath"] = sheath
+    for name in ("medial_meniscus_tear", "lateral_meniscus_tear"):
+        out[name]["open"] = u(1.0, 1.6)  # radial: extra half-width (mm) at the free edge
 
 
 def _wrap(a):
@@ -65,8 +92,16 @@ def _wrap(a):
 def add_finding_layers(sc: Scene, name: str, params: dict, bands: dict, meniscus_local: Callable) -> None:
     """Add the painting layers that realise one present finding (clefts of fluid, label background)."""
     if "band" in params:
-        sc.regions[name] = add_band_cleft(sc, name, bands[params["band"]], params["t0"], params["gap"],
-                                          params["inflate"])
+        band = bands[params["band"]]
+        gap, inflate, depth = params["gap"], params["inflate"], 1.0
+        if params.get("grade") == "complete":
+            gap, inflate = params["complete_gap"], COMPLETE_TEAR_SPREAD_MM
+        elif params.get("grade") == "partial":
+            depth = params["depth"]
+        sc.regions[name] = add_band_cleft(sc, name, band, params["t0"], gap, inflate, depth=depth)
+        if "sheath" in params:  # superficial: away from the joint's centre line (u = 0)
+            add_band_sheath(sc, name, band, params["t0"], params["sheath_length"], params["sheath"],
+                            (float(np.sign(band.p0[0] + band.p1[0])), 0.0, 0.0))
         if name == "patellar_dislocation":  # between the displaced patella and the torn MPFL
             sc.regions[name] = 0.5 * (sc.regions[name] + sc.joint_point("patella", (0.0, 0.0, 0.0)))
     if name in ("medial_meniscus_tear", "lateral_meniscus_tear"):
@@ -84,8 +119,9 @@ def add_finding_layers(sc: Scene, name: str, params: dict, bands: dict, meniscus
                 cut = (np.abs(m["h"] - p["frac"] * m["hloc"]) < hw) & (m["srel"] > 0.12)
             elif kind == "vertical":
                 cut = np.abs((m["r_out"] - m["r"]) - p["depth"]) < hw
-            else:  # radial: a cut across the meniscus from its free edge
-                cut = (np.abs(_wrap(m["phi"] - phi_c)) * m["r"] < hw) & (m["srel"] > p["s0"])
+            else:  # radial: a cut across the meniscus from its free edge, widest there (truncated triangle)
+                opening = p["open"] * np.clip((m["srel"] - p["s0"]) / (1.0 - p["s0"]), 0.0, 1.0)
+                cut = (np.abs(_wrap(m["phi"] - phi_c)) * m["r"] < hw + opening) & (m["srel"] > p["s0"])
             return m["inside"] & arc & cut
 
         sc.add_layer(name + "_cleft", "tear_fluid", 0, men_cleft)

@@ -44,24 +44,48 @@ def add_vessel_layers(sc: Scene, vessels: Sequence[str] = ("artery", "vein")) ->
 
 
 def add_band_cleft(sc: Scene, name: str, band: sdf.Band, t0_fraction: float, gap: float, inflate: float,
-                   tissue: str = "tear_fluid") -> np.ndarray:
+                   tissue: str = "tear_fluid", depth: float = 1.0) -> np.ndarray:
     """A tear: fluid fills a ``gap`` mm slab across ``band`` at ``t0_fraction`` of its length (the band's
     contour inflated by ``inflate`` mm, so the fluid shows beside the torn fibres too); the label there is
-    background. Returns the gap's centre (joint frame)."""
+    background. ``depth`` < 1: a partial tear, through that fraction of the band's width only (the other
+    fibres intact). Returns the gap's centre (joint frame)."""
     t0 = t0_fraction * band.length
     half = 0.5 * gap
     lo, hi = band.bbox(margin=2.0)
+    reach = (2.0 * depth - 1.0) * 0.5 * band.width0  # across the width: fibres torn where s < reach
 
     def cleft(ctx):
         if not ctx.near(lo, hi):
             return None
         u, v, w = ctx.coords("joint")
-        t, _, _ = band.local(u, v, w)
+        t, s, _ = band.local(u, v, w)
         sel = np.abs(t - t0) < half
+        if depth < 1.0:
+            sel &= s < reach
         return all_of(sel, band.distance(u, v, w, inflate=inflate) < 0)
 
     sc.add_layer(name + "_cleft", tissue, 0, cleft)
     return band.p0 + band.a * t0
+
+
+def add_band_sheath(sc: Scene, name: str, band: sdf.Band, t0_fraction: float, length: float, thickness: float,
+                    outward, tissue: str = "tear_fluid") -> None:
+    """Fluid around a sprained or torn ligament: a ``thickness`` mm layer on the band's ``outward`` face
+    (a joint-frame direction: away from the joint, where it borders fat), ``length`` mm long about
+    ``t0_fraction`` of its length. Painted outside the band, so its fibres and label stay."""
+    t0 = t0_fraction * band.length
+    side = 1.0 if float(np.dot(band.c, outward)) >= 0 else -1.0
+    lo, hi = band.bbox(margin=thickness + 2.0)
+
+    def sheath(ctx):
+        if not ctx.near(lo, hi):
+            return None
+        u, v, w = ctx.coords("joint")
+        t, _, r = band.local(u, v, w)
+        sel = (np.abs(t - t0) < 0.5 * length) & (r * side > 0)
+        return sel & (band.distance(u, v, w, inflate=thickness) < 0) & (band.distance(u, v, w) >= 0)
+
+    sc.add_layer(name + "_sheath", tissue, 0, sheath)
 
 
 def paint_bones(sc: Scene, bones: Sequence[tuple[str, int]], cortex: float) -> None:
