@@ -18,15 +18,8 @@ Public API::
 ``JOINTS[name]``.
 """
 
-from orthodiff_auto.synthetic.generator import (
-    CaseSpec,
-    RenderedCase,
-    RenderedScan,
-    dataset_json,
-    generate_dataset,
-    render_case,
-    sample_case,
-)
+from orthodiff_auto.synthetic.generator import dataset_json, generate_dataset
+from orthodiff_auto.synthetic.cases import CaseSpec, RenderedCase, RenderedScan, render_case, sample_case
 from orthodiff_auto.synthetic.joints import JOINTS, get_joint
 from orthodiff_auto.synthetic.knee import BEST_VIEW, DEFAULT_PREVALENCE, FINDINGS, LABELS
 from orthodiff_auto.synthetic.montage import render_montage

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from orthodiff_auto.data.views import VIEWS
-from orthodiff_auto.synthetic.generator import CaseSpec, crop_geometry, render_case
+from orthodiff_auto.synthetic.cases import CaseSpec, crop_geometry, render_case
 from orthodiff_auto.synthetic.joints import get_joint
 
 DEFAULT_CROP_MM = 20.0  # enough to hold a thin finding's strongest changes

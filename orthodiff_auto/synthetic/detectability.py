@@ -21,7 +21,7 @@ import numpy as np
 
 from orthodiff_auto.data.image_io import ImageGeometry
 from orthodiff_auto.data.views import VIEWS
-from orthodiff_auto.synthetic.generator import CaseSpec, crop_geometry, render_case
+from orthodiff_auto.synthetic.cases import CaseSpec, crop_geometry, render_case
 from orthodiff_auto.synthetic.joints import get_joint
 
 CROP_HALF_MM = 20.0  # crops around the lesion: hold its whole change (the knee's region radius)

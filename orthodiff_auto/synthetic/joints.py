@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.synthetic import ankle, ankle_anatomy, knee, knee_anatomy, knee_findings, shoulder, shoulder_anatomy
+from orthodiff_auto.synthetic import (ankle, ankle_anatomy, knee, knee_anatomy, knee_findings, shoulder, shoulder_anatomy,
+                                      shoulder_findings)
 from orthodiff_auto.synthetic.joint import Joint, posterior_for_every_view
 
 KNEE = Joint(
@@ -20,6 +21,7 @@ KNEE = Joint(
     plan_axes=posterior_for_every_view,
     best_view=knee.BEST_VIEW,
     clinical_effects=knee.CLINICAL_EFFECTS,
+    description=knee.DESCRIPTION,
     # a dislocation moves the patella and tears the MPFL (its centre lies between them); an effusion fills
     # several recesses
     region_radius_mm={"acl_tear": 20.0, "pcl_tear": 20.0, "medial_meniscus_tear": 20.0, "lateral_meniscus_tear": 20.0,
@@ -58,7 +60,7 @@ SHOULDER = Joint(
     findings=shoulder.FINDINGS,
     default_prevalence=shoulder.DEFAULT_PREVALENCE,
     sample_anatomy=shoulder.sample_shoulder,
-    sample_finding_params=shoulder_anatomy.sample_finding_params,
+    sample_finding_params=shoulder_findings.sample_finding_params,
     build_scene=shoulder_anatomy.build_scene,
     # a little medial of and above the head's centre: glenoid, acromion and AC joint in the field of view
     view_centres={"sag": (-4.0, 2.0, 6.0), "cor": (-4.0, 2.0, 6.0), "ax": (-4.0, 2.0, 4.0)},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,7 @@ def test_tiny_case_has_every_label_and_float_image():
 @pytest.mark.parametrize("size, inplane, thickness, matrix", [
     ("tiny", (3.4, 4.2), (8.0, 10.0), (36, 42)),
     ("demo", (1.8, 2.2), (5.0, 6.0), (72, 80)),
+    ("standard", (0.85, 1.15), (3.5, 4.5), (144, 160)),
     ("clinical", (0.4, 0.6), (2.5, 4.0), (280, 330)),
 ])
 def test_presets_and_view_geometry(size, inplane, thickness, matrix):
@@ -139,6 +142,24 @@ def test_dataset_folder_loads_without_problems(tiny_dataset):
     assert (out / MARKER).is_file()
 
 
+def test_marker_records_grades_and_kinds_that_dataset_json_describes(tiny_dataset):
+    out, summary = tiny_dataset
+    marker = json.loads((out / MARKER).read_text())["cases"]
+    assert "grade" in json.loads((out / "dataset.json").read_text())["description"]
+    seen = 0
+    for row in summary["rows"]:
+        details = marker[row["case_id"]].get("finding_details", {})
+        for name in ("acl_tear", "pcl_tear", "mcl_tear", "lcl_tear"):
+            assert (name in details) == row["findings"][name]
+            if name in details:
+                seen += 1
+                assert details[name]["grade"] in ("partial", "complete")
+        for name in ("medial_meniscus_tear", "lateral_meniscus_tear"):
+            if row["findings"][name]:
+                assert details[name]["kind"] in ("horizontal", "vertical", "radial")
+    assert seen > 0
+
+
 def test_parallel_generation_gives_the_same_files(tiny_dataset, tmp_path):
     out, _ = tiny_dataset
     other = tmp_path / "np2"
@@ -208,3 +229,27 @@ def test_generate_dataset_rejects_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(UserInputError, match=message):
         generate_dataset(tmp_path / "out", **args)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_noise_pays_for_resolution():
+    """Thermal SNR scales with voxel volume from each site's reference voxel, under a ceiling; a scan's noise
+    sigma follows its own voxel (same case, site and draws at two presets)."""
+    from orthodiff_auto.synthetic.generator import crop_geometry
+    from orthodiff_auto.synthetic.spec import REFERENCE_VOXEL_MM, SITES, SNR_CEILING, noise_snr
+
+    site = SITES["siteB"]
+    reference = noise_snr(site, REFERENCE_VOXEL_MM)
+    assert reference == pytest.approx(site.snr, rel=0.02)  # far below the ceiling there
+    assert noise_snr(site, (6.0, 0.5, 0.5)) == pytest.approx(2 * reference, rel=0.05)
+    assert noise_snr(site, (9.0, 4.0, 4.0)) < SNR_CEILING
+    sigmas = {}
+    for size in ("standard", "clinical"):
+        spec = sample_case(0, 0, size=size, sites=["siteB"])
+        g = spec.geometries["sag"]
+        crop = {"sag": crop_geometry(g, np.asarray(g.origin), 2.0)}
+        sigmas[size] = render_case(spec, views=["sag"], noise=False, geometries=crop).scans["sag"].noise_sigma
+        sigmas[size] *= noise_snr(site, g.spacing)  # divides out exactly what depends on the voxel
+    assert sigmas["standard"] == pytest.approx(sigmas["clinical"], rel=1e-5)
+    ratio = noise_snr(site, sample_case(0, 0, size="standard", sites=["siteB"]).geometries["sag"].spacing) / \
+        noise_snr(site, sample_case(0, 0, size="clinical", sites=["siteB"]).geometries["sag"].spacing)
+    assert ratio > 2.5  # coarser voxels: less noise
