@@ -25,35 +25,16 @@ coefficients, intercepts) are stored as tensors in ``checkpoint_final.pt`` (``we
 
 from __future__ import annotations
 
-import itertools
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from orthodiff_auto.classification.config import FUSED, ClassificationConfig
-from orthodiff_auto.classification.fold import ClassificationFold, classification_fold
-from orthodiff_auto.classification.metrics_io import (
-    PREDICTIONS_CSV,
-    fold_metrics,
-    select_thresholds,
-    subset_predictions_path,
-    thresholds_table,
-    write_validation_predictions,
-)
+from orthodiff_auto.classification.reader import PreparedScan
+from orthodiff_auto.data.clinical import ClinicalVariable
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.networks.builder import build_segmentation_network
-from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-from orthodiff_auto.segmentation.prediction import predict_logits
-from orthodiff_auto.training.checkpoint import load_checkpoint, refuse_to_overwrite, save_checkpoint
-from orthodiff_auto.training.fold import FoldRequest
-from orthodiff_auto.utils.atomic import write_json_atomic
-from orthodiff_auto.utils.json_safe import json_safe
 
 ANATOMY_KIND = "anatomy"
 ANATOMY_FORMAT = "orthodiff_auto.anatomy_features/1"
@@ -64,7 +45,6 @@ PER_STRUCTURE = ("log_volume", "components", "outside_largest", "extent_0", "ext
                  "shell3_mean", "shell3_p95", "shell3_p99", "shell3_max", "shell3_bright",
                  "offset_0", "offset_1", "offset_2")
 GLOBAL = ("box_p50", "box_p90", "box_p99", "box_p999", "box_bright", "box_very_bright")
-SEGMENTATION_VARIANTS = ("pretrained", "scratch")  # which fold segmentation the features read, first found
 
 
 def feature_names(label_values: Sequence[int]) -> list[str]:
@@ -134,11 +114,6 @@ def anatomy_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[fl
 
 
 # ---------------------------------------------------------------- the fitted model
-
-def view_subsets(views: Sequence[str]) -> list[tuple[str, ...]]:
-    """Every non-empty subset of ``views``, largest first, in the views' order."""
-    return [s for n in range(len(views), 0, -1) for s in itertools.combinations(views, n)]
-
 
 @dataclass
 class LogisticModel:
@@ -228,6 +203,7 @@ class AnatomyFeatureModel:
     """The fitted logistic regressions of every view combination; ``probabilities(features, views)``."""
 
     kind = ANATOMY_KIND
+    clinical_variables: tuple[ClinicalVariable, ...] = ()
 
     def __init__(self, views: Sequence[str], label_values: Sequence[int], models: Mapping[tuple[str, ...], LogisticModel]):
         self.views = list(views)
@@ -245,6 +221,16 @@ class AnatomyFeatureModel:
         """(F,) logits of one case from its views' feature vectors (any subset of ``views``)."""
         model = self.model_for(features)
         return model.decision(np.concatenate([features[v] for v in model.views])[None])[0]
+
+    def prepare(self, view: str, scan: PreparedScan) -> np.ndarray:
+        """The features of one view from its preprocessed scan and predicted segmentation."""
+        if scan.labels is None:
+            raise UserInputError(f"the anatomy-feature classifier needs the {view} scan's segmentation")
+        return anatomy_features(scan.data[0], scan.labels, scan.spacing, self.label_values)
+
+    def probabilities(self, inputs: Mapping[str, np.ndarray], present=None, clinical=None) -> np.ndarray:
+        """(F,) probabilities of one case (float32 sigmoid, as the network models)."""
+        return torch.sigmoid(torch.from_numpy(self.logits(inputs))[None].float())[0].numpy()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state: dict[str, torch.Tensor] = {}
@@ -266,158 +252,5 @@ class AnatomyFeatureModel:
         return cls(info["views"], info["label_values"], models)
 
 
-# ---------------------------------------------------------------- the segmentation the features read
-
-def fold_segmenter(request: FoldRequest, view: str, plans: Plans, device: torch.device):
-    """(network, patch size, segmentation run folder) of this fold's segmentation of ``view`` (pretrained if
-    trained, else from scratch); UserInputError naming the folders when there is none."""
-    root = Path(request.results_dir or Path(request.preprocessed_dir).parent / "results")
-    tried = []
-    for variant in SEGMENTATION_VARIANTS:
-        fold_dir = root / "seg" / view / variant / f"fold_{request.fold}"
-        tried.append(str(fold_dir))
-        path = fold_dir / "checkpoint_final.pt"
-        if path.is_file():
-            ckpt = load_checkpoint(path)
-            seg_plans = Plans.from_dict(ckpt["extras"]["plans"])
-            if seg_plans.view(view).preprocessing_key != plans.view(view).preprocessing_key:
-                raise UserInputError(f"{path}: trained under other plans than {request.preprocessed_dir}; retrain it")
-            spec = seg_plans.view(view).segmentation.architecture
-            net = build_segmentation_network(spec, 1, seg_plans.num_classes, deep_supervision=False, initialize=False)
-            net.load_state_dict(ckpt["model"])
-            patch = tuple(ckpt["extras"].get("patch_size") or seg_plans.view(view).segmentation.patch_size)
-            return net.to(device).eval(), patch, fold_dir
-    raise UserInputError(f"classifier_features=anatomy reads this fold's segmentation of {view}: train it first "
-                         f"(`orthodiff train_fold ... seg {view} {request.fold}`); looked in {', '.join(tried)}")
-
-
-def predicted_labels(net, patch, data: np.ndarray, num_classes: int, device: torch.device) -> np.ndarray:
-    logits = predict_logits(net, data, patch, num_classes, device)
-    return torch.argmax(logits, 0).cpu().numpy().astype(np.uint8 if num_classes <= 256 else np.uint16)
-
-
-def fold_features(request: FoldRequest, plans: Plans, fold: ClassificationFold, device: torch.device,
-                  log) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """{view: {case: feature vector}} of the fold's cases from this fold's predicted segmentations, and the
-    segmentation run each view read."""
-    label_values = foreground_indices(plans)
-    cases = sorted(set(fold.train) | set(fold.val))
-    features: dict[str, dict[str, np.ndarray]] = {}
-    sources: dict[str, str] = {}
-    for i, view in enumerate(fold.views):
-        net, patch, source = fold_segmenter(request, view, plans, device)
-        sources[view] = str(source)
-        data_source = PreprocessedDataset(request.preprocessed_dir, view)
-        start = time.perf_counter()
-        have = [c for c in cases if fold.present[c][i]]
-        features[view] = {}
-        for case in have:
-            data, _, props = data_source.load(case)
-            data = np.asarray(data[...], dtype=np.float32)
-            labels = predicted_labels(net, patch, data, plans.num_classes, device)
-            features[view][case] = anatomy_features(data[0], labels, props.spacing_after_resampling, label_values)
-        log(f"anatomy features {view}: {len(have)} cases from the segmentation of {source} "
-            f"({time.perf_counter() - start:.1f} s)")
-    return features, sources
-
-
-def foreground_indices(plans: Plans) -> list[int]:
-    """The label indices of the structures (the channels of the segmentation, background and ignore left out)."""
-    values = sorted(plans.labels.values())
-    return [i for i, v in enumerate(values) if v != 0 and v != plans.ignore_label]
-
-
-# ---------------------------------------------------------------- a fold
-
-def case_matrix(features: Mapping[str, Mapping[str, np.ndarray]], views: Sequence[str],
-                cases: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """(cases having every view in ``views``, their concatenated features)."""
-    keep = [c for c in cases if all(c in features[v] for v in views)]
-    if not keep:
-        return [], np.zeros((0, sum(len(next(iter(features[v].values()))) for v in views if features[v])))
-    return keep, np.stack([np.concatenate([features[v][c] for v in views]) for c in keep])
-
-
-def train_anatomy_fold(request: FoldRequest, plans: Plans, cls_config: ClassificationConfig,
-                       device: torch.device, log=print) -> dict[str, Any]:
-    """Fit the anatomy-feature classifier of one fold (a view, or ``fused``: every view and each combination),
-    validate it and write the run folder (checkpoint_final.pt, validation predictions, summary.json)."""
-    if request.pretrained is not None:
-        raise UserInputError(f"{request.pretrained}: --pretrained does not apply to classifier_features=anatomy, "
-                             "which reads the fold's segmentation (pretrained or not)")
-    out = request.output_dir()
-    refuse_to_overwrite(out, request.resume)
-    fold = classification_fold(request, plans)
-    start = time.perf_counter()
-    features, sources = fold_features(request, plans, fold, device, log)
-    y_of = lambda cases: np.stack([fold.labels[c] for c in cases]) if cases else np.zeros((0, len(fold.findings)))  # noqa: E731
-    combos = view_subsets(fold.views) if request.view == FUSED else [tuple(fold.views)]
-    strengths = [float(c) for c in cls_config.anatomy_strengths]
-    models = {}
-    for combo in combos:
-        cases, x = case_matrix(features, combo, fold.train)
-        if len(cases) < 2:
-            continue
-        models[combo] = fit_logistic(x, y_of(cases), combo, strengths, seed=request.config.seed)
-    if tuple(fold.views) not in models:
-        raise UserInputError(f"fold {request.fold}: too few training cases with {'+'.join(fold.views)} for the "
-                             "anatomy-feature classifier")
-    model = AnatomyFeatureModel(fold.views, foreground_indices(plans), models)
-    fit_seconds = time.perf_counter() - start
-
-    # validation: each case with the views it has; the fused model also per proper subset of views
-    val = fold.val
-    logits = np.stack([model.logits({v: features[v][c] for v in fold.views if c in features[v]}) for c in val]) \
-        if val else np.zeros((0, len(fold.findings)))
-    probs = 1.0 / (1.0 + np.exp(-logits))
-    y = y_of(val)
-    extra = {"site": [fold.sites.get(c, "") for c in val]} if fold.sites else {}
-    if request.view == FUSED:
-        extra["views"] = ["+".join(v for v in fold.views if c in features[v]) for c in val]
-    out.mkdir(parents=True, exist_ok=True)
-    if val:
-        thresholds = select_thresholds(y, probs, cls_config.threshold_method, cls_config.target_sensitivity)
-        metrics = fold_metrics(y, probs, fold.findings, thresholds, [fold.sites.get(c, "") for c in val]
-                               if fold.sites else None)
-    else:
-        thresholds, metrics = np.full(len(fold.findings), np.nan), None
-    write_validation_predictions(out / PREDICTIONS_CSV, val, fold.findings, probs, y, thresholds, extra)
-    if request.view == FUSED:
-        for combo in combos[1:]:
-            cases = [c for c in val if all(c in features[v] for v in combo)]
-            sub = np.stack([model.models[combo].decision(np.concatenate([features[v][c] for v in combo])[None])[0]
-                            for c in cases]) if cases and combo in model.models else np.zeros((0, len(fold.findings)))
-            if combo in model.models:
-                write_validation_predictions(subset_predictions_path(out, combo), cases, fold.findings,
-                                             1.0 / (1.0 + np.exp(-sub)), y_of(cases))
-    table = thresholds_table(fold.findings, thresholds)
-    extras = {
-        "plans": plans.to_dict(), "findings": list(fold.findings), "views": list(fold.views), "kind": ANATOMY_KIND,
-        "view": request.view, "fold": str(request.fold), "split": {"train": list(fold.train), "val": list(val)},
-        "thresholds": table, "threshold_method": cls_config.threshold_method, "inputs": {},
-        "anatomy": {**model.describe(), "segmentation": sources, "feature_names": feature_names(model.label_values)},
-        "classification_config": cls_config.to_dict(),
-    }
-    save_checkpoint(out / "checkpoint_final.pt", {"task": "cls", "model": model.state_dict(), "extras": extras,
-                                                  "config": request.config.to_dict()})
-    summary = {
-        "task": "cls", "view": request.view, "views": list(fold.views), "fold": str(request.fold),
-        "variant": request.variant, "classifier_features": ANATOMY_KIND, "findings": list(fold.findings),
-        "num_training_cases": len(fold.train), "num_validation_cases": len(val),
-        "skipped_without_view": fold.skipped, "thresholds": table, "metrics": metrics,
-        "segmentation_read": sources,
-        "regularisation": {"+".join(k): {f: m.strength[i] for i, f in enumerate(fold.findings)}
-                           for k, m in models.items()},
-        "config": request.config.to_dict(), "classification_config": cls_config.to_dict(),
-        "timing": {"features_and_fit_seconds": fit_seconds},
-    }
-    write_json_atomic(out / "summary.json", json_safe(summary))
-    if metrics is not None:
-        per = metrics["per_finding"]
-        log("validation AUROC: " + ", ".join(f"{f} {per[f]['auroc']:.3f}" for f in fold.findings)
-            + f" | macro {metrics['macro']['auroc']:.3f}")
-    return summary
-
-
-__all__ = ["ANATOMY_KIND", "AnatomyFeatureModel", "LogisticModel", "anatomy_features", "feature_names",
-           "choose_strength", "fit_logistic", "foreground_indices", "train_anatomy_fold", "view_subsets"]
+__all__ = ["ANATOMY_FORMAT", "ANATOMY_KIND", "AnatomyFeatureModel", "LogisticModel", "anatomy_features",
+           "choose_strength", "feature_names", "fit_logistic", "logistic_regression"]

@@ -10,12 +10,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.training.config import CLASSIFIER_FEATURES
+from orthodiff_auto.training.config import FUSION_MODES
 
 #: the name of the fused model of a fold's views, where a single-view model has its view's name
 FUSED = "fused"
-FUSION_MODES = ("gate", "stacked", "mpae", "concat", "xattn")
-FEATURE_MODES = CLASSIFIER_FEATURES
 MIRROR_MODES = ("left_right", "all", "none")
 
 
@@ -31,10 +29,10 @@ class ClassificationConfig:
     # decision thresholds chosen on the validation fold: Youden's J, or the largest threshold reaching this
     # sensitivity when it is given (in (0, 1])
     target_sensitivity: float | None = None
-    # "finetune": the encoder is trained (from scratch or a pretrained encoder); "diffusion": only a light head
-    # on pooled features of the frozen pretrained denoiser at the timestep and block `orthodiff probe` chose;
+    # the reader (classification.reader.READERS): "finetune": the encoder is trained (from scratch or a
+    # pretrained encoder); "noised": the denoiser's encoder fine-tuned on noised inputs; "diffusion": only a light
+    # head on pooled features of the frozen pretrained denoiser at the timestep and block `orthodiff probe` chose;
     # "anatomy": features of the fold's predicted segmentation per structure, logistic regression
-    # (classification.anatomy)
     classifier_features: str = "finetune"
     # draw training cases so that positives and negatives of every finding weigh alike (default: uniformly;
     # imbalance is handled by the loss' per-finding positive weights)
@@ -54,8 +52,8 @@ class ClassificationConfig:
     # fused model: during training each present view of a case with several views is dropped with this
     # probability (at least one stays), so the fused model learns to predict from any subset of views
     view_dropout: float = 0.1
-    # stacked fusion: strength of the L2 pull of the gate towards equal weights (and of the calibration towards
-    # the identity), per fitting case: the penalty is stacked_l2 / n_cases * sum of squares, a Gaussian prior
+    # stacked fusion: strength of the L2 pull of the gate towards equal weights (no calibration: stacked.py says
+    # why), per fitting case: the penalty is stacked_l2 / n_cases * sum of squares, a Gaussian prior
     # of standard deviation 1 / sqrt(2 * stacked_l2) on the centred gate logits
     stacked_l2: float = 0.5
     # mild spatial augmentation of the whole field of view
@@ -70,9 +68,6 @@ class ClassificationConfig:
     def __post_init__(self):
         if self.fusion not in FUSION_MODES:
             raise UserInputError(f"config fusion: choose one of {list(FUSION_MODES)}, got {self.fusion!r}")
-        if self.classifier_features not in FEATURE_MODES:
-            raise UserInputError(f"config classifier_features: choose one of {list(FEATURE_MODES)}, got "
-                                 f"{self.classifier_features!r}")
         if self.fused_init not in ("auto", "scratch"):
             raise UserInputError(f"config fused_init: choose 'auto' or 'scratch', got {self.fused_init!r}")
         if self.mirror not in MIRROR_MODES:
@@ -105,4 +100,4 @@ class ClassificationConfig:
         return replace(cls(), **values)
 
 
-__all__ = ["ClassificationConfig", "FEATURE_MODES", "FUSED", "FUSION_MODES", "MIRROR_MODES"]
+__all__ = ["ClassificationConfig", "FUSED", "FUSION_MODES", "MIRROR_MODES"]

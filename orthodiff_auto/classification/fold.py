@@ -8,6 +8,7 @@ training and validation cases (a single-view model leaves out the cases without 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,6 +39,12 @@ class ClassificationFold:
     val_ids: list[str]  # the split's validation cases, before those without the model's views are left out
     skipped: dict[str, list[str]]  # "train"/"val" -> the split's cases without any of the model's views
     present: dict[str, list[bool]]  # case (train and val) -> has the view, per view in ``views`` order
+
+
+def view_combinations(views: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset of ``views`` (the combinations a case can arrive with), largest first, each in the
+    views' order: ``[tuple(views)]`` then the proper subsets."""
+    return [s for n in range(len(views), 0, -1) for s in itertools.combinations(views, n)]
 
 
 def view_cases(preprocessed_dir: Path, plans: Plans) -> dict[str, set[str]]:
@@ -125,4 +132,5 @@ def pretrained_by_view(request, pretrained: dict[str, Any] | None, views: Sequen
     return out
 
 
-__all__ = ["ClassificationFold", "classification_fold", "pretrained_by_view", "single_view_states", "view_cases"]
+__all__ = ["ClassificationFold", "classification_fold", "pretrained_by_view", "single_view_states", "view_cases",
+           "view_combinations"]

@@ -36,10 +36,6 @@ def thresholds_table(findings: Sequence[str], thresholds: Sequence[float]) -> di
     return {f: (None if t is None or math.isnan(float(t)) else float(t)) for f, t in zip(findings, thresholds)}
 
 
-def thresholds_array(findings: Sequence[str], table: Mapping[str, float | None]) -> np.ndarray:
-    return np.array([np.nan if table.get(f) is None else float(table[f]) for f in findings], dtype=float)
-
-
 def fold_metrics(labels: np.ndarray, probabilities: np.ndarray, findings: Sequence[str], thresholds: np.ndarray,
                  sites: Sequence[str] | None = None) -> dict:
     """Per-finding AUROC, AP, sensitivity, specificity, F1 (at ``thresholds``), macro averages and, when sites
@@ -87,6 +83,6 @@ def read_validation_predictions(path: Path | str, findings: Sequence[str]) -> tu
 
 
 __all__ = [
-    "PREDICTIONS_CSV", "select_thresholds", "thresholds_table", "thresholds_array", "fold_metrics",
+    "PREDICTIONS_CSV", "select_thresholds", "thresholds_table", "fold_metrics",
     "write_validation_predictions", "read_validation_predictions", "subset_predictions_path",
 ]

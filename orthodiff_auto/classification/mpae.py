@@ -124,10 +124,13 @@ def minimise_lbfgs(params: list[torch.Tensor], objective, max_iter: int, toleran
 
 def fit_fusion_head(view_logits: np.ndarray, present: np.ndarray, labels: np.ndarray,
                     clinical: np.ndarray | None = None, case_gate: bool = True, cross_finding: bool = True,
-                    pos_weight: Sequence[float] | None = None, l2: float = 1.0, max_iter: int = 300) -> FusionHead:
+                    pos_weight: Sequence[float] | None = None, l2: float = 1.0, max_iter: int = 300,
+                    tolerances: tuple[float, float] = (1e-9, 1e-12)) -> FusionHead:
     """Fit a head on (N, F, V) out-of-fold view logits, (N, V) presence, (N, F) 0/1 labels and optional (N, D)
     encoded clinical inputs. ``pos_weight`` default: n_negative / n_positive per finding, clamped to [1/50,
-    50] (as the classifiers' loss). Cases without any view are left out unless clinical inputs are given."""
+    50] (as the classifiers' loss). Cases without any view are left out unless clinical inputs are given.
+    ``tolerances``: L-BFGS's (gradient, change). Without ``case_gate``, ``cross_finding`` and clinical inputs
+    this is the stacked gate (``stacked.fit_stacked_gate``)."""
     x = torch.as_tensor(np.asarray(view_logits), dtype=torch.float64)
     m = torch.as_tensor(np.asarray(present), dtype=torch.bool)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.float64)
@@ -176,7 +179,7 @@ def fit_fusion_head(view_logits: np.ndarray, present: np.ndarray, labels: np.nda
             + p["clinical_weight"].pow(2).sum()
         return bce + reg * penalty
 
-    iterations = minimise_lbfgs(list(free.values()), objective, max_iter, 1e-9, 1e-12)
+    iterations = minimise_lbfgs(list(free.values()), objective, max_iter, *tolerances)
     with torch.no_grad():
         loss = float(objective())
     p = {k: t.detach().numpy().copy() for k, t in params().items()}

@@ -29,12 +29,10 @@ import torch
 
 from orthodiff_auto.classification.fold import ClassificationFold
 from orthodiff_auto.classification.oof_fusion import FUSION_HEADS, OutOfFoldTable, cross_fit, fit_mode
-from orthodiff_auto.classification.stacked import (StackedFusionTask, fitting_rows, publish_fitted_fold,
-                                                   refuse_unfit_settings)
+from orthodiff_auto.classification.stacked import StackedFusionTask, fitting_rows, publish_fitted_fold
 from orthodiff_auto.data.clinical import ClinicalValues, clinical_from_dicts, clinical_values
 from orthodiff_auto.data.preprocessed import load_findings, read_preprocessed_description
 from orthodiff_auto.training.classification_metrics import macro_auroc
-from orthodiff_auto.training.distributed import barrier
 
 MPAE_JSON = "mpae_head.json"
 
@@ -90,12 +88,8 @@ def _rows(values: ClinicalValues, index: Mapping[str, int], cases: Sequence[str]
 def train_mpae_fold(request, plans, cls_config, device: torch.device, ctx, log,
                     fold: ClassificationFold) -> dict[str, Any]:
     """Choose and fit fold ``request.fold``'s fusion head and validate the fused model (the caller has checked
-    the output folder); returns the summary. Runs on the main process only."""
+    the output folder and the settings: ``finetune``); returns the summary. Runs on the main process only."""
     views, findings, labels, val = fold.views, fold.findings, fold.labels, fold.val
-    refuse_unfit_settings(cls_config)
-    if not ctx.is_main:
-        barrier(ctx)
-        return {}
     out = request.output_dir()
     start = time.perf_counter()
     pp = Path(request.preprocessed_dir)

@@ -26,9 +26,13 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from orthodiff_auto.classification.config import FUSED
 from orthodiff_auto.classification.data import ViewBatches
 from orthodiff_auto.classification.model import AttentionPoolingHead
+from orthodiff_auto.classification.reader import FoldResult, Reader, register_reader
+from orthodiff_auto.classification.region_models import RegionModel
 from orthodiff_auto.classification.task import ViewClassificationTask
+from orthodiff_auto.classification.trained_fold import checked_fold, fit_and_validate, task_arguments
 from orthodiff_auto.diffusion.denoiser import FiLM, TimestepEmbedding
 from orthodiff_auto.diffusion.features import fixed_noise
 from orthodiff_auto.diffusion.run import output_dir_for
@@ -154,11 +158,52 @@ class NoisedClassificationTask(ViewClassificationTask):
                            "pretrained_from": str(self.denoiser_source) if self.denoiser_source else None}}
 
 
-def noised_classifier_from_extras(extras: Mapping[str, Any], arch: ArchitectureSpec) -> NoisedViewClassifier:
+def noised_variant(request) -> str:
+    return f"noised_t{request.config.noise_timestep}"  # the pretraining run's weights when there is one
+
+
+def train_noised_fold(request, plans, cls_config, device: torch.device, ctx, log) -> FoldResult:
+    fold = checked_fold(request, plans)
+    if request.view == FUSED:
+        raise UserInputError("classifier_features=noised trains single views (fuse them with the fused model "
+                             "of the finetune mode or compare views in model selection)")
+    found = pretrained_denoiser_state(request, request.view)
+    state, source, schedule, timesteps = found if found else ({}, None, "cosine", 1000)
+    log(f"noised inputs at t={request.config.noise_timestep}: " + (f"weights of {source}" if source else
+                                                                     "no pretraining run, from scratch"))
+    task = NoisedClassificationTask(plans, request.view, denoiser_state=state, denoiser_source=source,
+                                    schedule=schedule, timesteps=timesteps,
+                                    **task_arguments(request, cls_config, fold))
+    return fit_and_validate(request, task, fold, cls_config, device, ctx, log)
+
+
+def noised_fold_inputs(request, views) -> list[Path]:
+    """The pretraining runs' final checkpoints: their weights with the timestep conditioning."""
+    return [output_dir_for(request.preprocessed_dir, v, request.results_dir) / "checkpoint_final.pt" for v in views]
+
+
+class NoisedModel(RegionModel):
+    """Prediction: the mean of the logits over the checkpoint's fixed noise draws."""
+
+    def __init__(self, network: NoisedViewClassifier, extras: Mapping[str, Any], device: torch.device):
+        super().__init__(network, extras, device)
+        self.draws = int(extras["noised"].get("draws", 1))
+
+    def logits(self, inputs, present, clinical):
+        return self.network.predict(self.tensor(inputs[self.views[0]]), self.draws)
+
+
+def load_noised(extras: Mapping[str, Any], state: Mapping[str, torch.Tensor], plans, device: torch.device,
+                where: str) -> NoisedModel:
     info = extras["noised"]
-    return NoisedViewClassifier(arch, len(extras["findings"]), int(info["timestep"]), str(info["schedule"]),
-                                int(info["timesteps"]))
+    network = NoisedViewClassifier(plans.view(extras["view"]).classification.architecture, len(extras["findings"]),
+                                   int(info["timestep"]), str(info["schedule"]), int(info["timesteps"]))
+    network.load_state_dict(state)
+    return NoisedModel(network, extras, device)
 
 
-__all__ = ["NOISED_KIND", "NoisedClassificationTask", "NoisedViewClassifier", "noised_classifier_from_extras",
-           "pretrained_denoiser_state"]
+READER = register_reader(Reader(NOISED_KIND, noised_variant, train_noised_fold, load_noised,
+                                fold_inputs=noised_fold_inputs))
+
+__all__ = ["NOISED_KIND", "NoisedClassificationTask", "NoisedModel", "NoisedViewClassifier", "READER", "load_noised",
+           "noised_variant", "pretrained_denoiser_state", "train_noised_fold"]

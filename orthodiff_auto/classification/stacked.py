@@ -38,27 +38,23 @@ import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from orthodiff_auto.classification.fold import ClassificationFold, single_view_states
+from orthodiff_auto.classification.fold_outputs import fold_logger
 from orthodiff_auto.classification.metrics_io import PREDICTIONS_CSV, read_validation_predictions
-from orthodiff_auto.classification.mpae import minimise_lbfgs
+from orthodiff_auto.classification.mpae import fit_fusion_head
 from orthodiff_auto.classification.task import FusedClassificationTask
 from orthodiff_auto.classification.validation import validate_classification_fold
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.training.checkpoint import load_checkpoint, save_checkpoint
+from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.classification_metrics import auroc, macro_auroc
 from orthodiff_auto.training.distributed import barrier
 from orthodiff_auto.training.fold import SPLITS_JSON
 from orthodiff_auto.training.loop import CHECKPOINT_FORMAT
-from orthodiff_auto.utils.atomic import write_json_atomic
-from orthodiff_auto.utils.json_safe import json_safe
-from orthodiff_auto.utils.log import append_log_line
 
 STACKED_JSON = "stacked_gate.json"
 #: probabilities read back from a CSV are clipped to [EPS, 1 - EPS] before taking their logit (|logit| <= 27.6)
@@ -92,33 +88,15 @@ def fit_stacked_gate(view_logits: np.ndarray, present: np.ndarray, labels: np.nd
                      pos_weight: Sequence[float] | None = None, l2: float = 0.5, max_iter: int = 500) -> GateParameters:
     """Fit the gate on (N, F, V) out-of-fold branch logits (values of absent views ignored),
     (N, V) presence and (N, F) 0/1 labels: full-batch L-BFGS in float64, every finding at once (the objective
-    is a sum of independent per-finding terms). Cases without any view are left out."""
-    x = torch.as_tensor(np.asarray(view_logits), dtype=torch.float64)
-    m = torch.as_tensor(np.asarray(present), dtype=torch.bool)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.float64)
-    if x.ndim != 3 or m.shape != (x.shape[0], x.shape[2]) or y.shape != x.shape[:2]:
-        raise ValueError(f"shapes: logits {tuple(x.shape)} (N, F, V), present {tuple(m.shape)} (N, V), "
-                         f"labels {tuple(y.shape)} (N, F)")
-    keep = m.any(1)
-    x, m, y = torch.where(m[keep][:, None, :], x[keep], 0.0), m[keep], y[keep]
-    n, f, v = x.shape
-    if n == 0:
-        raise ValueError("no case with any view to fit the gate on")
-    pw = torch.ones(f, dtype=torch.float64) if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float64)
-    g = torch.zeros(f, v, dtype=torch.float64, requires_grad=True)
-    reg = float(l2) / n
-
-    def objective() -> torch.Tensor:
-        z = fused_logits(x, m, g)
-        bce = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none").mean(0).sum()
-        centred = g - g.mean(-1, keepdim=True)  # the softmax ignores a shift: only the centred part is a choice
-        return bce + reg * centred.pow(2).sum()
-
-    iterations = minimise_lbfgs([g], objective, max_iter, 1e-10, 1e-14)
-    with torch.no_grad():
-        loss = float(objective())
-    centred = (g - g.mean(-1, keepdim=True)).detach()
-    return GateParameters(centred.numpy().copy(), loss, iterations)
+    is a sum of independent per-finding terms). Cases without any view are left out. The gate is the fusion
+    head of ``mpae.fit_fusion_head`` without a case-dependent gate, cross-finding stacking or clinical inputs,
+    with the classifiers' positive weights (default 1) and tighter tolerances."""
+    labels = np.asarray(labels)
+    if pos_weight is None:
+        pos_weight = np.ones(labels.shape[-1] if labels.ndim == 2 else 1)
+    head = fit_fusion_head(view_logits, present, labels, None, case_gate=False, cross_finding=False,
+                           pos_weight=pos_weight, l2=l2, max_iter=max_iter, tolerances=(1e-10, 1e-14))
+    return GateParameters(head.gate_bias, head.loss, head.iterations)
 
 
 @dataclass(frozen=True)
@@ -280,37 +258,21 @@ def refuse_unfit_settings(cls_config) -> None:
                              f"fused_init={cls_config.fused_init} does not apply")
 
 
-def save_fitted_model(out: Path, request, task, model) -> None:
-    """``checkpoint_final.pt`` of a fused model fitted, not trained (epoch 0, no history)."""
-    save_checkpoint(out / "checkpoint_final.pt", {
-        "format": CHECKPOINT_FORMAT, "task": task.name, "model": model.state_dict(), "epoch": 0, "history": {},
-        "best_metric": None, "smoothed_metric": None, "config": request.config.to_dict(),
-        "extras": task.checkpoint_extras(),
-    })
-
-
-def fold_logger(out: Path, log):
-    """``log`` that also appends to the fold's training_log.txt."""
-    def trainer_log(msg: str) -> None:
-        log(msg)
-        append_log_line(out / "training_log.txt", msg)
-    return trainer_log
+def fitted_checkpoint(request, task, model) -> dict[str, Any]:
+    """``checkpoint_final.pt``'s payload of a fused model fitted, not trained (epoch 0, no history)."""
+    return {"format": CHECKPOINT_FORMAT, "task": task.name, "model": model.state_dict(), "epoch": 0, "history": {},
+            "best_metric": None, "smoothed_metric": None, "config": request.config.to_dict(),
+            "extras": task.checkpoint_extras()}
 
 
 def publish_fitted_fold(out: Path, request, task, model, fit, fit_json: str, summary_key: str,
                         messages: list[str], device: torch.device, ctx, fold: ClassificationFold, log) -> dict:
-    """What a fusion fitted out of fold (stacked, mpae) writes once fitted: its fit (``fit_json``), the model,
-    the log lines, then the fold's validation and summary.json (with the fit's summary under ``summary_key``)."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / fit_json, json_safe(fit.to_dict()))
-    save_fitted_model(out, request, task, model)
-    trainer_log = fold_logger(out, log)
-    for message in messages:
-        trainer_log(message)
-    summary = validate_classification_fold(task, SimpleNamespace(model=model.to(device), history={}), device, out,
-                                           request, fold.sites, fold.skipped, fit.fit_seconds, trainer_log)
-    summary[summary_key] = fit.summary_dict()
-    write_json_atomic(out / "summary.json", json_safe(summary))
+    """What a fusion fitted out of fold (stacked, mpae) writes once fitted: its fit (``fit_json``), the log
+    lines, the model, the fold's validation and summary.json (with the fit's summary under ``summary_key``)."""
+    checkpoint = fitted_checkpoint(request, task, model)
+    summary = validate_classification_fold(task, model.to(device), {}, device, out, request, fold, fit.fit_seconds,
+                                           fold_logger(out, log), checkpoint=checkpoint,
+                                           fit=(fit_json, summary_key, fit), log_lines=messages)
     barrier(ctx)
     return summary
 
@@ -329,12 +291,9 @@ def fitting_rows(request, fold: ClassificationFold, log, fusion: str):
 def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, log,
                        fold: ClassificationFold) -> dict[str, Any]:
     """Fit fold ``request.fold``'s stacked gate and validate the fused model (the caller has checked the
-    output folder); returns the summary. Runs on the main process only (there is nothing to distribute)."""
+    output folder and the settings: ``finetune``); returns the summary. Runs on the main process only (there
+    is nothing to distribute)."""
     views, findings, labels, val, present = fold.views, fold.findings, fold.labels, fold.val, fold.present
-    refuse_unfit_settings(cls_config)
-    if not ctx.is_main:
-        barrier(ctx)
-        return {}
     out = request.output_dir()
     start = time.perf_counter()
     init_states, splits, train, oof = fitting_rows(request, fold, log, "stacked")
@@ -377,10 +336,6 @@ def train_stacked_fold(request, plans, cls_config, device: torch.device, ctx, lo
                                fold, log)
 
 
-def read_stacked_fit(fold_dir: Path | str) -> StackedGateFit:
-    return StackedGateFit.from_dict(json.loads((Path(fold_dir) / STACKED_JSON).read_text()))
-
-
 __all__ = ["STACKED_JSON", "GateParameters", "OutOfFoldLogits", "StackedGateFit", "StackedFusionTask",
-           "collect_out_of_fold", "fit_stacked_gate", "fitting_rows", "fold_logger", "fused_logits",
-           "publish_fitted_fold", "read_stacked_fit", "refuse_unfit_settings", "save_fitted_model", "train_stacked_fold"]
+           "collect_out_of_fold", "fit_stacked_gate", "fitted_checkpoint", "fitting_rows", "fused_logits",
+           "publish_fitted_fold", "refuse_unfit_settings", "train_stacked_fold"]

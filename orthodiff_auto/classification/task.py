@@ -35,7 +35,7 @@ from orthodiff_auto.training.checkpoint import unwrap
 from orthodiff_auto.training.classification_metrics import macro_auroc
 from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.distributed import per_rank_batch_size
-from orthodiff_auto.training.pretrained import load_pretrained_encoder
+from orthodiff_auto.training.pretrained import load_pretrained_encoder, pretrained_parameter_groups
 
 
 class ClassificationTaskBase:
@@ -141,10 +141,12 @@ class ClassificationTaskBase:
         }
 
 
-def _load_pretrained(encoder: nn.Module, pretrained: dict[str, Any], arch) -> dict[str, Any]:
-    """Load a pretrained encoder checkpoint (``training.pretrained``); what was loaded, for the summary."""
+def _load_pretrained(encoder: nn.Module, pretrained: dict[str, Any], arch, view_plan) -> dict[str, Any]:
+    """Load a pretrained encoder checkpoint (``training.pretrained``; a warning for each difference between its
+    plan and ``view_plan``); what was loaded, for the summary."""
     info = load_pretrained_encoder(encoder, pretrained, arch)
-    return info.to_dict() if hasattr(info, "to_dict") else {"path": pretrained.get("source_path")}
+    info.warn_about_differences(view_plan)
+    return info.to_dict()
 
 
 class ViewClassificationTask(ClassificationTaskBase):
@@ -163,19 +165,13 @@ class ViewClassificationTask(ClassificationTaskBase):
     def build_model(self) -> nn.Module:
         model = ViewClassifier(self.cls_plan.architecture, len(self.findings))
         if self.pretrained is not None:
-            self.pretrained_info[self.view] = _load_pretrained(model.encoder, self.pretrained, self.cls_plan.architecture)
+            self.pretrained_info[self.view] = _load_pretrained(model.encoder, self.pretrained, self.cls_plan.architecture,
+                                                            self.plans.view(self.view))
         self._model = model
         return model
 
     def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        model = unwrap(model)
-        if self.pretrained is None:
-            return [{"params": list(model.parameters())}]
-        encoder = {id(p) for p in model.encoder.parameters()}
-        return [
-            {"params": [p for p in model.parameters() if id(p) in encoder], "warmup": True},
-            {"params": [p for p in model.parameters() if id(p) not in encoder]},
-        ]
+        return pretrained_parameter_groups(model, self.pretrained is not None)
 
     def batch_dataset(self, start: int, total: int, ctx) -> ViewBatches:
         return ViewBatches(self.loader(), self.view, self.train_cases, self.label_matrix(self.train_cases),
@@ -271,7 +267,7 @@ class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
                 self.init_sources.setdefault(view, "single-view checkpoint")
             elif view in self.pretrained_by_view:
                 ckpt = self.pretrained_by_view[view]
-                self.pretrained_info[view] = _load_pretrained(branch.encoder, ckpt, archs[view])
+                self.pretrained_info[view] = _load_pretrained(branch.encoder, ckpt, archs[view], self.plans.view(view))
                 self.init_sources.setdefault(view, f"pretrained encoder {ckpt.get('source_path')}")
             else:
                 self.init_sources.setdefault(view, "scratch")

@@ -2,7 +2,7 @@
 at a fixed timestep with a fixed noise.
 
 ``orthodiff probe`` compares timesteps and blocks with these features; the frozen-feature classifier
-(``classification.frozen``) uses the pair the probe chose. Both read the denoiser from the pretraining run's
+(``classification.diffusion_reader``) uses the pair the probe chose. Both read the denoiser from the pretraining run's
 ``checkpoint_final.pt`` (the EMA weights in its extras: the exported encoder alone lacks the timestep
 conditioning and the decoder).
 

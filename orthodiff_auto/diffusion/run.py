@@ -72,50 +72,57 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
                 trainer.resume(existing)  # restores the EMA too (task.load_extras)
         trainer.fit()
 
-        summary: dict = {}
-        if ctx.is_main:
-            ema_model = task.ema.model.to(dev).eval()
-            iterations = task.ema.updates  # optimizer steps taken (restored on --continue)
-            encoder_path = out / f"encoder_{view}.pt"
-            export_encoder(encoder_path, ema_model.state_dict(), view_plan, iterations,
-                           diffusion={**task.plan.to_dict(), "prediction": task.prediction,
-                                      "min_snr_gamma": dconfig.min_snr_gamma, "ema_decay": dconfig.ema_decay},
-                           patch_size=list(task.patch_size), plans=plans)
-            trainer.log(f"wrote {encoder_path}")
-            samples_path = None
-            if dconfig.num_samples > 0:
-                samples_path = out / "ddim_samples.png"
-                sample_figure(ema_model, task, samples_path, dconfig.num_samples, dconfig.sample_steps, dev,
-                              trainer.amp_dtype, config.seed,
-                              title=f"{view}: DDIM {dconfig.sample_steps} steps, EMA weights after {iterations} "
-                                    "iterations")
-                trainer.log(f"wrote {samples_path}")
-            h = trainer.history
-            per_it = [t / config.iterations_per_epoch for t in h.get("epoch_time_s", [])]
-            summary = {
-                "view": view,
-                "iterations": iterations,
-                "num_scans": len(case_ids),
-                "num_training_scans": len(task.split.training),
-                "validation_case_ids": list(task.split.validation) if dconfig.val_batches else [],
-                "validation_on_training_scans": task.split.reuses_training,
-                "patch_size": list(task.patch_size),
-                "batch_size": task.batch_size,
-                "final_train_loss": h["train_loss"][-1] if h.get("train_loss") else None,
-                "final_val_loss_ema": h["val_loss_ema"][-1] if h.get("val_loss_ema") else None,
-                "seconds_per_iteration_median": sorted(per_it)[len(per_it) // 2] if per_it else None,
-                "encoder_checkpoint": str(encoder_path),
-                "ddim_samples": str(samples_path) if samples_path else None,
-                "device": str(dev),
-                "world_size": ctx.world_size,
-                "training_config": config.to_dict(),
-                "diffusion_config": dconfig.to_dict(),
-            }
-            write_json_atomic(out / PRETRAIN_SUMMARY, summary)
+        summary = pretraining_outputs(task, trainer, out, plans, view, case_ids, dev, ctx) if ctx.is_main else {}
         barrier(ctx)
         return summary
     finally:
         shutdown(ctx)
+
+
+def pretraining_outputs(task: DiffusionTask, trainer: Trainer, out: Path, plans: Plans, view: str,
+                        case_ids: list[str], dev, ctx) -> dict:
+    """After training (main process): the EMA encoder, the DDIM samples and pretrain_summary.json; returns the
+    summary."""
+    config, dconfig, view_plan = trainer.config, task.dconfig, plans.view(view)
+    ema_model = task.ema.model.to(dev).eval()
+    iterations = task.ema.updates  # optimizer steps taken (restored on --continue)
+    encoder_path = out / f"encoder_{view}.pt"
+    export_encoder(encoder_path, ema_model.state_dict(), view_plan, iterations,
+                   diffusion={**task.plan.to_dict(), "prediction": task.prediction,
+                              "min_snr_gamma": dconfig.min_snr_gamma, "ema_decay": dconfig.ema_decay},
+                   patch_size=list(task.patch_size), plans=plans)
+    trainer.log(f"wrote {encoder_path}")
+    samples_path = None
+    if dconfig.num_samples > 0:
+        samples_path = out / "ddim_samples.png"
+        sample_figure(ema_model, task, samples_path, dconfig.num_samples, dconfig.sample_steps, dev,
+                      trainer.amp_dtype, config.seed,
+                      title=f"{view}: DDIM {dconfig.sample_steps} steps, EMA weights after {iterations} "
+                            "iterations")
+        trainer.log(f"wrote {samples_path}")
+    h = trainer.history
+    per_it = [t / config.iterations_per_epoch for t in h.get("epoch_time_s", [])]
+    summary = {
+        "view": view,
+        "iterations": iterations,
+        "num_scans": len(case_ids),
+        "num_training_scans": len(task.split.training),
+        "validation_case_ids": list(task.split.validation) if dconfig.val_batches else [],
+        "validation_on_training_scans": task.split.reuses_training,
+        "patch_size": list(task.patch_size),
+        "batch_size": task.batch_size,
+        "final_train_loss": h["train_loss"][-1] if h.get("train_loss") else None,
+        "final_val_loss_ema": h["val_loss_ema"][-1] if h.get("val_loss_ema") else None,
+        "seconds_per_iteration_median": sorted(per_it)[len(per_it) // 2] if per_it else None,
+        "encoder_checkpoint": str(encoder_path),
+        "ddim_samples": str(samples_path) if samples_path else None,
+        "device": str(dev),
+        "world_size": ctx.world_size,
+        "training_config": config.to_dict(),
+        "diffusion_config": dconfig.to_dict(),
+    }
+    write_json_atomic(out / PRETRAIN_SUMMARY, summary)
+    return summary
 
 
 def holdout_line(split: PretrainingSplit, val_batches: int) -> str:

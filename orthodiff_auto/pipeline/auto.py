@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from orthodiff_auto.classification.anatomy import SEGMENTATION_VARIANTS
 from orthodiff_auto.classification.config import FUSED
+from orthodiff_auto.classification.reader import reader_named
+from orthodiff_auto.classification.readers import READERS
 from orthodiff_auto.diffusion.config import make_pretrain_configs
 from orthodiff_auto.diffusion.probe import run_probe
 from orthodiff_auto.diffusion.run import PRETRAIN_SUMMARY, output_dir_for, pretrain
@@ -202,9 +203,10 @@ def _frozen_feature_classifiers(clock, preprocessed, results, views, options, lo
     for view in views:
         for fold in options.folds:
             _train(clock, preprocessed, results, "cls", view, fold, options, None, log, extra=frozen)
-    # frozen-feature heads are trained directly and pooled per view: only gate and concat apply ("stacked" and
-    # "mpae" are fitted on other folds' predictions, "xattn" needs the fine-tuned branches' feature maps)
-    mode = next((m for m in options.fusion_modes if m in ("gate", "concat")), "gate")
+    # frozen-feature heads are trained directly and pooled per view: only the reader's own modes apply
+    # ("stacked" and "mpae" are fitted on other folds' predictions, "xattn" needs fine-tuned feature maps)
+    modes = READERS["diffusion"].fusion_modes
+    mode = next((m for m in options.fusion_modes if m in modes), modes[0])
     if len(views) > 1:
         for fold in options.folds:
             _train(clock, preprocessed, results, "cls", FUSED, fold, options, None, log,
@@ -247,7 +249,7 @@ def _train(clock, preprocessed, results, task, view, fold, options, pretrained, 
     out = request.output_dir()
     name = f"{task} {view} fold {fold} ({request.variant})"
     changed = fold_differences(out, config, Plans.load(preprocessed / "plans.json"),
-                               _fold_inputs(preprocessed, results, view, fold, config, pretrained))
+                               _fold_inputs(preprocessed, results, task, view, fold, config, pretrained))
     if changed:
         _refuse_or_redo(out, changed, options, log)
         shutil.rmtree(out)
@@ -259,21 +261,16 @@ def _train(clock, preprocessed, results, task, view, fold, options, pretrained, 
                                             pretrained=pretrained, device=options.device, resume=resume), log)
 
 
-def _fold_inputs(preprocessed, results, view, fold, config, pretrained) -> list[Path]:
-    """Files a fold was made from beside the plans: its pretrained encoder, or for frozen diffusion features the
-    encoders and probe choices of the views it reads; a newer one makes the fold stale."""
+def _fold_inputs(preprocessed, results, task, view, fold, config, pretrained) -> list[Path]:
+    """Files a fold was made from beside the plans: its pretrained encoder, or what its reader reads (e.g. the
+    encoders and probe choices of frozen diffusion features); a newer one makes the fold stale."""
     if pretrained is not None:
         return [Path(pretrained)]
-    views = list(Plans.load(preprocessed / "plans.json").views) if view == FUSED else [view]
-    dirs = [output_dir_for(preprocessed, v, results) for v in views]
-    if config.classifier_features == "noised":  # the pretraining run's weights with their conditioning
-        return [d / "checkpoint_final.pt" for d in dirs]
-    if config.classifier_features == "anatomy":  # the fold's segmentations it reads
-        return [Path(results) / "seg" / v / variant / f"fold_{fold}" / "checkpoint_final.pt"
-                for v in views for variant in SEGMENTATION_VARIANTS]
-    if config.classifier_features != "diffusion":
+    if task != "cls":
         return []
-    return [d / f"encoder_{v}.pt" for d, v in zip(dirs, views)] + [d / "probe.json" for d in dirs]
+    views = list(Plans.load(preprocessed / "plans.json").views) if view == FUSED else [view]
+    request = FoldRequest(preprocessed, task, view, fold, config, results_dir=results)
+    return reader_named(config.classifier_features).fold_inputs(request, views)
 
 
 def cv_report(description) -> str:

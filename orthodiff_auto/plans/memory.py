@@ -71,15 +71,3 @@ def count_to_gb(count: int, batch_size: int, conv_dim: int = 3) -> float:
     return float(count) * int(batch_size) * gb_per_feature_voxel(conv_dim)
 
 
-def estimate_segmentation_memory_gb(arch: ArchitectureSpec, patch_size: Sequence[int], batch_size: int,
-                                    num_input_channels: int = 1, num_classes: int = 2,
-                                    deep_supervision: bool = True) -> float:
-    """Training memory of the U-Net for ``batch_size`` patches of ``patch_size`` (GB, planning estimate)."""
-    count = feature_map_count(arch, patch_size, num_input_channels, num_classes, deep_supervision)
-    return count_to_gb(count, batch_size, arch.conv_dim)
-
-
-def estimate_encoder_memory_gb(arch: ArchitectureSpec, input_size: Sequence[int], batch_size: int,
-                               num_input_channels: int = 1) -> float:
-    """Training memory of the encoder alone (classifier) for ``batch_size`` inputs of ``input_size`` (GB)."""
-    return count_to_gb(encoder_feature_map_count(arch, input_size, num_input_channels), batch_size, arch.conv_dim)

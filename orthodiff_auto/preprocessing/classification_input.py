@@ -15,7 +15,7 @@ is cut around a centre:
   non-zero field of view.
 
 Voxels of the box outside the volume are 0 (the normalised background). ``InputLoader`` reads preprocessed
-folders (and caches the resampled volumes); ``scan_input`` does the same for a new scan.
+folders (and caches the resampled volumes); ``classification.reader.PreparedScan`` prepares a new scan.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from orthodiff_auto.data.image_io import ImageGeometry
-from orthodiff_auto.plans.schema import ViewPlan
-from orthodiff_auto.preprocessing.case import preprocess_case
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 
 
@@ -155,17 +152,6 @@ def cut_region(volume: RegionVolume, size: Sequence[int], shift: Sequence[int] =
     return out
 
 
-def scan_input(image: np.ndarray, geometry: ImageGeometry, view_plan: ViewPlan, spec: ViewInput,
-               predicted_labels: np.ndarray | None = None) -> np.ndarray:
-    """(1, *input_size) input of one scan (array in SimpleITK order with its geometry): the view's
-    preprocessing, then the region around ``predicted_labels`` (the case's segmentation on the preprocessed grid
-    of this view: ``Predictor`` passes it; without it, or when it is empty, the field of view's centre)."""
-    data, _, props = preprocess_case(image, geometry, view_plan)
-    centre = centre_from_labels(predicted_labels) if spec.roi_source == "labels" else None
-    volume = region_volume(data, props.spacing_after_resampling, spec, centre)
-    return cut_region(volume, spec.input_size)
-
-
 class InputLoader:
     """Classification inputs of one or more views from a preprocessed folder, with an in-memory LRU cache of the
     resampled volumes (per process). The region is centred on the reference labels (``roi_source`` "labels")."""
@@ -223,4 +209,4 @@ def random_shift(rng: np.random.Generator, spec: ViewInput) -> tuple[int, int, i
 
 
 __all__ = ["InputLoader", "RegionVolume", "ViewInput", "antialias_sigma", "centre_from_labels", "cut_region",
-           "random_shift", "region_volume", "rescale_centre", "resample_to_spacing", "scan_input"]
+           "random_shift", "region_volume", "rescale_centre", "resample_to_spacing"]

@@ -44,12 +44,6 @@ def predict_logits(
     return logits
 
 
-def predict_probabilities(model: nn.Module, data, patch_size, num_classes, device, **kw) -> np.ndarray:
-    """Softmax probabilities (C, *spatial) as float32 numpy on the host."""
-    logits = predict_logits(model, data, patch_size, num_classes, device, **kw)
-    return torch.softmax(logits, 0).cpu().numpy()
-
-
 def class_indices(scores: np.ndarray | torch.Tensor, props: CaseProperties,
                   view_plan: ViewPlan) -> tuple[np.ndarray, np.ndarray]:
     """Class scores (C, *preprocessed grid: probabilities, logits or log-probabilities) -> (the most probable class
@@ -102,5 +96,5 @@ def label_map_in_original_geometry(scores: np.ndarray | torch.Tensor, props: Cas
     return to_label_values(class_indices(scores, props, view_plan)[0], label_values(labels))
 
 
-__all__ = ["class_indices", "label_map_in_original_geometry", "predict_logits", "predict_probabilities",
+__all__ = ["class_indices", "label_map_in_original_geometry", "predict_logits",
            "probabilities_in_original_geometry"]

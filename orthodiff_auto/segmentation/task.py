@@ -20,9 +20,8 @@ from orthodiff_auto.training.augmentation import (
     through_plane_axis_for_dummy_2d,
 )
 from orthodiff_auto.training.batches import PatchBatches
-from orthodiff_auto.training.checkpoint import unwrap
 from orthodiff_auto.training.config import TrainingConfig
-from orthodiff_auto.training.pretrained import load_pretrained_encoder
+from orthodiff_auto.training.pretrained import load_pretrained_encoder, pretrained_parameter_groups
 from orthodiff_auto.training.distributed import per_rank_batch_size
 from orthodiff_auto.training.losses import DeepSupervisionLoss, DiceCELoss, deep_supervision_weights, downsample_target
 
@@ -69,18 +68,12 @@ class SegmentationTask:
         net = build_segmentation_network(self.view_plan.segmentation.architecture, 1, self.num_classes,
                                          deep_supervision=self.config.deep_supervision)
         if self.pretrained is not None:
-            load_pretrained_encoder(net.encoder, self.pretrained, self.view_plan.segmentation.architecture)
+            info = load_pretrained_encoder(net.encoder, self.pretrained, self.view_plan.segmentation.architecture)
+            info.warn_about_differences(self.view_plan)
         return net
 
     def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        model = unwrap(model)
-        if self.pretrained is None:
-            return [{"params": list(model.parameters())}]
-        encoder = set(id(p) for p in model.encoder.parameters())
-        return [
-            {"params": [p for p in model.parameters() if id(p) in encoder], "warmup": True},
-            {"params": [p for p in model.parameters() if id(p) not in encoder]},
-        ]
+        return pretrained_parameter_groups(model, self.pretrained is not None)
 
     # ------------------------------------------------------------------ data
     def _source(self) -> PreprocessedDataset:

@@ -24,8 +24,9 @@ from batchgenerators.transforms.resample_transforms import SimulateLowResolution
 from batchgenerators.transforms.spatial_transforms import MirrorTransform, SpatialTransform
 from batchgenerators.transforms.utility_transforms import RemoveLabelTransform
 
-# nnU-Net's thresholds: an axis this much coarser than the others makes the patch "dummy 2D"
-ANISOTROPY_THRESHOLD = 3.0
+# nnU-Net's threshold (the planner's): an axis this much coarser than the others makes the patch "dummy 2D"
+from orthodiff_auto.plans.planner import ANISOTROPY_THRESHOLD
+
 
 
 @dataclass(frozen=True)

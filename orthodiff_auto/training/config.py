@@ -13,8 +13,8 @@ from typing import Any
 from orthodiff_auto.errors import UserInputError
 
 
-# what a classifier reads (classification.config documents each)
-CLASSIFIER_FEATURES = ("finetune", "noised", "diffusion", "anatomy")
+#: how a fused classifier combines its views (classification.config documents each)
+FUSION_MODES = ("gate", "stacked", "mpae", "concat", "xattn")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class TrainingConfig:
     target_sensitivity: float | None = None  # thresholds: Youden when None, else reach this sensitivity
     # "finetune" (encoder trained on clean inputs), "noised" (encoder trained on inputs noised at noise_timestep,
     # timestep conditioning kept), "diffusion" (frozen denoiser features at a timestep and block chosen per fold)
-    # or "anatomy" (features of the fold's predicted segmentation, logistic regression): CLASSIFIER_FEATURES
+    # or "anatomy" (features of the fold's predicted segmentation, logistic regression): the reader's name in
+    # classification.reader.READERS, checked when a classification run starts
     classifier_features: str = "finetune"
     # frozen diffusion features: "attention" (the block's map, attention-pooled per finding) or "mean" (averaged)
     frozen_pooling: str = "attention"
@@ -94,17 +95,13 @@ class TrainingConfig:
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
             raise UserInputError(f"config optimizer: choose 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.fusion not in ("gate", "stacked", "mpae", "concat", "xattn"):
-            raise UserInputError(f"config fusion: choose 'gate', 'stacked', 'mpae', 'concat' or 'xattn', got "
-                                 f"{self.fusion!r}")
+        if self.fusion not in FUSION_MODES:
+            raise UserInputError(f"config fusion: choose one of {list(FUSION_MODES)}, got {self.fusion!r}")
         if self.noise_draws < 1 or self.noise_timestep < 0:
             raise UserInputError(f"config noise_draws must be >= 1 and noise_timestep >= 0, got {self.noise_draws}, "
                                  f"{self.noise_timestep}")
         if self.frozen_pooling not in ("attention", "mean"):
             raise UserInputError(f"config frozen_pooling: choose 'attention' or 'mean', got {self.frozen_pooling!r}")
-        if self.classifier_features not in CLASSIFIER_FEATURES:
-            raise UserInputError(f"config classifier_features: choose one of {list(CLASSIFIER_FEATURES)}, got "
-                                 f"{self.classifier_features!r}")
         if self.plot_every_epochs < 1:
             raise UserInputError(f"config plot_every_epochs: must be at least 1, got {self.plot_every_epochs}")
 
@@ -197,4 +194,4 @@ def _coerce(key: str, value: Any, hint) -> Any:
         raise UserInputError(f"config {key}: cannot use {value!r} as {getattr(target, '__name__', target)}") from None
 
 
-__all__ = ["CLASSIFIER_FEATURES", "TrainingConfig", "PRESETS", "make_config", "parse_setting"]
+__all__ = ["FUSION_MODES", "TrainingConfig", "PRESETS", "make_config", "parse_setting"]

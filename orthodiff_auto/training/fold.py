@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -17,6 +18,14 @@ from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.splits import fold_cases, load_or_create_splits, subsample_labelled
 
 SPLITS_JSON = "splits.json"
+#: task -> the name of a request's run folder below its view (before the label fraction); filled by the task
+#: packages (``classification.reader`` names a classifier's folder after its reader and fusion mode)
+VARIANT_NAMERS: dict[str, Callable[["FoldRequest"], str]] = {}
+
+
+def register_variant(task: str, namer: Callable[["FoldRequest"], str]) -> None:
+    """Name the run folders of ``task`` with ``namer(request)`` (see ``FoldRequest.variant``)."""
+    VARIANT_NAMERS[task] = namer
 
 
 @dataclass(frozen=True)
@@ -35,17 +44,11 @@ class FoldRequest:
 
     @property
     def variant(self) -> str:
-        name = "pretrained" if self.pretrained else "scratch"
-        if self.task == "cls" and self.config.classifier_features == "diffusion":
-            name = "diffusion"  # frozen denoiser features: never shares a folder with fine-tuned runs
-            if self.config.frozen_pooling != "attention":
-                name += f"-{self.config.frozen_pooling}"
-        if self.task == "cls" and self.config.classifier_features == "noised":
-            name = f"noised_t{self.config.noise_timestep}"  # the pretraining run's weights when there is one
-        if self.task == "cls" and self.config.classifier_features == "anatomy":
-            name = "anatomy"  # features of the fold's segmentation: one model per view combination, no fusion mode
-        elif self.task == "cls" and self.view == "fused":
-            name += f"_{self.config.fusion}"  # gate and concat runs of a fold must not share a folder
+        """The run folder's name below its view: the task's own name for it (a task package registers one with
+        ``register_variant``; classification's depends on the reader), else "pretrained" or "scratch"; then
+        the label fraction and its seed."""
+        namer = VARIANT_NAMERS.get(self.task)
+        name = namer(self) if namer is not None else ("pretrained" if self.pretrained else "scratch")
         if self.label_fraction < 1.0:
             name += f"_frac{self.label_fraction:g}"
             if self.label_fraction_seed:  # each seed's subset trains in its own folder
@@ -118,5 +121,5 @@ def check_request(request: FoldRequest) -> Plans:
     return plans
 
 
-__all__ = ["FoldRequest", "SPLITS_JSON", "check_request", "findings_table", "label_fraction_subset", "parse_fold",
+__all__ = ["FoldRequest", "SPLITS_JSON", "VARIANT_NAMERS", "register_variant", "check_request", "findings_table", "label_fraction_subset", "parse_fold",
            "prepare_split", "training_cases_and_findings"]

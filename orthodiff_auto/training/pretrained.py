@@ -27,6 +27,8 @@ view, what another dataset's plans adopt to load them (``plans.adaptation.Pretra
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -105,6 +107,14 @@ class PretrainedInfo:
         return {"path": self.path, "sha256": self.sha256, "view": self.view, "iterations": self.iterations,
                 "pretrained_under": self.pretrained_under, "diffusion": self.diffusion,
                 "num_loaded_tensors": len(self.loaded_keys), "skipped_keys": list(self.skipped_keys)}
+
+    def warn_about_differences(self, view_plan: ViewPlan) -> list[str]:
+        """Warn (``UserWarning``, naming the file) about each of ``differences_from(view_plan)``; returns them."""
+        found = self.differences_from(view_plan)
+        for difference in found:
+            warnings.warn(f"{self.path}: {difference}; the weights fit, but fine-tuning starts from features of "
+                          "other inputs", UserWarning, stacklevel=2)
+        return found
 
     def differences_from(self, view_plan: ViewPlan) -> list[str]:
         """Human-readable differences between the pretraining plan and ``view_plan`` (worth a warning, not an
@@ -275,15 +285,17 @@ def encoder_parameter_names(model: nn.Module, encoder_attr: str = "encoder") -> 
     return names
 
 
-def pretrained_parameter_groups(model: nn.Module, encoder_attr: str = "encoder") -> list[dict[str, Any]]:
-    """Optimizer groups for fine-tuning: the encoder's parameters (``"warmup": True``: the loop starts them at
-    ``lr * encoder_lr_factor``) and all other trainable parameters."""
+def pretrained_parameter_groups(model: nn.Module, pretrained: bool = True,
+                                encoder_attr: str = "encoder") -> list[dict[str, Any]]:
+    """Optimizer groups of a task's model: one group from scratch; fine-tuning (``pretrained``) the encoder's
+    parameters (``"warmup": True``: the loop starts them at ``lr * encoder_lr_factor``) and all the others."""
     model = unwrap(model)
-    enc = set(encoder_parameter_names(model, encoder_attr))
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not pretrained:
+        return [{"params": list(model.parameters())}]
+    encoder = {id(p) for p in getattr(model, encoder_attr).parameters()}
     return [
-        {"params": [p for n, p in named if n in enc], "warmup": True, "name": "encoder"},
-        {"params": [p for n, p in named if n not in enc], "name": "rest"},
+        {"params": [p for p in model.parameters() if id(p) in encoder], "warmup": True},
+        {"params": [p for p in model.parameters() if id(p) not in encoder]},
     ]
 
 

@@ -109,6 +109,7 @@ def tiny_run(tmp_path_factory):
     return raw, pp, results
 
 
+@pytest.mark.slow
 def test_fused_anatomy_fold_reads_the_fold_segmentation_and_predicts_like_validation(tiny_run):
     raw, pp, results = tiny_run
     assert main(["train_fold", str(pp), "cls", "fused", "0", "--config", "smoke", "--results", str(results),
@@ -146,6 +147,7 @@ def test_fused_anatomy_fold_reads_the_fold_segmentation_and_predicts_like_valida
     assert set(only_sag) == set(ensemble.findings)
 
 
+@pytest.mark.slow
 def test_anatomy_needs_the_fold_segmentation(tiny_run, tmp_path, capsys):
     _, pp, _ = tiny_run
     assert main(["train_fold", str(pp), "cls", "sag", "1", "--config", "smoke", "--results", str(tmp_path),

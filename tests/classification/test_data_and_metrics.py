@@ -24,7 +24,6 @@ from orthodiff_auto.classification.metrics_io import (
     fold_metrics,
     read_validation_predictions,
     select_thresholds,
-    thresholds_array,
     thresholds_table,
     write_validation_predictions,
 )
@@ -177,7 +176,6 @@ def test_threshold_selection_hand_values():
     assert math.isnan(t[0])  # one class only: no threshold
     table = thresholds_table(["a"], t)
     assert table == {"a": None}
-    assert math.isnan(thresholds_array(["a"], table)[0])
 
 
 def test_fold_outputs_hand_values(tmp_path):

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from orthodiff_auto.classification.frozen import FeatureBatches, FrozenFeatureHead
+from orthodiff_auto.classification.diffusion_head import FrozenFeatureHead
+from orthodiff_auto.classification.diffusion_reader import FeatureBatches
 from orthodiff_auto.classification.inference import FindingsEnsemble
 from orthodiff_auto.classification.metrics_io import read_validation_predictions
 from orthodiff_auto.cli import main
@@ -41,6 +42,7 @@ def _case_scans(raw: Path, case: str, views=("sag", "cor")):
     return {v: read_image(raw / f"{case}_{v}.nii.gz") for v in views if (raw / f"{case}_{v}.nii.gz").is_file()}
 
 
+@pytest.mark.slow
 def test_single_view_lowers_loss_writes_outputs_and_predicts(probed, cls_preprocessed):
     assert main(["train_fold", str(cls_preprocessed), "cls", "sag", "0", "--results", str(probed), *FROZEN]) == 0
     fold = probed / "cls" / "sag" / "diffusion" / "fold_0"  # never the fine-tuned runs' folder
@@ -80,6 +82,7 @@ def test_single_view_lowers_loss_writes_outputs_and_predicts(probed, cls_preproc
     assert "diffusion" in candidates["sag"]
 
 
+@pytest.mark.slow
 def test_fused_gate_masks_missing_view(probed, cls_preprocessed):
     assert main(["train_fold", str(cls_preprocessed), "cls", "fused", "1", "--results", str(probed), *FROZEN]) == 0
     fold = probed / "cls" / "fused" / "diffusion_gate" / "fold_1"
@@ -103,6 +106,7 @@ def test_fused_gate_masks_missing_view(probed, cls_preprocessed):
     assert set(ensemble.predict(_case_scans(raw, case, ("cor",)))) == set(FINDINGS)  # a view may be missing
 
 
+@pytest.mark.slow
 def test_fold_choice_never_reads_the_fold_validation_labels(probed, cls_preprocessed, tmp_path):
     """Issue 12, defect 1: scrambling the held-out fold's labels in the probe's features changes nothing."""
     splits = json.loads((cls_preprocessed / "splits.json").read_text())
@@ -157,6 +161,7 @@ def test_head_ignores_absent_views_and_batches_are_seeded(fusion):
     assert first["present"].any(1).all()  # view dropout keeps at least one view
 
 
+@pytest.mark.slow
 def test_refusals_name_the_file(probed, cls_preprocessed, tmp_path, capsys):
     pp = str(cls_preprocessed)
     # not pretrained

@@ -60,6 +60,7 @@ def test_prediction_averages_fixed_noises_deterministically(cls_preprocessed):
         NoisedViewClassifier(arch, 2, timestep=1000)
 
 
+@pytest.mark.slow
 def test_noised_fold_starts_from_the_pretraining_run_and_predicts_like_validation(cls_preprocessed, tmp_path):
     results = tmp_path / "results"
     assert main(["pretrain", str(cls_preprocessed), "sag", "--results", str(results), *PRETRAIN]) == 0

@@ -13,7 +13,7 @@ import torch
 
 from orthodiff_auto.classification.fusion import FusedClassifier
 from orthodiff_auto.classification.inference import FindingsEnsemble
-from orthodiff_auto.classification.stacked import STACKED_JSON, fit_stacked_gate, fused_logits, read_stacked_fit
+from orthodiff_auto.classification.stacked import STACKED_JSON, StackedGateFit, fit_stacked_gate, fused_logits
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.plans.schema import ArchitectureSpec
@@ -97,6 +97,7 @@ def single_view_folds(cls_preprocessed, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_stacked_fold_end_to_end(single_view_folds, cls_preprocessed):
     results = single_view_folds
     assert main(["train_fold", str(cls_preprocessed), "cls", "fused", "0", "--results", str(results), *TINY,
@@ -107,7 +108,7 @@ def test_stacked_fold_end_to_end(single_view_folds, cls_preprocessed):
 
     # the gate was fitted on fold 0's training cases only, each predicted by the fold that held it out
     assert (fold / STACKED_JSON).is_file() and not (fold / "checkpoint_latest.pt").exists()
-    fit = read_stacked_fit(fold)
+    fit = StackedGateFit.from_dict(json.loads((fold / STACKED_JSON).read_text()))
     assert set(fit.fitting_cases) == train and not set(fit.fitting_cases) & val
     assert fit.views == VIEWS and fit.findings == FINDINGS
     for view, by_fold in fit.source_folds.items():
@@ -156,6 +157,7 @@ def test_stacked_fold_end_to_end(single_view_folds, cls_preprocessed):
     assert "scratch_stacked" in candidates["fused"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fusion", ["stacked", "mpae"])
 def test_stacked_names_the_missing_folds(single_view_folds, cls_preprocessed, tmp_path, capsys, fusion):
     for view in VIEWS:  # only fold 0's single-view classifiers, and no coronal fold 3
@@ -171,6 +173,7 @@ def test_stacked_names_the_missing_folds(single_view_folds, cls_preprocessed, tm
     assert not (tmp_path / "cls" / "fused").exists()
 
 
+@pytest.mark.slow
 def test_stacked_refuses_a_source_fold_trained_on_its_cases(single_view_folds, cls_preprocessed, tmp_path, capsys):
     for view in VIEWS:
         shutil.copytree(single_view_folds / "cls" / view, tmp_path / "cls" / view)
@@ -184,6 +187,7 @@ def test_stacked_refuses_a_source_fold_trained_on_its_cases(single_view_folds, c
     assert not (tmp_path / "cls" / "fused").exists()
 
 
+@pytest.mark.slow
 def test_mpae_fold_chooses_and_fits_a_head_inside_the_fold_and_reads_clinical_data(single_view_folds,
                                                                                   cls_preprocessed, tmp_path):
     """fusion=mpae: the head kind is chosen on fold 0's training cases only; with a clinical column that

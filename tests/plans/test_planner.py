@@ -6,8 +6,7 @@ import pytest
 from orthodiff_auto.plans.memory import (
     REFERENCE_FEATURE_MAP_3D,
     count_to_gb,
-    estimate_encoder_memory_gb,
-    estimate_segmentation_memory_gb,
+    encoder_feature_map_count,
     feature_map_count,
 )
 from orthodiff_auto.plans.planner import (
@@ -24,6 +23,17 @@ from orthodiff_auto.plans.topology import get_topology
 from tests.plans.fake_fingerprint import fake_fingerprint
 
 # --- target spacing ---------------------------------------------------------------------------------------
+
+
+def estimate_segmentation_memory_gb(arch, patch_size, batch_size, num_input_channels=1, num_classes=2):
+    """The planner's estimate of the U-Net's training memory (GB)."""
+    return count_to_gb(feature_map_count(arch, patch_size, num_input_channels, num_classes, True), batch_size,
+                       arch.conv_dim)
+
+
+def estimate_encoder_memory_gb(arch, input_size, batch_size):
+    """The planner's estimate of the encoder's training memory (GB, classifier)."""
+    return count_to_gb(encoder_feature_map_count(arch, input_size, 1), batch_size, arch.conv_dim)
 
 
 def test_target_spacing_is_median_for_isotropic_data():

@@ -1,4 +1,4 @@
-"""Frozen-feature classification (``--set classifier_features=diffusion``): OrthoDiffusion's other mode.
+"""The diffusion reader (``--set classifier_features=diffusion``): OrthoDiffusion's frozen-feature mode.
 
 Each view's classification input (the region of interest), noised at a timestep with a fixed noise, goes once
 through the frozen EMA denoiser of ``orthodiff pretrain``; a block's output is the case's features for that
@@ -28,7 +28,7 @@ any other classifier.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -36,14 +36,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from orthodiff_auto.classification.config import FUSED
 from orthodiff_auto.classification.data import SeededCaseBatches, drop_views
-from orthodiff_auto.classification.fusion import GATE_SCALE
-from orthodiff_auto.classification.task import MultiViewOutputs, ClassificationTaskBase
-from orthodiff_auto.diffusion.features import BlockFeatures, denoiser_from_state, load_frozen_denoiser, truncated_state
-from orthodiff_auto.classification.model import AttentionPoolingHead
+from orthodiff_auto.classification.diffusion_head import (FROZEN_FUSION_MODES, DiffusionFeatureSpec,
+                                                          FrozenFeatureHead, frozen_classifier_from_extras)
+from orthodiff_auto.classification.reader import FoldResult, Reader, register_reader
+from orthodiff_auto.classification.region_models import MultiViewModel
+from orthodiff_auto.classification.task import ClassificationTaskBase, MultiViewOutputs
+from orthodiff_auto.classification.trained_fold import checked_fold, fit_and_validate, task_arguments
+from orthodiff_auto.diffusion.features import BlockFeatures, load_frozen_denoiser, truncated_state
 from orthodiff_auto.diffusion.probe import PROBE_FEATURES, PROBE_JSON, fold_choice, read_probe
 from orthodiff_auto.diffusion.run import output_dir_for
-from orthodiff_auto.diffusion.schedule import make_alphas_cumprod
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.preprocessing.classification_input import InputLoader, ViewInput
 from orthodiff_auto.training.checkpoint import unwrap
@@ -52,41 +55,12 @@ from orthodiff_auto.training.distributed import per_rank_batch_size
 from orthodiff_auto.training.fold import SPLITS_JSON, training_cases_and_findings
 from orthodiff_auto.training.splits import load_or_create_splits
 
-FROZEN_KIND = "diffusion_features"
+#: the reader's name: the ``classifier_features`` value, the checkpoints' kind and the run folders' prefix
+DIFFUSION = "diffusion"
+#: the kind its checkpoints carried before the reader registry (mapped to DIFFUSION at load)
+OLD_KIND = "diffusion_features"
 # the features are cached vectors, so a large batch costs nothing and gives low-noise gradients
 DEFAULT_BATCH_SIZE = 32
-FROZEN_FUSION_MODES = ("gate", "concat")
-
-
-@dataclass(frozen=True)
-class DiffusionFeatureSpec:
-    """How one view's features are computed (stored in the checkpoint; what inference rebuilds)."""
-
-    view: str
-    timestep: int
-    block: str
-    noise_seed: int
-    channels: int
-    architecture: dict[str, Any]  # the denoiser's ArchitectureSpec.to_dict()
-    schedule: str
-    timesteps: int
-    probe: str  # the probe features the choice was scored on
-    probe_macro_auroc: float  # inner cross-validated macro AUROC of the chosen pair on the fold's training cases
-    denoiser_checkpoint: str
-    encoder_checkpoint: str
-    encoder_sha256: str
-    pooling: str = "mean"  # "attention": the head pools the block's map; "mean": averaged over space
-    chosen_on: str = "probe.json"  # "fold <k> training cases (inner cross-validation)" or the global probe
-    feature_shape: tuple[int, ...] = ()  # (C, *spatial) of an attention-pooled view's map
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DiffusionFeatureSpec":
-        d = dict(d)
-        d["feature_shape"] = tuple(int(v) for v in d.get("feature_shape", ()))
-        return cls(**d)
 
 
 def load_view_features(pretrain_dir: Path | str, view: str, pooling: str = "mean",
@@ -133,137 +107,6 @@ def extract_features(extractor: BlockFeatures, loader: InputLoader, view: str, c
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=dtype)
 
 
-# ---------------------------------------------------------------- the head
-
-class Standardize(nn.Module):
-    """(x - mean) / std with statistics fitted on the training features (saved with the model)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("std", torch.ones(channels))
-
-    @torch.no_grad()
-    def fit(self, x: torch.Tensor) -> None:
-        """``x`` (N, C) vectors or (N, C, *spatial) maps: statistics per channel over cases (and positions)."""
-        if len(x):
-            flat = x.float().transpose(0, 1).reshape(x.shape[1], -1)
-            self.mean.copy_(flat.mean(1))
-            self.std.copy_(flat.std(1, unbiased=False).clamp_min(1e-6))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        return (x.float() - self.mean.view(shape)) / self.std.view(shape)
-
-
-class FrozenFeatureHead(nn.Module):
-    """``forward({view: (B, C_v)}, present (B, V))`` -> ``logits`` (B, F), ``view_logits`` (B, F, V) (0 where
-    absent) and, gate mode, ``weights`` (B, F, V). With one view the logits are that view's own."""
-
-    def __init__(self, views: Sequence[str], channels: Mapping[str, int], num_findings: int, fusion: str = "gate",
-                 gate_scale: float = GATE_SCALE, pooling: str = "mean"):
-        super().__init__()
-        if len(views) > 1 and fusion not in FROZEN_FUSION_MODES:
-            raise ValueError(f"fusion mode must be one of {list(FROZEN_FUSION_MODES)}, got {fusion!r}")
-        if len(views) > 1 and pooling == "attention" and fusion != "gate":
-            raise UserInputError("attention-pooled frozen features fuse with fusion=gate only (concat needs one vector "
-                                 "per view: use frozen_pooling=mean)")
-        self.views, self.fusion, self.gate_scale, self.pooling = list(views), fusion, float(gate_scale), pooling
-        self.scalers = nn.ModuleDict({v: Standardize(channels[v]) for v in self.views})
-        if pooling == "attention":
-            self.attention = nn.ModuleDict({v: AttentionPoolingHead(channels[v], num_findings) for v in self.views})
-        else:
-            self.linears = nn.ModuleDict({v: nn.Linear(channels[v], num_findings) for v in self.views})
-            for layer in self.linears.values():  # logistic regression: zero is the natural start
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
-        if len(self.views) > 1 and fusion == "gate":
-            self.gate_logits = nn.Parameter(torch.zeros(num_findings, len(self.views)))
-        elif len(self.views) > 1:
-            self.missing = nn.ParameterDict({v: nn.Parameter(torch.zeros(channels[v])) for v in self.views})
-            self.concat = nn.Linear(sum(channels[v] for v in self.views), num_findings)
-            nn.init.zeros_(self.concat.weight)
-            nn.init.zeros_(self.concat.bias)
-
-    def view_logit(self, view: str, scaled: torch.Tensor) -> torch.Tensor:
-        """(B, F) logits of one view from its standardised features (vectors, or maps attention-pooled)."""
-        if self.pooling == "attention":
-            return self.attention[view](scaled)[1]
-        return self.linears[view](scaled)
-
-    def gate_weights(self) -> torch.Tensor | None:
-        """(F, V) weights with every view present; None without a gate."""
-        if not hasattr(self, "gate_logits"):
-            return None
-        return torch.softmax(self.gate_scale * self.gate_logits.detach().float(), dim=-1)
-
-    def forward(self, features: Mapping[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
-        present = present.bool()
-        scaled = {v: self.scalers[v](features[v]) for v in self.views}
-        view_logits = torch.stack([torch.where(present[:, i, None], self.view_logit(v, scaled[v]), 0.0)
-                                   for i, v in enumerate(self.views)], dim=-1)
-        out = {"view_logits": view_logits}
-        if len(self.views) == 1:
-            out["logits"] = view_logits[..., 0]
-        elif hasattr(self, "gate_logits"):
-            gate = (self.gate_scale * self.gate_logits.float())[None].expand(present.shape[0], -1, -1)
-            weights = torch.nan_to_num(torch.softmax(gate.masked_fill(~present[:, None, :], float("-inf")), -1))
-            out["weights"] = weights
-            out["logits"] = (weights * view_logits.detach()).sum(-1)  # see fusion.py: the gate learns alone
-        else:
-            cat = torch.cat([torch.where(present[:, i, None], scaled[v], self.missing[v].float())
-                             for i, v in enumerate(self.views)], dim=-1)
-            out["logits"] = self.concat(cat)
-        return out
-
-
-class FrozenFeatureClassifier(nn.Module):
-    """Inference: whole-field-of-view inputs -> features (frozen denoisers) -> head. Same call as
-    ``FusedClassifier``: ``forward({view: (B, 1, *size)}, present (B, V))``; absent views are not computed."""
-
-    def __init__(self, extractors: Mapping[str, BlockFeatures], head: FrozenFeatureHead,
-                 feature_shapes: Mapping[str, tuple[int, ...]] | None = None):
-        super().__init__()
-        self.extractors = nn.ModuleDict(dict(extractors))
-        self.head = head
-        self.feature_shapes = dict(feature_shapes or {})
-
-    @torch.no_grad()
-    def forward(self, inputs: Mapping[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
-        present = present.bool()
-        features = {}
-        for i, view in enumerate(self.head.views):
-            rows = torch.nonzero(present[:, i]).squeeze(1)
-            if rows.numel():
-                computed = self.extractors[view](inputs[view].index_select(0, rows)).float()
-                f = torch.zeros((present.shape[0], *computed.shape[1:]), device=present.device)
-                f[rows] = computed
-            else:  # the view is absent from every case: any placeholder (its logits are masked)
-                shape = self.feature_shapes.get(view) or (self.head.scalers[view].mean.numel(),)
-                f = torch.zeros((present.shape[0], *shape), device=present.device)
-            features[view] = f
-        return self.head(features, present)
-
-
-def frozen_classifier_from_extras(extras: Mapping[str, Any], where: str = "checkpoint") -> FrozenFeatureClassifier:
-    """The inference model a frozen-feature checkpoint describes (the head's weights not yet loaded)."""
-    states = extras.get("denoiser_states")
-    if not states:
-        raise UserInputError(f"{where}: no denoiser weights; only checkpoint_final.pt of a finished frozen-feature "
-                             "fold holds them")
-    specs = {v: DiffusionFeatureSpec.from_dict(d) for v, d in extras["diffusion_features"].items()}
-    views = list(extras["views"])
-    extractors = {
-        v: BlockFeatures(denoiser_from_state(specs[v].architecture, states[v], specs[v].block, where),
-                         make_alphas_cumprod(specs[v].schedule, specs[v].timesteps).float(), specs[v].timestep,
-                         specs[v].block, specs[v].noise_seed, specs[v].pooling)
-        for v in views
-    }
-    head = FrozenFeatureHead(views, {v: specs[v].channels for v in views}, len(extras["findings"]),
-                             extras.get("fusion") or "gate", pooling=specs[views[0]].pooling)
-    return FrozenFeatureClassifier(extractors, head, {v: specs[v].feature_shape for v in views})
-
-
 # ---------------------------------------------------------------- training
 
 class FeatureBatches(SeededCaseBatches):
@@ -298,7 +141,7 @@ class FrozenFeatureTask(MultiViewOutputs, ClassificationTaskBase):
                  fused: bool, denoiser_states: Mapping[str, dict[str, torch.Tensor]]):
         super().__init__(plans, views, config, cls_config, preprocessed_dir, findings, labels, train_cases,
                          val_cases, fold, pretrained=None)
-        self.view = "fused" if fused else self.views[0]
+        self.view = FUSED if fused else self.views[0]
         self.fusion = cls_config.fusion
         self.specs = dict(specs)
         self.denoiser_states = dict(denoiser_states)
@@ -345,7 +188,7 @@ class FrozenFeatureTask(MultiViewOutputs, ClassificationTaskBase):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         present = batch["present"].bool()
         out = model({v: batch[f"feat_{v}"] for v in self.views}, present)
-        if self.view != "fused":
+        if self.view != FUSED:
             return self.bce(out["logits"], batch["target"])
         return self.fused_loss(out, batch["target"], present)
 
@@ -357,7 +200,7 @@ class FrozenFeatureTask(MultiViewOutputs, ClassificationTaskBase):
         return {k: t.float().cpu().numpy() for k, t in out.items()}
 
     def checkpoint_extras(self) -> dict[str, Any]:
-        return {**super().checkpoint_extras(), "kind": FROZEN_KIND, "view": self.view, "fusion": self.fusion,
+        return {**super().checkpoint_extras(), "kind": DIFFUSION, "view": self.view, "fusion": self.fusion,
                 "gate_weights": self.gate_weights(), "init_sources": dict(self.init_sources),
                 "diffusion_features": {v: s.to_dict() for v, s in self.specs.items()}}
 
@@ -369,10 +212,10 @@ class FrozenFeatureTask(MultiViewOutputs, ClassificationTaskBase):
 def build_frozen_task(request, plans, views: Sequence[str], present: Mapping[str, Sequence[bool]],
                       device: torch.device, log, **common) -> FrozenFeatureTask:
     """Load each view's frozen denoiser and probe choice, extract the features of the fold's cases once, and
-    return the task (``common``: the classification task arguments of ``run.build_task``)."""
+    return the task (``common``: ``trained_fold.task_arguments``)."""
 
     fusion = common["cls_config"].fusion
-    if request.view == "fused" and fusion not in FROZEN_FUSION_MODES:
+    if request.view == FUSED and fusion not in FROZEN_FUSION_MODES:
         raise UserInputError(f"fusion={fusion} is not available with classifier_features=diffusion; choose one of "
                              f"{list(FROZEN_FUSION_MODES)}")
     cases = sorted(set(common["train_cases"]) | set(common["val_cases"]))
@@ -399,11 +242,45 @@ def build_frozen_task(request, plans, views: Sequence[str], present: Mapping[str
         states[view] = truncated_state(extractor.denoiser, spec.block)
         del extractor  # frees the device memory before the next view
     return FrozenFeatureTask(plans, views, specs=specs, features=features, present=present,
-                             fused=request.view == "fused", denoiser_states=states, **common)
+                             fused=request.view == FUSED, denoiser_states=states, **common)
 
+
+def diffusion_variant(request) -> str:
+    """"diffusion" (attention pooling) or ``diffusion-mean``: never shares a folder with fine-tuned runs."""
+    pooling = request.config.frozen_pooling
+    return DIFFUSION if pooling == "attention" else f"{DIFFUSION}-{pooling}"
+
+
+def train_diffusion_fold(request, plans, cls_config, device: torch.device, ctx, log) -> FoldResult:
+    fold = checked_fold(request, plans)
+    if request.pretrained is not None:
+        raise UserInputError(f"{request.pretrained}: --pretrained does not apply to classifier_features=diffusion, "
+                             "which reads each view's frozen denoiser and probe.json from RESULTS/pretrain/VIEW")
+    task = build_frozen_task(request, plans, fold.views, fold.present, device, log,
+                             **task_arguments(request, cls_config, fold))
+    return fit_and_validate(request, task, fold, cls_config, device, ctx, log, cached_inputs=True)
+
+
+def diffusion_fold_inputs(request, views) -> list[Path]:
+    """Each view's encoder and probe choice."""
+    dirs = [output_dir_for(request.preprocessed_dir, v, request.results_dir) for v in views]
+    return [d / f"encoder_{v}.pt" for d, v in zip(dirs, views)] + [d / PROBE_JSON for d in dirs]
+
+
+def load_diffusion(extras: Mapping[str, Any], state: Mapping[str, torch.Tensor], plans, device: torch.device,
+                   where: str) -> MultiViewModel:
+    """The frozen denoisers up to the chosen blocks (from the checkpoint) and the trained head."""
+    network = frozen_classifier_from_extras(extras, where)
+    network.head.load_state_dict(state)
+    return MultiViewModel(network, extras, device)
+
+
+READER = register_reader(Reader(DIFFUSION, diffusion_variant, train_diffusion_fold, load_diffusion,
+                                fold_inputs=diffusion_fold_inputs, checkpoint_kinds=(OLD_KIND,),
+                                fusion_modes=FROZEN_FUSION_MODES))
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "DiffusionFeatureSpec", "FROZEN_FUSION_MODES", "FROZEN_KIND", "FeatureBatches",
-    "FrozenFeatureClassifier", "FrozenFeatureHead", "FrozenFeatureTask", "Standardize", "build_frozen_task",
-    "extract_features", "frozen_classifier_from_extras", "load_view_features",
+    "DEFAULT_BATCH_SIZE", "DIFFUSION", "FeatureBatches", "FrozenFeatureTask", "READER", "build_frozen_task",
+    "diffusion_fold_inputs", "diffusion_variant", "extract_features", "load_diffusion", "load_view_features",
+    "train_diffusion_fold",
 ]
