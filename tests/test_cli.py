@@ -23,8 +23,13 @@ def _subparsers() -> dict:
 SUBCOMMANDS = sorted(_subparsers())
 
 
-def test_the_sub_commands_include_demo():
-    assert "demo" in SUBCOMMANDS and "train_fold" in SUBCOMMANDS and len(SUBCOMMANDS) >= 16
+def test_every_command_module_is_a_sub_command_and_demo_is_one():
+    """The sub-commands are exactly the modules of orthodiff_auto/commands (one module per command), demo too."""
+    modules = {p.stem for p in (Path(demo.__file__).parent / "commands").glob("*.py") if not p.stem.startswith("_")}
+    assert set(SUBCOMMANDS) == modules and "demo" in SUBCOMMANDS
+    for name in SUBCOMMANDS:  # each parses its own name into args.command
+        parser = _subparsers()[name]
+        assert parser.prog.endswith(f" {name}")
 
 
 @pytest.mark.parametrize("name", SUBCOMMANDS)

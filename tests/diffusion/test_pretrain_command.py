@@ -10,6 +10,8 @@ from orthodiff_auto.training.pretrained import load_pretrained_encoder
 from orthodiff_auto.networks import build_segmentation_network
 from orthodiff_auto.plans.schema import Plans
 
+pytestmark = pytest.mark.slow  # trains folds or runs auto (pytest -m 'not slow' skips it)
+
 FAST = ["--config", "smoke", "--set", "num_epochs=2", "--set", "iterations_per_epoch=2", "--device", "cpu"]
 
 

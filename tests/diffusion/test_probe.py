@@ -101,6 +101,7 @@ def test_choose_prefers_highest_then_earliest():
     assert (choose(rows).timestep, choose(rows).block) == (50, "a")
 
 
+@pytest.mark.slow
 def test_probe_command_writes_table_and_choice(make_preprocessed, tmp_path, capsys):
     pre = with_findings(make_preprocessed(train=CASES, unlabeled=()))
     assert main(["pretrain", str(pre), "sag", *PRETRAIN]) == 0
@@ -133,6 +134,7 @@ def test_probe_command_writes_table_and_choice(make_preprocessed, tmp_path, caps
     assert "encoder.stages.0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_probe_refuses_view_not_pretrained(make_preprocessed, tmp_path, capsys):
     pre = with_findings(make_preprocessed(train=CASES, unlabeled=()))
     assert main(["probe", str(pre), "sag", "--results", str(tmp_path / "r")]) == 2
@@ -140,6 +142,7 @@ def test_probe_refuses_view_not_pretrained(make_preprocessed, tmp_path, capsys):
     assert str(tmp_path / "r" / "pretrain" / "sag" / "checkpoint_final.pt") in err and "orthodiff pretrain" in err
 
 
+@pytest.mark.slow
 def test_probe_refuses_dataset_without_findings(make_preprocessed, capsys):
     pre = with_findings(make_preprocessed(train=CASES, unlabeled=()), findings=())
     assert main(["probe", str(pre), "sag"]) == 2

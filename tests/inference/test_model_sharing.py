@@ -16,6 +16,8 @@ from orthodiff_auto import __version__
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_image, write_image
 
+pytestmark = pytest.mark.slow  # trains folds or runs auto (pytest -m 'not slow' skips it)
+
 
 @pytest.fixture(scope="module")
 def exported(trained_model, tmp_path_factory) -> Path:

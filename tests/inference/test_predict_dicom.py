@@ -1,6 +1,7 @@
 """``predict_folder --dicom``: a folder of DICOM studies, one case per study, through the same Predictor path as
 image files (the same segmentations and findings as the series converted to NIfTI)."""
 
+import pytest
 import numpy as np
 import pandas as pd
 
@@ -18,6 +19,7 @@ def _write_study(folder, study_uid, views, seed):
         write_series(folder / f"series_{n}", image, g, study_uid, f"{study_uid}.{n + 1}", f"{view} PD")
 
 
+@pytest.mark.slow
 def test_study_predicted_as_one_case_like_its_series_as_images(trained_model, tmp_path):
     studies, out = tmp_path / "studies", tmp_path / "out"
     _write_study(studies / "patient7", "2.25.7", ("sag", "cor", "ax"), seed=40)  # the model reads sag and cor
@@ -42,6 +44,7 @@ def test_study_predicted_as_one_case_like_its_series_as_images(trained_model, tm
     assert set(got.loc[0, "views"].split("+")) == set(want.loc[0, "views"].split("+")) == {"sag", "cor"}
 
 
+@pytest.mark.slow
 def test_ambiguous_study_exit_2_naming_the_series_then_chosen(trained_model, tmp_path, capsys):
     studies, out = tmp_path / "studies", tmp_path / "out"
     _write_study(studies / "p1", "2.25.9", ("sag", "cor", "sag"), seed=50)

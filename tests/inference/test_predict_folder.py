@@ -145,6 +145,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
 
 
+@pytest.mark.slow
 def test_trained_model_finds_ball_and_box_and_writes_the_declared_gapped_values(trained_model, tmp_path):
     from tests.inference.conftest import LABELS, gapped_scan
 
@@ -163,6 +164,7 @@ def test_trained_model_finds_ball_and_box_and_writes_the_declared_gapped_values(
             assert _dice(predicted == value, reference == value) > 0.7, (view, name)
 
 
+@pytest.mark.slow
 def test_unreadable_view_fails_alone_and_the_case_goes_on_with_the_others(trained_model, tmp_path, capsys):
     from tests.inference.conftest import gapped_scan
 
@@ -179,6 +181,7 @@ def test_unreadable_view_fails_alone_and_the_case_goes_on_with_the_others(traine
     assert findings.loc["p", ["f1", "f2"]].notna().all()
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_uneven_cases_merge_only_this_runs_parts(trained_model, tmp_path):
     from tests.inference.conftest import gapped_scan
 

@@ -38,6 +38,7 @@ def predictor(trained_model):
     return Predictor(trained_model, device="cpu")
 
 
+@pytest.mark.slow
 def test_the_documented_example_runs_as_written(trained_model, scans, tmp_path, monkeypatch, capsys):
     code = re.search(r"^```python\n(.*?)^```", DOC.read_text(), re.S | re.M).group(1)
     for name, value in (("MODEL_DIR", trained_model), ("SCANS", scans)):  # the demo's folders -> the test's
@@ -66,6 +67,7 @@ def test_the_documented_example_runs_as_written(trained_model, scans, tmp_path, 
         assert 0 <= finding.probability <= 1 and finding.positive == (finding.probability >= finding.threshold)
 
 
+@pytest.mark.slow
 def test_same_as_predict_folder_from_path_image_and_array(predictor, trained_model, scans, tmp_path):
     assert main(["predict_folder", str(scans), str(tmp_path / "out"), "--model", str(trained_model),
                  "--device", "cpu"]) == 0
@@ -89,6 +91,7 @@ def test_same_as_predict_folder_from_path_image_and_array(predictor, trained_mod
     assert from_array.segmentations["cor"].GetDirection() == pytest.approx(image.GetDirection())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("call, message", [
     (lambda p, a: p.predict(a, view="sag"), "needs its spacing"),
     (lambda p, a: p.predict(a[0], view="sag", spacing=(1, 1, 3)), "expected a 3D array"),

@@ -1,11 +1,14 @@
 """``predict_folder --qc``: one PNG per case, of a fixed size, with the segmentation's contours drawn."""
 
+import pytest
 import numpy as np
 from PIL import Image
 
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import write_image
 from orthodiff_auto.inference.qc import QC_DPI, QC_FIGSIZE, contour_colours
+
+pytestmark = pytest.mark.slow  # trains folds or runs auto (pytest -m 'not slow' skips it)
 
 
 def test_qc_png_per_case_with_contours_and_the_fixed_size(trained_model, tmp_path):

@@ -12,6 +12,8 @@ import pytest
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import read_image
 
+pytestmark = pytest.mark.slow  # trains folds or runs auto (pytest -m 'not slow' skips it)
+
 
 @pytest.mark.timeout(900)  # the whole pipeline: every classifier family competes (noised ones: tests/classification)
 def test_auto_predict_evaluate_end_to_end(tmp_path, capsys):

@@ -1,11 +1,14 @@
 """auto reuses a stage only when it was made with the same settings: another --budget or training config is
 refused (naming what and where) or, with --redo-stale, redone; result-neutral settings (workers) reuse it."""
 
+import pytest
 import json
 
 import torch
 
 from orthodiff_auto.cli import main
+
+pytestmark = pytest.mark.slow  # trains folds or runs auto (pytest -m 'not slow' skips it)
 
 
 def test_other_settings_are_refused_or_redone_never_silently_reused(make_native_dataset, tmp_path, capsys):

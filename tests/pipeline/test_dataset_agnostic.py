@@ -14,6 +14,8 @@ import pytest
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.image_io import ImageGeometry, read_image, write_image
 
+pytestmark = pytest.mark.slow  # trains folds or runs auto (pytest -m 'not slow' skips it)
+
 SMOKE = ["--config", "smoke", "--set", "num_workers=0", "--set", "num_epochs=1", "--set", "iterations_per_epoch=2"]
 # Axial scans stored with their slice axis last in the array (ITK's i axis), the in-plane axes flipped, at
 # 0.6 x 0.9 mm in plane and 4 mm between slices: unlike the knee's sagittal-first, 2 mm in-plane layout.

@@ -13,6 +13,8 @@ import torch
 
 from orthodiff_auto.cli import main
 
+pytestmark = pytest.mark.slow  # trains folds or runs auto (pytest -m 'not slow' skips it)
+
 
 def _sagittal_only(raw: Path) -> Path:
     for folder in ("imagesTr", "labelsTr"):

@@ -160,6 +160,7 @@ def test_full_disk_during_plan_and_preprocess(make_native_dataset, workspace, mo
     assert snapshot(workspace, skip=workspace / "out") == before
 
 
+@pytest.mark.slow
 def test_predict_folder_fails_each_broken_case_alone(suite, workspace, capsys):
     inputs = workspace / "in"
     inputs.mkdir()
@@ -187,6 +188,7 @@ def test_predict_folder_fails_each_broken_case_alone(suite, workspace, capsys):
     assert snapshot(workspace, skip=out) == before
 
 
+@pytest.mark.slow
 def test_full_disk_during_predict_folder(suite, workspace, monkeypatch, capsys):
     out = workspace / "out"
     before = snapshot(workspace)

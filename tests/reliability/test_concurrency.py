@@ -7,6 +7,8 @@ import os
 import re
 import signal
 
+import pytest
+
 from orthodiff_auto.cli import main
 from orthodiff_auto.utils.lock import LOCK_NAME, folder_lock
 from tests.reliability.artifacts import check_complete
@@ -23,6 +25,7 @@ def _refused(argv, folder, pid, capsys) -> None:
     assert snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_second_predict_folder_into_the_same_folder_is_refused(suite, tmp_path, capsys):
     scenario = suite.scenarios["predict_folder"]
     first = start_stopped(scenario.args(tmp_path), RenameKill("thresholds.json", 1, "after"))
@@ -35,6 +38,7 @@ def test_second_predict_folder_into_the_same_folder_is_refused(suite, tmp_path, 
                            output_digest(tmp_path / "out", suite.inputs.root))
 
 
+@pytest.mark.slow
 def test_second_auto_on_the_same_work_folder_is_refused(suite, tmp_path, capsys):
     scenario = suite.scenarios["auto"]
     first = start_stopped(scenario.args(tmp_path), RenameKill("preprocessed/plans.json", 1, "after"))
@@ -55,4 +59,9 @@ def test_the_lock_is_released_when_its_holder_ends(tmp_path):
 
 def test_processes_of_one_torchrun_job_share_the_lock(tmp_path):
     with folder_lock(tmp_path, shared=True), folder_lock(tmp_path, shared=True):
+        # the job's processes hold it together; a separate run is refused meanwhile
+        with pytest.raises(OSError, match="another orthodiff run"):
+            with folder_lock(tmp_path):
+                pass
+    with folder_lock(tmp_path):  # both released: a separate run takes it
         pass

@@ -22,6 +22,7 @@ def rerun_here(args: list) -> tuple[int, str]:
     return main([str(a) for a in args]), "(stderr above)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMMANDS)
 def test_killed_run_resumes_to_the_same_artifacts(suite, name, tmp_path):
     reference = suite.reference(name)
@@ -32,6 +33,7 @@ def test_killed_run_resumes_to_the_same_artifacts(suite, name, tmp_path):
     assert trial.passed, trial.explain()
 
 
+@pytest.mark.slow
 def test_auto_finishes_a_pretraining_killed_after_its_encoder(suite, tmp_path):
     # the encoder is published before the sampling figure and pretrain_summary.json: auto used to count the view
     # as pretrained once the encoder existed, and the re-run never wrote the other two. The state such a kill

@@ -52,6 +52,7 @@ def _refused(argv, path, marker, capsys) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_predict_folder_refuses_a_model_with_a_pickled_payload(suite, tmp_path, capsys):
     model, marker = tmp_path / "model", tmp_path / "ran"
     shutil.copytree(suite.inputs.work / "model", model)
@@ -62,6 +63,7 @@ def test_predict_folder_refuses_a_model_with_a_pickled_payload(suite, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_train_fold_refuses_a_pretrained_encoder_with_a_pickled_payload(suite, tmp_path, capsys):
     evil, marker = tmp_path / "encoder_sag.pt", tmp_path / "ran"
     write_payload(evil, "plain pickle", marker)
@@ -70,6 +72,7 @@ def test_train_fold_refuses_a_pretrained_encoder_with_a_pickled_payload(suite, t
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_pretrain_continue_refuses_a_checkpoint_with_a_pickled_payload(suite, tmp_path, capsys):
     results, marker = tmp_path / "results", tmp_path / "ran"
     evil = results / "pretrain" / "sag" / "checkpoint_latest.pt"

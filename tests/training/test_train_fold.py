@@ -49,6 +49,7 @@ def _cli(*args, cwd=None, **kw):
                           timeout=300, cwd=cwd, **kw)
 
 
+@pytest.mark.slow
 def test_smoke_run_lowers_loss_and_validates(preprocessed, tmp_path):
     results = tmp_path / "results"
     rc = main(["train_fold", str(preprocessed), "seg", "sag", "0", "--config", "smoke", "--results", str(results),
@@ -76,23 +77,42 @@ def test_smoke_run_lowers_loss_and_validates(preprocessed, tmp_path):
     assert sorted(c for s in splits for c in s["val"]) == CASES
 
 
+#: runs ``orthodiff ARGS`` and stops it at a known point: once epoch 2's checkpoint_latest.pt is written, the
+#: trainer signals it (writes the file argv[1]) and waits to be killed, so the kill always lands mid-run
+KILL_AT_EPOCH_2 = """
+import sys, time
+from orthodiff_auto.cli import main
+from orthodiff_auto.training.loop import Trainer
+save = Trainer.save
+def save_then_wait(self, name, next_epoch):
+    save(self, name, next_epoch)
+    if name == "checkpoint_latest.pt" and next_epoch == 2:
+        open(sys.argv[1], "w").write("epoch 2 saved")
+        time.sleep(600)
+Trainer.save = save_then_wait
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
 def test_kill_and_continue_reaches_same_state(preprocessed, tmp_path, capsys):
-    # killed as soon as the epoch-2 checkpoint appears, with 6 epochs left: the kill lands mid-run
+    # killed once the epoch-2 checkpoint is written, with 6 epochs left: the kill lands mid-run
     common = ["train_fold", preprocessed, "seg", "cor", "1", "--config", "smoke", "--set", "num_epochs=8",
               "--set", "iterations_per_epoch=3", "--set", "checkpoint_every_epochs=2"]
     assert _cli(*common, "--results", tmp_path / "a").returncode == 0
     fold_b = tmp_path / "b" / "seg" / "cor" / "scratch" / "fold_1"
-    proc = subprocess.Popen([sys.executable, "-m", "orthodiff_auto", *map(str, common), "--results", str(tmp_path / "b")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = tmp_path / "epoch2_saved"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_AT_EPOCH_2, str(saved), *map(str, common),
+                             "--results", str(tmp_path / "b")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (fold_b / "checkpoint_latest.pt").is_file() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    while not saved.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # waiting for the trainer's signal, not racing it
+    assert saved.is_file(), f"the run never reached epoch 2 (exit code {proc.poll()})"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (fold_b / "checkpoint_latest.pt").is_file()
-    assert not (fold_b / "checkpoint_final.pt").is_file(), "the run finished before it was killed"
+    assert not (fold_b / "checkpoint_final.pt").is_file()
     killed_at = torch.load(fold_b / "checkpoint_latest.pt", weights_only=True)["epoch"]
-    assert killed_at < 8
+    assert killed_at == 2
     # without --continue an existing run is never overwritten
     assert main([*map(str, common), "--results", str(tmp_path / "b")]) == 2
     assert "--continue" in capsys.readouterr().err
@@ -107,6 +127,7 @@ def test_kill_and_continue_reaches_same_state(preprocessed, tmp_path, capsys):
     assert a["history"]["train_loss"] == pytest.approx(b["history"]["train_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes(preprocessed, tmp_path):
     from orthodiff_auto.plans.schema import Plans
     from orthodiff_auto.training.config import make_config
@@ -136,6 +157,7 @@ def test_ddp_two_gloo_processes(preprocessed, tmp_path):
     assert all((fold / "validation" / f"{case}_sag.nii.gz").is_file() for case in val)
 
 
+@pytest.mark.slow
 def test_label_fraction_seed_trains_a_stratified_subset_in_its_own_folder(preprocessed, tmp_path):
     """A quarter of fold 0's cases, stratified: both findings keep a positive and a negative; each seed gets a
     folder of its own and the summary records fraction and seed."""
