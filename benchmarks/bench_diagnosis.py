@@ -137,7 +137,7 @@ def predicted_region_predictions(pp: Path, results: Path, view: str, fold: int, 
     """The run's validation cases predicted with the region centred on the fold's predicted segmentation."""
     import torch
 
-    from orthodiff_auto.classification.anatomy import fold_segmenter, predicted_labels
+    from orthodiff_auto.classification.anatomy_fold import fold_segmenter, predicted_labels
     from orthodiff_auto.classification.inference import FindingsEnsemble, PreparedScan
     from orthodiff_auto.classification.metrics_io import read_validation_predictions, write_validation_predictions
     from orthodiff_auto.plans.schema import Plans
