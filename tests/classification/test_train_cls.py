@@ -126,7 +126,7 @@ def test_fused_gate_masks_missing_view_and_reports_weights(results, cls_preproce
     for case in list(table["case_id"])[:2]:
         scans = {v: read_image(raw / f"{case}_{v}.nii.gz") for v in ("sag", "cor") if (raw / f"{case}_{v}.nii.gz").is_file()}
         # this dataset has no segmentation labels: the region is the field of view, centred as in validation
-        assert all(spec.roi_source == "field_of_view" for spec in ensemble.inputs.values())
+        assert all(spec.roi_source == "field_of_view" for spec in ensemble.models[0].inputs.values())
         found = ensemble.predict(scans)
         assert list(found) == FINDINGS
         row = table[table["case_id"] == case].iloc[0]
