@@ -149,6 +149,7 @@ def main() -> int:
     for fusion in fusions:
         results[fusion] = work / f"results_{fusion}{args.results_suffix}"
 
+    from orthodiff_auto.classification import readers  # noqa: F401  (names the cls run folders)
     from orthodiff_auto.training.config import make_config
     from orthodiff_auto.training.fold import FoldRequest
 

@@ -68,6 +68,7 @@ def run(cli_args: list[str]) -> None:
 
 def train(pp: Path, results: Path, task: str, view: str, fold: int, epochs: int, extra=(), pretrained=None,
           variant_dir: str | None = None) -> None:
+    from orthodiff_auto.classification import readers  # noqa: F401  (names the cls run folders)
     from orthodiff_auto.training.config import make_config
     from orthodiff_auto.training.fold import FoldRequest
 

@@ -18,6 +18,8 @@ from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.splits import fold_cases, load_or_create_splits, subsample_labelled
 
 SPLITS_JSON = "splits.json"
+#: tasks whose run folders are "pretrained" or "scratch" (then the label fraction)
+PLAIN_VARIANT_TASKS = frozenset({"seg"})
 #: task -> the name of a request's run folder below its view (before the label fraction); filled by the task
 #: packages (``classification.reader`` names a classifier's folder after its reader and fusion mode)
 VARIANT_NAMERS: dict[str, Callable[["FoldRequest"], str]] = {}
@@ -48,6 +50,9 @@ class FoldRequest:
         ``register_variant``; classification's depends on the reader), else "pretrained" or "scratch"; then
         the label fraction and its seed."""
         namer = VARIANT_NAMERS.get(self.task)
+        if namer is None and self.task not in PLAIN_VARIANT_TASKS:  # a silent fall-back would pick another folder
+            raise RuntimeError(f"task {self.task!r}: its run folders are named by its package, which registers "
+                               "the name with register_variant (cls: import orthodiff_auto.classification.readers)")
         name = namer(self) if namer is not None else ("pretrained" if self.pretrained else "scratch")
         if self.label_fraction < 1.0:
             name += f"_frac{self.label_fraction:g}"
