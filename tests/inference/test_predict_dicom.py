@@ -1,9 +1,9 @@
 """``predict_folder --dicom``: a folder of DICOM studies, one case per study, through the same Predictor path as
 image files (the same segmentations and findings as the series converted to NIfTI)."""
 
-import pytest
 import numpy as np
 import pandas as pd
+import pytest
 
 from orthodiff_auto.cli import main
 from orthodiff_auto.data.dicom import find_studies, read_series

@@ -1,7 +1,7 @@
 """``predict_folder --qc``: one PNG per case, of a fixed size, with the segmentation's contours drawn."""
 
-import pytest
 import numpy as np
+import pytest
 from PIL import Image
 
 from orthodiff_auto.cli import main

@@ -1,9 +1,9 @@
 """auto reuses a stage only when it was made with the same settings: another --budget or training config is
 refused (naming what and where) or, with --redo-stale, redone; result-neutral settings (workers) reuse it."""
 
-import pytest
 import json
 
+import pytest
 import torch
 
 from orthodiff_auto.cli import main
