@@ -20,7 +20,7 @@ from orthodiff_auto.training.config import TrainingConfig
 # Fields that change how fast a run goes or how often it writes, not what it learns (batch k is a pure function
 # of the seed, the rank and k, whatever the number of data workers), so a rerun with other values reuses the run.
 RESULT_NEUTRAL_FIELDS = frozenset({"num_workers", "checkpoint_every_epochs", "val_batch_size", "ddp_timeout_minutes",
-                                   "progress_bar", "plot_every_epochs", "tensorboard"})
+                                   "progress_bar", "plot_every_epochs", "tensorboard", "cache_gb"})
 
 
 def budget_differences(planned: Budget, requested: Budget) -> list[str]:
@@ -54,7 +54,7 @@ def fold_differences(run_dir: Path, config: TrainingConfig, plans: Plans, inputs
     if checkpoint is None:
         return []
     recorded = load_checkpoint(checkpoint, mmap=True)  # settings only: the weights are never read
-    found = config_differences(recorded.get("config", {}), config.to_dict())
+    found = config_differences(recorded.get("config", {}), config.to_dict(), TrainingConfig().to_dict())
     if recorded.get("extras", {}).get("plans") != plans.to_dict():
         found.append("plans")
     return found + newer_inputs(checkpoint, inputs)
@@ -68,7 +68,7 @@ def pretrain_differences(run_dir: Path, config: TrainingConfig, diffusion_config
         return []
     recorded = load_checkpoint(checkpoint, mmap=True)
     extras = recorded.get("extras", {})
-    found = config_differences(recorded.get("config", {}), config.to_dict())
+    found = config_differences(recorded.get("config", {}), config.to_dict(), TrainingConfig().to_dict())
     found += config_differences(extras.get("diffusion_config", {}), dict(diffusion_config))
     if (extras.get("diffusion_plan") != view_plan.diffusion.to_dict()
             or extras.get("architecture") != view_plan.segmentation.architecture.to_dict()):
@@ -76,8 +76,12 @@ def pretrain_differences(run_dir: Path, config: TrainingConfig, diffusion_config
     return found
 
 
-def config_differences(recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> list[str]:
-    """``key old -> new`` for every result-relevant field whose value differs."""
+def config_differences(recorded: Mapping[str, Any], requested: Mapping[str, Any],
+                       defaults: Mapping[str, Any] | None = None) -> list[str]:
+    """``key old -> new`` for every result-relevant field whose value differs (every field of the config, the
+    classification settings included). ``defaults``: the value of a field the recorded config lacks (added to
+    the config since: the run used its default)."""
+    recorded = {**(defaults or {}), **recorded}
     return [f"{key} {recorded.get(key)!r} -> {requested.get(key)!r}"
             for key in sorted(set(recorded) | set(requested))
             if key not in RESULT_NEUTRAL_FIELDS and recorded.get(key) != requested.get(key)]

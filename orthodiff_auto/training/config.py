@@ -13,12 +13,98 @@ from typing import Any
 from orthodiff_auto.errors import UserInputError
 
 
-#: how a fused classifier combines its views (classification.config documents each)
+#: how a fused classifier combines its views (ClassificationSettings.fusion documents each)
 FUSION_MODES = ("gate", "stacked", "mpae", "concat", "xattn")
+MIRROR_MODES = ("left_right", "all", "none")
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
+class ClassificationSettings:
+    """The classification settings of a run, part of every ``TrainingConfig`` (so ``--set mirror=all`` sets any of
+    them, and ``pipeline.stale`` compares them with the rest); ``classification.config.ClassificationConfig`` is
+    the same fields as a classifier reads them."""
+
+    # fused model: "gate" (a learned weight per finding over the views), "stacked" (the same gate fitted on the
+    # other folds' out-of-fold single-view predictions, branches = this fold's single-view classifiers
+    # unchanged; classification.stacked), "mpae" (a fusion head fitted on the same out-of-fold predictions,
+    # chosen inside the fold among the heads with and without clinical data; classification.mpae_fold) or
+    # "concat" (pooled features concatenated) or "xattn" (per-finding queries attending over the present views'
+    # bottleneck tokens)
+    fusion: str = "gate"
+    # decision thresholds chosen on the validation fold: Youden's J, or the largest threshold reaching this
+    # sensitivity when it is given (in (0, 1])
+    target_sensitivity: float | None = None
+    # the reader (classification.reader.READERS, checked when a classification run starts): "finetune": the
+    # encoder is trained (from scratch or a pretrained encoder); "noised": the denoiser's encoder fine-tuned on
+    # inputs noised at noise_timestep; "diffusion": only a light head on pooled features of the frozen pretrained
+    # denoiser at the timestep and block `orthodiff probe` chose; "anatomy": features of the fold's predicted
+    # segmentation per structure, logistic regression
+    classifier_features: str = "finetune"
+    # draw training cases so that positives and negatives of every finding weigh alike (default: uniformly;
+    # imbalance is handled by the loss' per-finding positive weights)
+    balanced_sampling: bool = False
+    # mirroring augmentation: "left_right" (the physical left-right axis of each view only), "all", "none"
+    mirror: str = "left_right"
+    # BCE positive weight per finding is n_negative / n_positive on the fold's training cases, clamped to
+    # [1 / pos_weight_max, pos_weight_max]
+    pos_weight_max: float = 50.0
+    # fused concat model: weight of the per-view auxiliary BCE losses (keeps every view's logits a predictor
+    # on its own); in gate mode the branches always learn from their own losses only (weight 1)
+    aux_weight: float = 0.5
+    # fused model: branches start from this fold's single-view classifiers when they exist ("auto"), or never
+    # ("scratch": from scratch, or from --pretrained encoders). Single-view classifiers have fitted the same
+    # training cases, so a gate learned on top of them favours the view that fitted its training cases best
+    fused_init: str = "auto"
+    # fused model: during training each present view of a case with several views is dropped with this
+    # probability (at least one stays), so the fused model learns to predict from any subset of views
+    view_dropout: float = 0.1
+    # stacked fusion: strength of the L2 pull of the gate towards equal weights (no calibration: stacked.py says
+    # why), per fitting case: the penalty is stacked_l2 / n_cases * sum of squares, a Gaussian prior
+    # of standard deviation 1 / sqrt(2 * stacked_l2) on the centred gate logits
+    stacked_l2: float = 0.5
+    # mild spatial augmentation of the whole field of view
+    rotation_degrees: float = 15.0
+    scale_low: float = 0.85
+    scale_high: float = 1.15
+    # decoded inputs kept in memory per process (LRU)
+    cache_gb: float = 1.0
+    # anatomy features: the inverse L2 strengths C the inner cross-validation chooses from
+    anatomy_strengths: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    # frozen diffusion features: "attention" (the block's map, attention-pooled per finding) or "mean" (averaged)
+    frozen_pooling: str = "attention"
+    # noised fine-tuning: the timestep inputs are noised at, and how many fixed noises prediction averages over
+    noise_timestep: int = 100
+    noise_draws: int = 4
+
+    def check_classification_settings(self) -> None:
+        """UserInputError naming the first setting out of its range."""
+        if self.fusion not in FUSION_MODES:
+            raise UserInputError(f"config fusion: choose one of {list(FUSION_MODES)}, got {self.fusion!r}")
+        if self.fused_init not in ("auto", "scratch"):
+            raise UserInputError(f"config fused_init: choose 'auto' or 'scratch', got {self.fused_init!r}")
+        if self.mirror not in MIRROR_MODES:
+            raise UserInputError(f"config mirror: choose one of {list(MIRROR_MODES)}, got {self.mirror!r}")
+        if self.target_sensitivity is not None and not 0 < self.target_sensitivity <= 1:
+            raise UserInputError(f"config target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if self.pos_weight_max < 1:
+            raise UserInputError(f"config pos_weight_max must be >= 1, got {self.pos_weight_max}")
+        if self.aux_weight < 0:
+            raise UserInputError(f"config aux_weight must be >= 0, got {self.aux_weight}")
+        if self.stacked_l2 < 0:
+            raise UserInputError(f"config stacked_l2 must be >= 0, got {self.stacked_l2}")
+        if not 0 <= self.view_dropout < 1:
+            raise UserInputError(f"config view_dropout must be in [0, 1), got {self.view_dropout}")
+        if not 0 < self.scale_low <= self.scale_high:
+            raise UserInputError(f"config scale range must satisfy 0 < low <= high, got {self.scale_low}, {self.scale_high}")
+        if self.noise_draws < 1 or self.noise_timestep < 0:
+            raise UserInputError(f"config noise_draws must be >= 1 and noise_timestep >= 0, got {self.noise_draws}, "
+                                 f"{self.noise_timestep}")
+        if self.frozen_pooling not in ("attention", "mean"):
+            raise UserInputError(f"config frozen_pooling: choose 'attention' or 'mean', got {self.frozen_pooling!r}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig(ClassificationSettings):
     # schedule: nnU-Net's proven defaults (SGD Nesterov, momentum 0.99, poly decay with exponent 0.9)
     optimizer: str = "sgd"  # "sgd" or "adamw" (diffusion models train better with AdamW)
     num_epochs: int = 1000
@@ -44,19 +130,6 @@ class TrainingConfig:
     # fine-tuning from a pretrained encoder: encoder learns at lr * encoder_lr_factor during warm-up
     encoder_lr_factor: float = 0.1
     encoder_warmup_epochs: int = 10
-    # classification (see classification.config.ClassificationConfig for the rest of its settings)
-    fusion: str = "gate"  # fused model: "gate" (learned weight per finding over views), "stacked" (gate fitted out of fold), "mpae" (fusion head fitted out of fold), "concat" or "xattn" (cross-attention)
-    target_sensitivity: float | None = None  # thresholds: Youden when None, else reach this sensitivity
-    # "finetune" (encoder trained on clean inputs), "noised" (encoder trained on inputs noised at noise_timestep,
-    # timestep conditioning kept), "diffusion" (frozen denoiser features at a timestep and block chosen per fold)
-    # or "anatomy" (features of the fold's predicted segmentation, logistic regression): the reader's name in
-    # classification.reader.READERS, checked when a classification run starts
-    classifier_features: str = "finetune"
-    # frozen diffusion features: "attention" (the block's map, attention-pooled per finding) or "mean" (averaged)
-    frozen_pooling: str = "attention"
-    # noised fine-tuning: the timestep inputs are noised at, and how many fixed noises prediction averages over
-    noise_timestep: int = 100
-    noise_draws: int = 4
     # hardware
     mixed_precision: bool = True  # on CUDA only; bf16 where supported, else fp16 with a grad scaler
     channels_last: bool = False  # channels_last_3d memory format (CUDA); the three below: training.device.SpeedOptions
@@ -95,13 +168,7 @@ class TrainingConfig:
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
             raise UserInputError(f"config optimizer: choose 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.fusion not in FUSION_MODES:
-            raise UserInputError(f"config fusion: choose one of {list(FUSION_MODES)}, got {self.fusion!r}")
-        if self.noise_draws < 1 or self.noise_timestep < 0:
-            raise UserInputError(f"config noise_draws must be >= 1 and noise_timestep >= 0, got {self.noise_draws}, "
-                                 f"{self.noise_timestep}")
-        if self.frozen_pooling not in ("attention", "mean"):
-            raise UserInputError(f"config frozen_pooling: choose 'attention' or 'mean', got {self.frozen_pooling!r}")
+        self.check_classification_settings()
         if self.plot_every_epochs < 1:
             raise UserInputError(f"config plot_every_epochs: must be at least 1, got {self.plot_every_epochs}")
 
@@ -174,7 +241,8 @@ def _coerce(key: str, value: Any, hint) -> Any:
         if origin is tuple:
             if not isinstance(value, (list, tuple)):
                 value = [value]
-            return tuple(int(v) for v in value)
+            element = typing.get_args(target)[0]  # tuple[int, ...] or tuple[float, ...]
+            return tuple(element(v) for v in value)
         if target is bool:
             if isinstance(value, bool):
                 return value
@@ -194,4 +262,4 @@ def _coerce(key: str, value: Any, hint) -> Any:
         raise UserInputError(f"config {key}: cannot use {value!r} as {getattr(target, '__name__', target)}") from None
 
 
-__all__ = ["FUSION_MODES", "TrainingConfig", "PRESETS", "make_config", "parse_setting"]
+__all__ = ["ClassificationSettings", "FUSION_MODES", "MIRROR_MODES", "TrainingConfig", "PRESETS", "make_config", "parse_setting"]
