@@ -142,6 +142,7 @@ def test_unknown_optimizer_refused():
         _config(optimizer="lion")
 
 
+@pytest.mark.slow  # two processes train (16 s of the quick loop)
 def test_ddp_ranks_hold_equal_weights_after_training(tmp_path):
     """Two gloo processes start from different seeds and see different batches; DDP must make them equal."""
     import os
