@@ -72,6 +72,7 @@ def preprocess_case(image: np.ndarray, geometry: ImageGeometry, view_plan: ViewP
 
     seg = None
     locations: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
     if label is not None:
         lab = crop(orient.to_canonical(label), bbox)
         if np.issubdtype(lab.dtype, np.floating):
@@ -83,6 +84,8 @@ def preprocess_case(image: np.ndarray, geometry: ImageGeometry, view_plan: ViewP
         seg = resample_labels(lab, new_shape, spacing, target, view_plan.resampling)
         foreground = [v for v in present_labels(seg) if v != 0 and v != ignore_label]
         locations = sample_class_locations(seg, foreground, seed)
+        per_value = np.bincount(seg.ravel(), minlength=max(foreground, default=0) + 1)
+        counts = {int(c): int(per_value[c]) for c in foreground}
 
     props = CaseProperties(
         case_id=case_id,
@@ -99,6 +102,7 @@ def preprocess_case(image: np.ndarray, geometry: ImageGeometry, view_plan: ViewP
         normalization=norm_stats,
         has_seg=seg is not None,
         class_locations=locations,
+        class_voxel_counts=counts,
     )
     return data[None], (None if seg is None else seg[None]), props
 

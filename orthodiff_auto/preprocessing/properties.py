@@ -43,7 +43,8 @@ class CaseProperties:
 
     ``crop_bbox`` ([lo, hi) per axis) and ``shape_before_cropping`` refer to the image after reorientation
     (``orientation``); ``spacing`` is the original spacing in canonical order. ``class_locations`` maps each
-    foreground label value to an (N, 3) int array of voxel indices into the preprocessed array (N capped).
+    foreground label value to an (N, 3) int array of voxel indices into the preprocessed array (N capped);
+    ``class_voxel_counts`` to its full number of voxels (empty in data preprocessed before it was stored).
     """
 
     case_id: str
@@ -60,6 +61,7 @@ class CaseProperties:
     normalization: dict[str, float]
     has_seg: bool
     class_locations: dict[int, np.ndarray] = field(default_factory=dict)
+    class_voxel_counts: dict[int, int] = field(default_factory=dict)
     preprocessing_key: str = ""
     source: dict[str, Any] | None = None
     schema_version: int = PROPERTIES_SCHEMA_VERSION
@@ -86,6 +88,7 @@ class CaseProperties:
             "preprocessing_key": self.preprocessing_key,
             "source": self.source,
             "class_locations": {str(k): np.asarray(v).tolist() for k, v in self.class_locations.items()},
+            "class_voxel_counts": {str(k): int(v) for k, v in self.class_voxel_counts.items()},
         }
 
     @classmethod
@@ -109,6 +112,7 @@ class CaseProperties:
             source=d.get("source"),
             class_locations={int(k): np.asarray(v, dtype=np.int32).reshape(-1, 3)
                              for k, v in d.get("class_locations", {}).items()},
+            class_voxel_counts={int(k): int(v) for k, v in d.get("class_voxel_counts", {}).items()},
         )
 
     def save(self, path: Path | str) -> None:

@@ -36,6 +36,10 @@ def _class_locations(props) -> dict[int, np.ndarray]:
     return props.class_locations
 
 
+def _class_voxel_counts(props) -> dict[int, int]:
+    return props.class_voxel_counts
+
+
 @dataclass
 class SegmentationTask:
     plans: Plans
@@ -90,7 +94,8 @@ class SegmentationTask:
             self._source(), self.train_cases, sample_patch, per_rank_batch_size(self.batch_size, ctx), transforms,
             start, total,
             seed=self.config.seed, rank=ctx.rank, oversample_foreground=self.config.oversample_foreground,
-            foreground_locations=_class_locations,
+            foreground_locations=_class_locations, foreground_class_choice=self.config.foreground_class_choice,
+            foreground_counts=_class_voxel_counts,
         )
 
     # ------------------------------------------------------------------ loss and validation

@@ -42,9 +42,11 @@ class CaseSource:
 class PatchBatches(Dataset):
     """Random patches of labelled cases with foreground oversampling and augmentation.
 
-    ``foreground_locations(properties)`` maps a case's properties to {class: (N, ndim) voxel coordinates}.
-    The last ``round(batch_size * oversample_foreground)`` samples of every batch are forced to contain
-    foreground, as in nnU-Net.
+    ``foreground_locations(properties)`` maps a case's properties to {class: (N, ndim) voxel coordinates}
+    (precomputed once per case by preprocessing, as nnU-Net's class_locations). The last
+    ``round(batch_size * oversample_foreground)`` samples of every batch are forced to contain foreground, as
+    in nnU-Net, centred on a class chosen by ``foreground_class_choice`` (``patch_sampling``; "voxels" weighs
+    the classes by ``foreground_counts(properties)``, {class: voxel count}).
     """
 
     def __init__(
@@ -52,7 +54,8 @@ class PatchBatches(Dataset):
         transforms: Callable | None, start: int, total: int, seed: int, rank: int = 0,
         oversample_foreground: float = 0.33,
         foreground_locations: Callable[[Mapping], Mapping[int, np.ndarray]] | None = None,
-        with_seg: bool = True,
+        with_seg: bool = True, foreground_class_choice: str = "uniform",
+        foreground_counts: Callable[[Mapping], Mapping[int, int]] | None = None,
     ):
         if not case_ids:
             raise ValueError("no cases to draw patches from")
@@ -66,6 +69,8 @@ class PatchBatches(Dataset):
         self.n_forced = int(round(batch_size * oversample_foreground))
         self.foreground_locations = foreground_locations
         self.with_seg = with_seg
+        self.foreground_class_choice = foreground_class_choice
+        self.foreground_counts = foreground_counts
 
     def __len__(self) -> int:
         return max(0, self.total - self.start)
@@ -79,7 +84,9 @@ class PatchBatches(Dataset):
             data, seg, props = self.source.load(self.case_ids[c])
             force = j >= self.batch_size - self.n_forced
             locations = self.foreground_locations(props) if (force and self.foreground_locations) else None
-            bbox = patch_bbox(data.shape[1:], self.sample_patch_size, rng, locations, force_foreground=force)
+            counts = self.foreground_counts(props) if (force and self.foreground_counts) else None
+            bbox = patch_bbox(data.shape[1:], self.sample_patch_size, rng, locations, force_foreground=force,
+                              class_choice=self.foreground_class_choice, class_voxel_counts=counts)
             datas.append(crop_patch(data, bbox, 0).astype(np.float32, copy=False))
             if self.with_seg:
                 # outside the image counts as background, as nnU-Net pads labels with 0

@@ -119,6 +119,9 @@ class TrainingConfig(ClassificationSettings):
     batch_size: int | None = None
     patch_size: tuple[int, ...] | None = None
     oversample_foreground: float = 0.33
+    # the class a forced-foreground patch is centred on: "uniform" among the classes present in the case (nnU-Net
+    # v2) or "voxels" (a random foreground voxel: classes in proportion to their volume); training.patch_sampling
+    foreground_class_choice: str = "uniform"
     # data pipeline
     num_workers: int | None = None  # None: sized from the CPUs (training.loop.default_loader_workers)
     augment: bool = True
@@ -169,6 +172,9 @@ class TrainingConfig(ClassificationSettings):
         if self.optimizer not in ("sgd", "adamw"):
             raise UserInputError(f"config optimizer: choose 'sgd' or 'adamw', got {self.optimizer!r}")
         self.check_classification_settings()
+        if self.foreground_class_choice not in ("uniform", "voxels"):
+            raise UserInputError(f"config foreground_class_choice: choose 'uniform' or 'voxels', got "
+                                 f"{self.foreground_class_choice!r}")
         if self.plot_every_epochs < 1:
             raise UserInputError(f"config plot_every_epochs: must be at least 1, got {self.plot_every_epochs}")
 

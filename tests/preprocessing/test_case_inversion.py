@@ -92,6 +92,9 @@ def test_preprocessed_outputs(tmp_path):
     for c, locs in props.class_locations.items():
         assert c in (1, 2) and 0 < len(locs) <= 2000
         assert (seg[0][tuple(locs.T)] == c).all()
+    # the full voxel count per class (the stored locations are capped): what volume-weighted sampling reads
+    assert props.class_voxel_counts == {c: int((seg[0] == c).sum()) for c in (1, 2)}
+    assert type(props).from_dict(props.to_dict()).class_voxel_counts == props.class_voxel_counts
     # Unlabelled scan: no seg, no locations.
     data2, seg2, props2 = preprocess_case(image, g, vp)
     assert seg2 is None and not props2.has_seg and np.array_equal(data2, data)
