@@ -12,7 +12,9 @@ never by name), what the segmentation of the case says about it and about the im
 - position: the distance of its centroid from the centroid of all structures, per axis (absolute values, so a
   left and a right joint give the same features);
 
-plus the image's upper quantiles over the labelled anatomy's bounding box. An L2-regularised logistic
+plus the image's upper quantiles over the labelled anatomy's bounding box; and the where-in-the-structure
+features of ``classification.anatomy_features`` (regions in millimetres, halves along each structure's principal
+axes, position and pose, the joint's surroundings per octant). An L2-regularised logistic
 regression per finding (scikit-learn; the regularisation strength by inner cross-validation on the fold's
 training cases) maps the standardised features of the views to a probability. Training reads each case's
 segmentation predicted by the fold's own segmentation models (the cascade: prediction reads the segmentation
@@ -32,12 +34,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from orthodiff_auto.classification.anatomy_features import left_right_axis, where_feature_names, where_features
 from orthodiff_auto.classification.reader import PreparedScan
 from orthodiff_auto.data.clinical import ClinicalVariable
 from orthodiff_auto.errors import UserInputError
 
 ANATOMY_KIND = "anatomy"
-ANATOMY_FORMAT = "orthodiff_auto.anatomy_features/1"
+ANATOMY_FORMAT = "orthodiff_auto.anatomy_features/2"  # /2: the where-in-the-structure features appended
 BRIGHT = 2.0  # "bright" voxels: more than 2 standard deviations above the normalised image's mean
 PER_STRUCTURE = ("log_volume", "components", "outside_largest", "extent_0", "extent_1", "extent_2",
                  "inside_mean", "inside_p95",
@@ -47,9 +50,14 @@ PER_STRUCTURE = ("log_volume", "components", "outside_largest", "extent_0", "ext
 GLOBAL = ("box_p50", "box_p90", "box_p99", "box_p999", "box_bright", "box_very_bright")
 
 
-def feature_names(label_values: Sequence[int]) -> list[str]:
-    """The features of one view, in order: per structure (label value) then the global ones."""
+def basic_feature_names(label_values: Sequence[int]) -> list[str]:
+    """``basic_features``' columns: per structure (label value) then the global ones."""
     return [f"label{v}_{name}" for v in label_values for name in PER_STRUCTURE] + list(GLOBAL)
+
+
+def feature_names(label_values: Sequence[int]) -> list[str]:
+    """The features of one view, in order: the basic ones, then the where-in-the-structure ones."""
+    return basic_feature_names(label_values) + where_feature_names(label_values)
 
 
 def _quantiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
@@ -57,9 +65,17 @@ def _quantiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
 
 
 def anatomy_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
-                     label_values: Sequence[int]) -> np.ndarray:
+                     label_values: Sequence[int], mirror_axis: int | None = None) -> np.ndarray:
     """Features of one view (``feature_names`` order): ``image`` (z, y, x) normalised, ``labels`` (z, y, x)
-    label indices on the same grid (as the segmentation predicts them), ``spacing`` in mm."""
+    label indices on the same grid (as the segmentation predicts them), ``spacing`` in mm, ``mirror_axis`` the
+    patient's left-right array axis (``anatomy_features.left_right_axis``)."""
+    return np.concatenate([basic_features(image, labels, spacing, label_values),
+                           where_features(image, labels, spacing, label_values, mirror_axis)])
+
+
+def basic_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
+                   label_values: Sequence[int]) -> np.ndarray:
+    """The whole-structure features (``basic_feature_names`` order) of one view."""
     from scipy import ndimage as ndi  # scipy only where features are computed
 
     image = np.asarray(image, dtype=np.float32)
@@ -226,7 +242,9 @@ class AnatomyFeatureModel:
         """The features of one view from its preprocessed scan and predicted segmentation."""
         if scan.labels is None:
             raise UserInputError(f"the anatomy-feature classifier needs the {view} scan's segmentation")
-        return anatomy_features(scan.data[0], scan.labels, scan.spacing, self.label_values)
+        props = scan.properties
+        return anatomy_features(scan.data[0], scan.labels, scan.spacing, self.label_values,
+                                left_right_axis(props.original_geometry, props.orientation))
 
     def probabilities(self, inputs: Mapping[str, np.ndarray], present=None, clinical=None) -> np.ndarray:
         """(F,) probabilities of one case (float32 sigmoid, as the network models)."""
@@ -253,4 +271,5 @@ class AnatomyFeatureModel:
 
 
 __all__ = ["ANATOMY_FORMAT", "ANATOMY_KIND", "AnatomyFeatureModel", "LogisticModel", "anatomy_features",
+           "basic_feature_names", "basic_features",
            "choose_strength", "feature_names", "fit_logistic", "logistic_regression"]

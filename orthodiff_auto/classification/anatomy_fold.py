@@ -17,6 +17,7 @@ import torch
 
 from orthodiff_auto.classification.anatomy import (ANATOMY_KIND, AnatomyFeatureModel, anatomy_features,
                                                    feature_names, fit_logistic)
+from orthodiff_auto.classification.anatomy_features import left_right_axis
 from orthodiff_auto.classification.config import FUSED, ClassificationConfig
 from orthodiff_auto.classification.fold import ClassificationFold, classification_fold, view_combinations
 from orthodiff_auto.classification.fold_outputs import (CasePredictions, FoldOutputs, probabilities_of,
@@ -87,7 +88,8 @@ def fold_features(request: FoldRequest, plans: Plans, fold: ClassificationFold, 
             data, _, props = data_source.load(case)
             data = np.asarray(data[...], dtype=np.float32)
             labels = predicted_labels(net, patch, data, plans.num_classes, device)
-            features[view][case] = anatomy_features(data[0], labels, props.spacing_after_resampling, label_values)
+            features[view][case] = anatomy_features(data[0], labels, props.spacing_after_resampling, label_values,
+                                                    left_right_axis(props.original_geometry, props.orientation))
         log(f"anatomy features {view}: {len(have)} cases from the segmentation of {source} "
             f"({time.perf_counter() - start:.1f} s)")
     return features, sources

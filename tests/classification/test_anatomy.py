@@ -15,6 +15,7 @@ from orthodiff_auto.classification.anatomy import (
     feature_names,
     fit_logistic,
 )
+from orthodiff_auto.classification.anatomy_features import where_feature_names
 from orthodiff_auto.classification.inference import FindingsEnsemble, PreparedScan
 from orthodiff_auto.classification.metrics_io import subset_predictions_path
 from orthodiff_auto.cli import main
@@ -47,7 +48,7 @@ def test_features_see_an_interrupted_structure_and_fluid_in_the_gap():
     spacing = (3.0, 1.0, 1.0)
     intact = anatomy_features(*band_scene(False), spacing, (1, 2))
     torn = anatomy_features(*band_scene(True), spacing, (1, 2))
-    assert len(intact) == len(feature_names((1, 2))) == 2 * len(PER_STRUCTURE) + 6
+    assert len(intact) == len(feature_names((1, 2))) == 2 * len(PER_STRUCTURE) + 6 + len(where_feature_names((1, 2)))
     assert feature(intact, 1, "components") == 1 and feature(torn, 1, "components") == 2
     assert feature(torn, 1, "outside_largest") > 0.3 and feature(intact, 1, "outside_largest") == 0
     assert feature(torn, 1, "shell1_max") > 3.5 > feature(intact, 1, "shell1_max")

@@ -1,0 +1,87 @@
+"""Where-in-the-structure anatomy features: regions in millimetres, halves along each structure's own axes,
+mirror-invariance, and what is measured in unlabelled tissue."""
+
+import numpy as np
+import pytest
+
+from orthodiff_auto.classification.anatomy import anatomy_features, feature_names
+from orthodiff_auto.classification.anatomy_features import (
+    mirror_signs,
+    principal_axes,
+    where_feature_names,
+    where_features,
+)
+
+VALUES = [1, 2]
+
+
+def _joint(spacing=(1.0, 1.0, 1.0), blob_mm=None, blob_side=+1, blob_gap_mm=2.5):
+    """A bone-like block (label 1, 30 x 20 x 16 mm) and a small block beside it (label 2) that skews the
+    anatomy along x; optionally a bright 2 mm blob of unlabelled tissue ``blob_gap_mm`` outside the bone's
+    +x (``blob_side=+1``) or -x face. Physical size fixed: the grid follows ``spacing``."""
+    sp = np.asarray(spacing, float)
+    shape = np.round(np.array([50.0, 50.0, 60.0]) / sp).astype(int)
+    z, y, x = np.meshgrid(*[(np.arange(n) + 0.5) * s for n, s in zip(shape, sp)], indexing="ij")
+    labels = np.zeros(shape, np.uint8)
+    labels[(np.abs(z - 25) < 15) & (np.abs(y - 25) < 10) & (np.abs(x - 30) < 8)] = 1
+    labels[(np.abs(z - 25) < 4) & (np.abs(y - 25) < 4) & (np.abs(x - 46) < 3)] = 2
+    rng = np.random.default_rng(0)
+    image = rng.normal(0, 0.3, shape).astype(np.float32)
+    if blob_mm is not None:
+        cx = 30 + blob_side * (8 + blob_gap_mm)
+        blob = (np.abs(z - blob_mm) < 1.5) & (np.abs(y - 25) < 1.5) & (np.abs(x - cx) < 1.0) & (labels == 0)
+        image[blob] = 4.0
+    return image, labels, sp
+
+
+def _column(name, features, values=VALUES):
+    return features[where_feature_names(values).index(name)]
+
+
+def test_a_change_beside_one_face_lands_in_that_half_only():
+    image, labels, sp = _joint(blob_mm=25, blob_side=+1)
+    plus = where_features(image, labels, sp, VALUES)
+    image, labels, sp = _joint(blob_mm=25, blob_side=-1)
+    minus = where_features(image, labels, sp, VALUES)
+    # the skew of the anatomy (the small block on +x) fixes the sign of x: + is the small block's side
+    assert _column("label1_axis2_pos_shell2_bright", plus) > 1.0 and _column("label1_axis2_neg_shell2_bright", plus) == 0
+    assert _column("label1_axis2_neg_shell2_bright", minus) > 1.0 and _column("label1_axis2_pos_shell2_bright", minus) == 0
+
+
+def test_mirror_images_give_the_same_features():
+    """A left and a right joint are mirror images: the anatomy's skew fixes each axis' sign."""
+    image, labels, sp = _joint(blob_mm=20)
+    f = where_features(image, labels, sp, VALUES)
+    mirrored = where_features(image[:, :, ::-1].copy(), labels[:, :, ::-1].copy(), sp, VALUES)
+    np.testing.assert_allclose(mirrored, f, atol=1e-6)
+    assert mirror_signs(labels, sp)[2] == 1 and mirror_signs(labels[:, :, ::-1], sp)[2] == -1
+
+
+@pytest.mark.parametrize("gap, region", [(0.8, "shell1"), (2.5, "shell2"), (5.5, "shell3")])
+def test_shells_are_measured_in_millimetres(gap, region):
+    """The same physical blob lands in the same shell at 1 mm and at 0.5 x 0.5 x 2 mm voxels."""
+    for spacing in ((1.0, 1.0, 1.0), (2.0, 0.5, 0.5)):
+        image, labels, sp = _joint(spacing, blob_mm=35, blob_gap_mm=gap)
+        f = where_features(image, labels, sp, VALUES)
+        bright = {r: _column(f"label1_axis2_pos_{r}_bright", f) for r in ("shell1", "shell2", "shell3")}
+        assert max(bright, key=bright.get) == region, (spacing, bright)
+
+
+def test_principal_axes_follow_the_image_axes_and_point_along_them():
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(4000, 3)) * [1.0, 6.0, 3.0]  # longest along axis 1
+    tilt = np.deg2rad(20)
+    rot = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    axes = principal_axes(points @ rot.T)
+    assert np.all(np.diag(axes) > 0.9)  # row k is the axis closest to image axis k, pointing along +k
+    np.testing.assert_allclose(np.abs(axes[1] @ rot[:, 1]), 1.0, atol=0.02)
+
+
+def test_missing_structures_and_empty_labels_give_zeros_and_names_match():
+    image, labels, sp = _joint()
+    f = where_features(image, labels, sp, [1, 2, 3])
+    assert len(f) == len(where_feature_names([1, 2, 3]))
+    assert not _column("label3_axis0_pos_inside_mean", f, [1, 2, 3]) and np.isfinite(f).all()
+    assert not where_features(image, np.zeros_like(labels), sp, VALUES).any()
+    full = anatomy_features(image, labels, sp, VALUES)
+    assert len(full) == len(feature_names(VALUES))
