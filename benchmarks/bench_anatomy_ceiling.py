@@ -8,7 +8,7 @@ where-in-the-structure features.
 1. per view and labelled training case of RAW (``generate_synthetic`` output or any raw dataset): the image and
    its reference label map are brought to the canonical orientation (as preprocessing does, at their native
    spacing, no resampling), the image z-scored, and ``anatomy.basic_features`` and
-   ``anatomy_features.where_features`` computed (cached in WORK/features_<view>.npz with the seconds per scan:
+   ``anatomy_features.where_features`` (left-right axis from the geometry, as the reader) computed (cached in WORK/features_<view>.npz with the seconds per scan:
    an interrupted run goes on where it stopped);
 2. per feature set and view combination (each view, and all views concatenated as the fused reader does): the
    project's stratified 5-fold split of the cases (``training.splits.make_splits``, seed 0); per fold the
@@ -48,7 +48,7 @@ def parse_args(argv=None):
 def scan_features(image_path: Path, label_path: Path, label_values: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
     """(basic, where, seconds) of one scan read at its native spacing in the canonical orientation."""
     from orthodiff_auto.classification.anatomy import basic_features
-    from orthodiff_auto.classification.anatomy_features import where_features
+    from orthodiff_auto.classification.anatomy_features import left_right_axis, where_features
     from orthodiff_auto.data.image_io import read_image
     from orthodiff_auto.data.label_values import to_class_indices
     from orthodiff_auto.data.orientation import canonical_orientation
@@ -64,7 +64,7 @@ def scan_features(image_path: Path, label_path: Path, label_values: list[int]) -
     t0 = time.perf_counter()
     basic = basic_features(image, label, spacing, indices)
     t1 = time.perf_counter()
-    where = where_features(image, label, spacing, indices)
+    where = where_features(image, label, spacing, indices, left_right_axis(geometry, orient))
     t2 = time.perf_counter()
     return basic, where, {"basic_s": t1 - t0, "where_s": t2 - t1, "voxels": int(image.size)}
 

@@ -13,8 +13,8 @@ millimetres sideways. These features measure that, for any dataset (indexed by l
   voxels (above 2 standard deviations of the normalised image). A change on the medial side of a bone and one on
   its lateral side land in different columns. The principal axes are matched to the image axes (canonical
   orientation: every case of a view has the same axis order) and signed along them, so a column means the same
-  half in every case; the left-right sign is then fixed by the anatomy (``mirror_signs``), so left and right
-  joints, mirror images of each other, give the same columns.
+  half in every case; along the patient's left-right axis the sign is then fixed by the anatomy
+  (``mirror_signs``), so left and right joints, mirror images of each other, give the same columns.
 - **Position and pose**: the structure's centroid relative to the centroid of all labelled anatomy, signed in
   that frame (mm), and how closely each principal axis follows its image axis (|cos|): a shifted or tilted bone.
 - **The joint's surroundings**: unlabelled voxels within 8 mm of any structure, per octant around the anatomy's
@@ -47,20 +47,36 @@ def where_feature_names(label_values: Sequence[int]) -> list[str]:
     return [f"label{v}_{name}" for v in label_values for name in PER_STRUCTURE] + [f"joint_{n}" for n in JOINT]
 
 
-def mirror_signs(labels: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """(3,) +-1 per image axis: the sign of the labelled anatomy's third central moment along it (its skew).
+def mirror_signs(labels: np.ndarray, spacing: np.ndarray, mirror_axis: int | None) -> np.ndarray:
+    """(3,) +-1 per image axis: -1 on ``mirror_axis`` (the patient's left-right axis) when the joint is the
+    mirror image of the dataset's usual side, else +1; all +1 without a mirror axis.
 
-    A mirrored joint (a left knee against a right one) has the opposite skew along the mirrored axis, so
-    multiplying coordinates by these signs maps both onto one frame. An axis along which the anatomy is not
-    skewed keeps +1 whenever its skew is below 5% of its spread cubed (a coin flip otherwise)."""
-    idx = np.argwhere(labels > 0)
-    if len(idx) < 2:
-        return np.ones(3)
-    idx = idx[:: max(1, len(idx) // (4 * MAX_PCA_VOXELS))]
-    x = idx * spacing
-    x = x - x.mean(0)
-    third, spread = (x ** 3).mean(0), x.std(0) ** 3
-    return np.where(third < -0.05 * np.maximum(spread, 1e-12), -1.0, 1.0)
+    The side is read from the anatomy, whatever its labels: the mean of the structures' centroids (each structure
+    counting once, so the small ones weigh as much as the bones) against the mean centroid of the two largest
+    structures, along the mirror axis. A structure lying off to one side of the main bones (in a knee, the
+    fibula on the lateral side) puts that mean on the same anatomical side in every joint. Measured on 90 demo
+    scans (30 knees of both sides, three views): the sign followed the side in all of them."""
+    signs = np.ones(3)
+    if mirror_axis is None:
+        return signs
+    values = [v for v in np.unique(labels) if v > 0]
+    if len(values) < 3:
+        return signs
+    centroids, volumes = [], []
+    for v in values:  # (a structure's centroid along one axis: bincount of its voxels' index on that axis)
+        along = np.moveaxis(labels == v, mirror_axis, 0).reshape(labels.shape[mirror_axis], -1).sum(1)
+        volumes.append(along.sum())
+        centroids.append((along * np.arange(len(along))).sum() / along.sum())
+    centroids, largest = np.asarray(centroids), np.argsort(volumes)[-2:]
+    if centroids.mean() - centroids[largest].mean() < 0:
+        signs[mirror_axis] = -1.0
+    return signs
+
+
+def left_right_axis(geometry, orientation) -> int:
+    """The canonical array axis (``data.orientation``) closest to the patient's left-right axis (physical x)."""
+    direction = geometry.direction_matrix  # column c: physical direction of ITK axis c = array axis 2 - c
+    return int(np.argmax([abs(direction[0, 2 - a]) for a in orientation.transpose]))
 
 
 def principal_axes(points_mm: np.ndarray) -> np.ndarray:
@@ -138,17 +154,19 @@ def joint_surroundings(image: np.ndarray, labels: np.ndarray, spacing: np.ndarra
     return _group_stats(octant, values, 8, float(np.prod(spacing))).ravel()
 
 
-def where_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
-                   label_values: Sequence[int]) -> np.ndarray:
+def where_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float], label_values: Sequence[int],
+                   mirror_axis: int | None = None) -> np.ndarray:
     """Features of one view (``where_feature_names`` order): ``image`` (z, y, x) normalised, ``labels`` label
-    indices on the same grid, ``spacing`` in mm; zeros for a structure the labels do not contain."""
+    indices on the same grid, ``spacing`` in mm, ``mirror_axis`` the array axis along which left and right
+    joints are mirror images (``left_right_axis``; None: no side correction); zeros for a structure the labels
+    do not contain."""
     image = np.asarray(image, dtype=np.float32)
     labels = np.asarray(labels)
     spacing = np.asarray(spacing, dtype=float)
     width = len(PER_STRUCTURE) * len(label_values) + len(JOINT)
     if not (labels > 0).any():
         return np.zeros(width)
-    signs = mirror_signs(labels, spacing)
+    signs = mirror_signs(labels, spacing, mirror_axis)
     anatomy_idx = np.argwhere(labels > 0)
     centre = (anatomy_idx[:: max(1, len(anatomy_idx) // (4 * MAX_PCA_VOXELS))] * spacing * signs).mean(0)
     out = []
@@ -160,5 +178,5 @@ def where_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[floa
     return np.concatenate(out)
 
 
-__all__ = ["BRIGHT", "JOINT", "PER_STRUCTURE", "SHELLS_MM", "mirror_signs", "principal_axes", "where_feature_names",
+__all__ = ["BRIGHT", "JOINT", "PER_STRUCTURE", "SHELLS_MM", "left_right_axis", "mirror_signs", "principal_axes", "where_feature_names",
            "where_features"]

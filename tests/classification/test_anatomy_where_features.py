@@ -6,18 +6,20 @@ import pytest
 
 from orthodiff_auto.classification.anatomy import anatomy_features, feature_names
 from orthodiff_auto.classification.anatomy_features import (
+    left_right_axis,
     mirror_signs,
     principal_axes,
     where_feature_names,
     where_features,
 )
 
-VALUES = [1, 2]
+VALUES = [1, 2, 3]
+LR = 2  # the mirror (left-right) axis of the scenes
 
 
 def _joint(spacing=(1.0, 1.0, 1.0), blob_mm=None, blob_side=+1, blob_gap_mm=2.5):
-    """A bone-like block (label 1, 30 x 20 x 16 mm) and a small block beside it (label 2) that skews the
-    anatomy along x; optionally a bright 2 mm blob of unlabelled tissue ``blob_gap_mm`` outside the bone's
+    """A bone-like block (label 1, 30 x 20 x 16 mm), a second bone below it (label 3) and a small block beside
+    them (label 2) on the +x side, which fixes the side along x (axis 2, the mirror axis); optionally a bright 2 mm blob of unlabelled tissue ``blob_gap_mm`` outside the bone's
     +x (``blob_side=+1``) or -x face. Physical size fixed: the grid follows ``spacing``."""
     sp = np.asarray(spacing, float)
     shape = np.round(np.array([50.0, 50.0, 60.0]) / sp).astype(int)
@@ -25,6 +27,7 @@ def _joint(spacing=(1.0, 1.0, 1.0), blob_mm=None, blob_side=+1, blob_gap_mm=2.5)
     labels = np.zeros(shape, np.uint8)
     labels[(np.abs(z - 25) < 15) & (np.abs(y - 25) < 10) & (np.abs(x - 30) < 8)] = 1
     labels[(np.abs(z - 25) < 4) & (np.abs(y - 25) < 4) & (np.abs(x - 46) < 3)] = 2
+    labels[(np.abs(z - 45) < 4) & (np.abs(y - 25) < 8) & (np.abs(x - 30) < 8)] = 3
     rng = np.random.default_rng(0)
     image = rng.normal(0, 0.3, shape).astype(np.float32)
     if blob_mm is not None:
@@ -40,21 +43,24 @@ def _column(name, features, values=VALUES):
 
 def test_a_change_beside_one_face_lands_in_that_half_only():
     image, labels, sp = _joint(blob_mm=25, blob_side=+1)
-    plus = where_features(image, labels, sp, VALUES)
+    plus = where_features(image, labels, sp, VALUES, LR)
     image, labels, sp = _joint(blob_mm=25, blob_side=-1)
-    minus = where_features(image, labels, sp, VALUES)
-    # the skew of the anatomy (the small block on +x) fixes the sign of x: + is the small block's side
+    minus = where_features(image, labels, sp, VALUES, LR)
+    # the small block off to +x fixes the sign of x: + is its side
     assert _column("label1_axis2_pos_shell2_bright", plus) > 1.0 and _column("label1_axis2_neg_shell2_bright", plus) == 0
     assert _column("label1_axis2_neg_shell2_bright", minus) > 1.0 and _column("label1_axis2_pos_shell2_bright", minus) == 0
 
 
 def test_mirror_images_give_the_same_features():
-    """A left and a right joint are mirror images: the anatomy's skew fixes each axis' sign."""
+    """A left and a right joint are mirror images along the left-right axis: the anatomy fixes its sign."""
     image, labels, sp = _joint(blob_mm=20)
-    f = where_features(image, labels, sp, VALUES)
-    mirrored = where_features(image[:, :, ::-1].copy(), labels[:, :, ::-1].copy(), sp, VALUES)
+    f = where_features(image, labels, sp, VALUES, LR)
+    mirrored = where_features(image[:, :, ::-1].copy(), labels[:, :, ::-1].copy(), sp, VALUES, LR)
     np.testing.assert_allclose(mirrored, f, atol=1e-6)
-    assert mirror_signs(labels, sp)[2] == 1 and mirror_signs(labels[:, :, ::-1], sp)[2] == -1
+    assert list(mirror_signs(labels, sp, LR)) == [1, 1, 1] and list(mirror_signs(labels[:, :, ::-1], sp, LR)) == [1, 1, -1]
+    # without a mirror axis nothing is flipped, and the mirrored joint's halves swap
+    plain = where_features(image[:, :, ::-1].copy(), labels[:, :, ::-1].copy(), sp, VALUES)
+    assert _column("label1_axis2_neg_shell1_mean", plain) == pytest.approx(_column("label1_axis2_pos_shell1_mean", f))
 
 
 @pytest.mark.parametrize("gap, region", [(0.8, "shell1"), (2.5, "shell2"), (5.5, "shell3")])
@@ -62,7 +68,7 @@ def test_shells_are_measured_in_millimetres(gap, region):
     """The same physical blob lands in the same shell at 1 mm and at 0.5 x 0.5 x 2 mm voxels."""
     for spacing in ((1.0, 1.0, 1.0), (2.0, 0.5, 0.5)):
         image, labels, sp = _joint(spacing, blob_mm=35, blob_gap_mm=gap)
-        f = where_features(image, labels, sp, VALUES)
+        f = where_features(image, labels, sp, VALUES, LR)
         bright = {r: _column(f"label1_axis2_pos_{r}_bright", f) for r in ("shell1", "shell2", "shell3")}
         assert max(bright, key=bright.get) == region, (spacing, bright)
 
@@ -79,9 +85,21 @@ def test_principal_axes_follow_the_image_axes_and_point_along_them():
 
 def test_missing_structures_and_empty_labels_give_zeros_and_names_match():
     image, labels, sp = _joint()
-    f = where_features(image, labels, sp, [1, 2, 3])
-    assert len(f) == len(where_feature_names([1, 2, 3]))
-    assert not _column("label3_axis0_pos_inside_mean", f, [1, 2, 3]) and np.isfinite(f).all()
+    f = where_features(image, labels, sp, [1, 2, 3, 4], LR)
+    assert len(f) == len(where_feature_names([1, 2, 3, 4]))
+    assert not _column("label4_axis0_pos_inside_mean", f, [1, 2, 3, 4]) and np.isfinite(f).all()
     assert not where_features(image, np.zeros_like(labels), sp, VALUES).any()
-    full = anatomy_features(image, labels, sp, VALUES)
+    full = anatomy_features(image, labels, sp, VALUES, LR)
     assert len(full) == len(feature_names(VALUES))
+
+
+@pytest.mark.parametrize("view, expected", [("sag", 0), ("cor", 2), ("ax", 2)])
+def test_left_right_axis_of_each_view_in_canonical_orientation(view, expected):
+    from orthodiff_auto.data.image_io import ImageGeometry
+    from orthodiff_auto.data.orientation import canonical_orientation
+    from orthodiff_auto.synthetic.geometry import base_direction
+
+    direction = base_direction(view)  # columns: physical directions of ITK axes i, j, k
+    geometry = ImageGeometry(spacing=(3.0, 0.5, 0.5), origin=(0.0, 0.0, 0.0),
+                             direction=tuple(direction.ravel()), shape=(20, 64, 64))
+    assert left_right_axis(geometry, canonical_orientation(geometry)) == expected
