@@ -55,7 +55,8 @@ def mirror_signs(labels: np.ndarray, spacing: np.ndarray, mirror_axis: int | Non
     counting once, so the small ones weigh as much as the bones) against the mean centroid of the two largest
     structures, along the mirror axis. A structure lying off to one side of the main bones (in a knee, the
     fibula on the lateral side) puts that mean on the same anatomical side in every joint. Measured on 90 demo
-    scans (30 knees of both sides, three views): the sign followed the side in all of them."""
+    scans (30 knees of both sides, three views): the sign followed the side in all of them; cubed centroid
+    offsets or the voxel mean against the bounding box's centre agreed in 32 to 87 of 90."""
     signs = np.ones(3)
     if mirror_axis is None:
         return signs
