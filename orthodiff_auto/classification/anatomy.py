@@ -40,7 +40,8 @@ from orthodiff_auto.data.clinical import ClinicalVariable
 from orthodiff_auto.errors import UserInputError
 
 ANATOMY_KIND = "anatomy"
-ANATOMY_FORMAT = "orthodiff_auto.anatomy_features/2"  # /2: the where-in-the-structure features appended
+ANATOMY_FORMAT = "orthodiff_auto.anatomy_features/2"  # /2: records its feature set
+READABLE_FORMATS = ("orthodiff_auto.anatomy_features/1", ANATOMY_FORMAT)  # /1: the basic features
 BRIGHT = 2.0  # "bright" voxels: more than 2 standard deviations above the normalised image's mean
 PER_STRUCTURE = ("log_volume", "components", "outside_largest", "extent_0", "extent_1", "extent_2",
                  "inside_mean", "inside_p95",
@@ -55,9 +56,11 @@ def basic_feature_names(label_values: Sequence[int]) -> list[str]:
     return [f"label{v}_{name}" for v in label_values for name in PER_STRUCTURE] + list(GLOBAL)
 
 
-def feature_names(label_values: Sequence[int]) -> list[str]:
-    """The features of one view, in order: the basic ones, then the where-in-the-structure ones."""
-    return basic_feature_names(label_values) + where_feature_names(label_values)
+def feature_names(label_values: Sequence[int], feature_set: str = "basic") -> list[str]:
+    """The features of one view, in order: the basic ones, then (feature set "where") the where-in-the-structure
+    ones."""
+    where = where_feature_names(label_values) if feature_set == "where" else []
+    return basic_feature_names(label_values) + where
 
 
 def _quantiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
@@ -65,12 +68,15 @@ def _quantiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
 
 
 def anatomy_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
-                     label_values: Sequence[int], mirror_axis: int | None = None) -> np.ndarray:
+                     label_values: Sequence[int], mirror_axis: int | None = None,
+                     feature_set: str = "basic") -> np.ndarray:
     """Features of one view (``feature_names`` order): ``image`` (z, y, x) normalised, ``labels`` (z, y, x)
     label indices on the same grid (as the segmentation predicts them), ``spacing`` in mm, ``mirror_axis`` the
-    patient's left-right array axis (``anatomy_features.left_right_axis``)."""
-    return np.concatenate([basic_features(image, labels, spacing, label_values),
-                           where_features(image, labels, spacing, label_values, mirror_axis)])
+    patient's left-right array axis (``anatomy_features.left_right_axis``), ``feature_set`` "basic" or "where"."""
+    basic = basic_features(image, labels, spacing, label_values)
+    if feature_set != "where":
+        return basic
+    return np.concatenate([basic, where_features(image, labels, spacing, label_values, mirror_axis)])
 
 
 def basic_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
@@ -221,8 +227,10 @@ class AnatomyFeatureModel:
     kind = ANATOMY_KIND
     clinical_variables: tuple[ClinicalVariable, ...] = ()
 
-    def __init__(self, views: Sequence[str], label_values: Sequence[int], models: Mapping[tuple[str, ...], LogisticModel]):
+    def __init__(self, views: Sequence[str], label_values: Sequence[int], models: Mapping[tuple[str, ...], LogisticModel],
+                 feature_set: str = "basic"):
         self.views = list(views)
+        self.feature_set = feature_set
         self.label_values = [int(v) for v in label_values]
         self.models = dict(models)
 
@@ -244,7 +252,7 @@ class AnatomyFeatureModel:
             raise UserInputError(f"the anatomy-feature classifier needs the {view} scan's segmentation")
         props = scan.properties
         return anatomy_features(scan.data[0], scan.labels, scan.spacing, self.label_values,
-                                left_right_axis(props.original_geometry, props.orientation))
+                                left_right_axis(props.original_geometry, props.orientation), self.feature_set)
 
     def probabilities(self, inputs: Mapping[str, np.ndarray], present=None, clinical=None) -> np.ndarray:
         """(F,) probabilities of one case (float32 sigmoid, as the network models)."""
@@ -258,16 +266,16 @@ class AnatomyFeatureModel:
 
     def describe(self) -> dict[str, Any]:
         return {"format": ANATOMY_FORMAT, "views": list(self.views), "label_values": self.label_values,
-                "combinations": ["+".join(v) for v in self.models]}
+                "feature_set": self.feature_set, "combinations": ["+".join(v) for v in self.models]}
 
     @classmethod
     def from_checkpoint(cls, extras: Mapping, state: Mapping[str, torch.Tensor], where: str) -> "AnatomyFeatureModel":
         info = extras.get("anatomy") or {}
-        if info.get("format") != ANATOMY_FORMAT:
-            raise UserInputError(f"{where}: not an anatomy-feature checkpoint of format {ANATOMY_FORMAT}")
+        if info.get("format") not in READABLE_FORMATS:
+            raise UserInputError(f"{where}: not an anatomy-feature checkpoint of format {' or '.join(READABLE_FORMATS)}")
         models = {tuple(key.split("+")): LogisticModel.from_state(key.split("+"), state, key)
                   for key in info["combinations"]}
-        return cls(info["views"], info["label_values"], models)
+        return cls(info["views"], info["label_values"], models, info.get("feature_set", "basic"))
 
 
 __all__ = ["ANATOMY_FORMAT", "ANATOMY_KIND", "AnatomyFeatureModel", "LogisticModel", "anatomy_features",

@@ -70,7 +70,7 @@ def predicted_labels(net, patch, data: np.ndarray, num_classes: int, device: tor
 
 
 def fold_features(request: FoldRequest, plans: Plans, fold: ClassificationFold, device: torch.device,
-                  log) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+                  log, feature_set: str = "basic") -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
     """{view: {case: feature vector}} of the fold's cases from this fold's predicted segmentations, and the
     segmentation run each view read."""
     label_values = foreground_indices(plans)
@@ -89,7 +89,8 @@ def fold_features(request: FoldRequest, plans: Plans, fold: ClassificationFold, 
             data = np.asarray(data[...], dtype=np.float32)
             labels = predicted_labels(net, patch, data, plans.num_classes, device)
             features[view][case] = anatomy_features(data[0], labels, props.spacing_after_resampling, label_values,
-                                                    left_right_axis(props.original_geometry, props.orientation))
+                                                    left_right_axis(props.original_geometry, props.orientation),
+                                                    feature_set)
         log(f"anatomy features {view}: {len(have)} cases from the segmentation of {source} "
             f"({time.perf_counter() - start:.1f} s)")
     return features, sources
@@ -127,7 +128,7 @@ def fit_anatomy_model(request: FoldRequest, plans: Plans, cls_config: Classifica
     if tuple(fold.views) not in models:
         raise UserInputError(f"fold {request.fold}: too few training cases with {'+'.join(fold.views)} for the "
                              "anatomy-feature classifier")
-    return AnatomyFeatureModel(fold.views, foreground_indices(plans), models)
+    return AnatomyFeatureModel(fold.views, foreground_indices(plans), models, cls_config.anatomy_feature_set)
 
 
 def labels_of(fold: ClassificationFold, cases: Sequence[str]) -> np.ndarray:
@@ -161,7 +162,7 @@ def train_anatomy_fold(request: FoldRequest, plans: Plans, cls_config: Classific
     refuse_to_overwrite(out, request.resume)
     fold = classification_fold(request, plans)
     start = time.perf_counter()
-    features, sources = fold_features(request, plans, fold, device, log)
+    features, sources = fold_features(request, plans, fold, device, log, cls_config.anatomy_feature_set)
     model = fit_anatomy_model(request, plans, cls_config, fold, features)
     fit_seconds = time.perf_counter() - start
     predictions, subsets = anatomy_validation(fold, features, model)
@@ -176,7 +177,7 @@ def train_anatomy_fold(request: FoldRequest, plans: Plans, cls_config: Classific
         "plans": plans.to_dict(), "findings": list(fold.findings), "views": list(fold.views), "kind": ANATOMY_KIND,
         "view": request.view, "fold": str(request.fold), "split": {"train": list(fold.train), "val": list(val)},
         "thresholds": table, "threshold_method": cls_config.threshold_method, "inputs": {},
-        "anatomy": {**model.describe(), "segmentation": sources, "feature_names": feature_names(model.label_values)},
+        "anatomy": {**model.describe(), "segmentation": sources, "feature_names": feature_names(model.label_values, model.feature_set)},
         "classification_config": cls_config.to_dict(),
     }
     checkpoint = {"task": "cls", "model": model.state_dict(), "extras": extras, "config": request.config.to_dict()}

@@ -49,7 +49,10 @@ def test_features_see_an_interrupted_structure_and_fluid_in_the_gap():
     spacing = (3.0, 1.0, 1.0)
     intact = anatomy_features(*band_scene(False), spacing, (1, 2))
     torn = anatomy_features(*band_scene(True), spacing, (1, 2))
-    assert len(intact) == len(feature_names((1, 2))) == 2 * len(PER_STRUCTURE) + 6 + len(where_feature_names((1, 2)))
+    assert len(intact) == len(feature_names((1, 2))) == 2 * len(PER_STRUCTURE) + 6
+    where = anatomy_features(*band_scene(False), spacing, (1, 2), feature_set="where")
+    assert len(where) == len(feature_names((1, 2), "where")) == len(intact) + len(where_feature_names((1, 2)))
+    np.testing.assert_array_equal(where[:len(intact)], intact)
     assert feature(intact, 1, "components") == 1 and feature(torn, 1, "components") == 2
     assert feature(torn, 1, "outside_largest") > 0.3 and feature(intact, 1, "outside_largest") == 0
     assert feature(torn, 1, "shell1_max") > 3.5 > feature(intact, 1, "shell1_max")
@@ -64,8 +67,8 @@ def test_features_are_the_same_for_a_mirrored_joint_and_zero_for_a_missing_struc
     """The whole-structure features; the where-in-the-structure ones need the side read from the anatomy
     (test_anatomy_where_features)."""
     image, labels = band_scene(True)
-    a = anatomy_features(image, labels, (3.0, 1.0, 1.0), (1, 2, 7))
-    b = anatomy_features(image[:, :, ::-1], labels[:, :, ::-1], (3.0, 1.0, 1.0), (1, 2, 7))
+    a = anatomy_features(image, labels, (3.0, 1.0, 1.0), (1, 2, 7), feature_set="where")
+    b = anatomy_features(image[:, :, ::-1], labels[:, :, ::-1], (3.0, 1.0, 1.0), (1, 2, 7), feature_set="where")
     basic = len(basic_feature_names((1, 2, 7)))
     np.testing.assert_allclose(a[:basic], b[:basic], atol=1e-9)
     assert not feature(a, 7, "log_volume", (1, 2, 7)) and not feature(a, 7, "offset_0", (1, 2, 7))

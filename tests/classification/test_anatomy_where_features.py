@@ -89,8 +89,8 @@ def test_missing_structures_and_empty_labels_give_zeros_and_names_match():
     assert len(f) == len(where_feature_names([1, 2, 3, 4]))
     assert not _column("label4_axis0_pos_inside_mean", f, [1, 2, 3, 4]) and np.isfinite(f).all()
     assert not where_features(image, np.zeros_like(labels), sp, VALUES).any()
-    full = anatomy_features(image, labels, sp, VALUES, LR)
-    assert len(full) == len(feature_names(VALUES))
+    full = anatomy_features(image, labels, sp, VALUES, LR, feature_set="where")
+    assert len(full) == len(feature_names(VALUES, "where"))
 
 
 @pytest.mark.parametrize("view, expected", [("sag", 0), ("cor", 2), ("ax", 2)])
