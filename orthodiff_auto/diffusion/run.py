@@ -33,7 +33,9 @@ def output_dir_for(preprocessed_dir: Path | str, view: str, results: Path | str 
 
 def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", overrides=(), resume: bool = False,
              results: Path | str | None = None, device: str = "auto", log=print) -> dict:
-    """Run pretraining for one view; returns the summary (also written to ``pretrain_summary.json``)."""
+    """Run pretraining for one view; returns the summary (also written to ``pretrain_summary.json``). A run
+    ended early by ``stop_after_epoch`` exports nothing and returns ``{"view", "stopped_after_epoch"}``:
+    ``--continue`` goes on from its checkpoint."""
     pre = Path(preprocessed_dir)
     if not pre.is_dir():
         raise UserInputError(f"{pre}: preprocessed folder not found")
@@ -71,8 +73,11 @@ def pretrain(preprocessed_dir: Path | str, view: str, preset: str = "full", over
             else:
                 trainer.resume(existing)  # restores the EMA too (task.load_extras)
         trainer.fit()
-
-        summary = pretraining_outputs(task, trainer, out, plans, view, case_ids, dev, ctx) if ctx.is_main else {}
+        summary: dict = {}
+        if trainer.stopped_early:  # stop_after_epoch: nothing to export yet, --continue goes on
+            summary = {"view": view, "stopped_after_epoch": max(trainer.start_epoch, config.stop_after_epoch)}
+        elif ctx.is_main:
+            summary = pretraining_outputs(task, trainer, out, plans, view, case_ids, dev, ctx)
         barrier(ctx)
         return summary
     finally:

@@ -152,8 +152,10 @@ def generate_dataset(
     for name, n in (("cases", n_cases), ("unlabeled", n_unlabeled), ("test", n_test)):
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
             raise UserInputError(f"--{name} must be a non-negative integer, got {n!r}")
-    if n_cases < 1:
-        raise UserInputError("--cases must be at least 1: a dataset needs training cases")
+    # --cases 0 --unlabeled N: unlabeled scans only, to be added to another dataset's unlabeled/ for pretraining
+    if n_cases < 1 and (n_unlabeled < 1 or n_test > 0):
+        raise UserInputError("--cases must be at least 1: a dataset needs training cases (or --cases 0 --unlabeled N "
+                             "--test 0: unlabeled scans only, for another dataset's unlabeled/)")
     if not isinstance(num_processes, (int, np.integer)) or num_processes < 1:
         raise UserInputError(f"-np must be at least 1, got {num_processes!r}")
     prev = check_prevalence(spec_joint, prevalence)

@@ -154,6 +154,9 @@ class TrainingConfig(ClassificationSettings):
     ddp_timeout_minutes: float = 180.0
     # bookkeeping and validation
     checkpoint_every_epochs: int = 50
+    # end this process after epoch N (counted from the run's start) with checkpoint_latest.pt written, so that
+    # `--continue` goes on from there; the schedule still runs to num_epochs, so it changes no result
+    stop_after_epoch: int | None = None
     val_batches_per_epoch: int = 10  # fixed validation patches for the per-epoch pseudo Dice
     val_overlap: float = 0.5
     val_mirroring: bool = False
@@ -185,6 +188,8 @@ class TrainingConfig(ClassificationSettings):
         if self.foreground_class_choice not in ("uniform", "voxels"):
             raise UserInputError(f"config foreground_class_choice: choose 'uniform' or 'voxels', got "
                                  f"{self.foreground_class_choice!r}")
+        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
+            raise UserInputError(f"config stop_after_epoch: must be at least 1 (or none), got {self.stop_after_epoch}")
         if self.plot_every_epochs < 1:
             raise UserInputError(f"config plot_every_epochs: must be at least 1, got {self.plot_every_epochs}")
 

@@ -90,6 +90,7 @@ class Trainer:
         self.best_metric = -math.inf
         self.smoothed_metric: float | None = None
         self.start_epoch = 0
+        self.stopped_early = False  # fit() ended at config.stop_after_epoch, before num_epochs
 
         torch.manual_seed(config.seed + ctx.rank)
         model = task.build_model().to(device)
@@ -194,6 +195,11 @@ class Trainer:
             if self.ctx.is_main and not (self.output_dir / "progress.png").is_file():
                 self.plot_progress()
             return
+        stop_at = cfg.num_epochs if cfg.stop_after_epoch is None else min(cfg.num_epochs, cfg.stop_after_epoch)
+        if self.start_epoch >= stop_at:
+            self.stopped_early = True
+            self.log(f"already at epoch {self.start_epoch} >= stop_after_epoch {stop_at}: nothing to train")
+            return
         # what a bit-for-bit rerun needs to match (documentation/training.md, "Determinism")
         self.log(f"reproducibility: seed {cfg.seed}, torch {torch.__version__}, {torch.get_num_threads()} intra-op "
                  f"threads, device {self.device}" + (f", {self.ctx.world_size} processes" if self.ctx.enabled else ""))
@@ -201,7 +207,7 @@ class Trainer:
         iteration = start_iteration
         show_bar = self.ctx.is_main and progress_bar_wanted(cfg.progress_bar)
         session_start = time.perf_counter()
-        for epoch in range(self.start_epoch, cfg.num_epochs):
+        for epoch in range(self.start_epoch, stop_at):
             epoch_start = time.perf_counter()
             data_wait = 0.0
             running = torch.zeros((), device=self.device)
@@ -237,14 +243,19 @@ class Trainer:
             eta = time_left(time.perf_counter() - session_start, epoch + 1 - self.start_epoch,
                             cfg.num_epochs - epoch - 1)
             self._record(epoch, train_loss, lr, epoch_time, data_wait, metrics, eta)
-            is_last = epoch + 1 == cfg.num_epochs
             if self._improved(metrics):
                 self.save("checkpoint_best.pt", epoch + 1)
-            if (epoch + 1) % cfg.checkpoint_every_epochs == 0 or is_last:
+            if (epoch + 1) % cfg.checkpoint_every_epochs == 0 or epoch + 1 == stop_at:
                 self.save("checkpoint_latest.pt", epoch + 1)
-            if self.ctx.is_main and ((epoch + 1) % cfg.plot_every_epochs == 0 or is_last):
+            if self.ctx.is_main and ((epoch + 1) % cfg.plot_every_epochs == 0 or epoch + 1 == stop_at):
                 self.plot_progress()
             barrier(self.ctx)
+        if stop_at < cfg.num_epochs:
+            self.stopped_early = True
+            self.log(f"stopped after epoch {stop_at} of {cfg.num_epochs} (stop_after_epoch); --continue goes on")
+            if self.scalars is not None:
+                self.scalars.close()
+            return
         self.save("checkpoint_final.pt", cfg.num_epochs)
         if self.scalars is not None:
             self.scalars.close()

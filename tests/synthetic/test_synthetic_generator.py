@@ -191,6 +191,14 @@ def test_refuses_foreign_non_empty_folder_but_replaces_a_previous_synthetic_one(
     assert not (out / "findingsTs.csv").exists()
 
 
+def test_unlabeled_only_dataset_for_another_datasets_unlabeled_folder(tmp_path):
+    out = tmp_path / "unl"
+    summary = generate_dataset(out, n_cases=0, n_unlabeled=1, size="tiny", seed=1001, complete=True)
+    assert summary["n_unlabeled"] == 1
+    assert sorted(p.name for p in (out / "unlabeled").iterdir()) == [f"unl0001_{v}.nii.gz" for v in ("ax", "cor", "sag")]
+    assert not (out / "imagesTr").exists() and not (out / "findings.csv").exists()
+
+
 def test_missing_views_only_where_allowed():
     def missing(subset, complete=None, n=60):
         counts = []
@@ -218,6 +226,7 @@ def test_prevalence_is_respected():
     (dict(size="huge"), "unknown size"),
     (dict(n_cases=-1), "non-negative"),
     (dict(n_cases=0), "at least 1"),
+    (dict(n_cases=0, n_unlabeled=1, n_test=1), "at least 1"),  # unlabeled-only means no test cases either
     (dict(n_test=-2), "non-negative"),
     (dict(sites=["siteZ"]), "unknown site"),
     (dict(prevalence={"broken_leg": 0.2}), "unknown finding"),
