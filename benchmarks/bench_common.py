@@ -21,21 +21,27 @@ def run_orthodiff(cli_args: list[str], dry_run: bool = False) -> None:
         raise SystemExit(f"orthodiff {cli_args[0]} failed with exit code {rc}")
 
 
-def fold_dir(results: Path, task: str, view: str, fraction: float, fold: str, pretrained: bool) -> Path:
-    """Where ``train_fold --results RESULTS`` writes one run (documentation/training.md: the variant folder)."""
+def fold_dir(results: Path, task: str, view: str, fraction: float, fold: str, pretrained: bool,
+             subset_seed: int = 0) -> Path:
+    """Where ``train_fold --results RESULTS`` writes one run (documentation/training.md: the variant folder;
+    ``subset_seed``: ``--label-fraction-seed``, its own folder below 100%)."""
     name = ("pretrained" if pretrained else "scratch") + (f"_frac{fraction:g}" if fraction < 1 else "")
+    if fraction < 1 and subset_seed:
+        name += f"_seed{subset_seed}"
     return results / task / view / name / f"fold_{fold}"
 
 
 def train_fold_once(pre: Path, results: Path, task: str, view: str, fold: str, fraction: float, config: str,
-                    sets: list[str], device: list[str], encoder: Path | None, dry_run: bool = False) -> Path:
+                    sets: list[str], device: list[str], encoder: Path | None, dry_run: bool = False,
+                    subset_seed: int = 0) -> Path:
     """Train one fold unless its summary.json exists (``--continue`` when a latest checkpoint does, so an
     interrupted benchmark resumes); returns the run's folder."""
-    out = fold_dir(results, task, view, fraction, fold, encoder is not None)
+    out = fold_dir(results, task, view, fraction, fold, encoder is not None, subset_seed)
     if not (out / "summary.json").is_file():
         resume = ["--continue"] if (out / "checkpoint_latest.pt").is_file() else []
+        seed = ["--label-fraction-seed", str(subset_seed)] if subset_seed else []
         run_orthodiff(["train_fold", str(pre), task, view, fold, "--config", config, *sets,
-                       "--label-fraction", f"{fraction:g}", "--results", str(results), *device, *resume,
+                       "--label-fraction", f"{fraction:g}", *seed, "--results", str(results), *device, *resume,
                        *(["--pretrained", str(encoder)] if encoder is not None else [])], dry_run)
     return out
 
