@@ -51,7 +51,7 @@ def fit_and_validate(request: FoldRequest, task, fold: ClassificationFold, cls_c
     trainer.fit()
     train_seconds = time.perf_counter() - start
     summary: dict[str, Any] = {}
-    if ctx.is_main:
+    if ctx.is_main and not trainer.stopped_early:  # stop_after_epoch: nothing to validate yet
         summary = validate_classification_fold(task, trainer.model, trainer.history, device, out, request, fold,
                                                train_seconds, log)
     barrier(ctx)

@@ -65,6 +65,8 @@ def _train(request: FoldRequest, plans: Plans, device: torch.device, ctx: Distri
                 f"{len(val_ids)} validation scans; patch {list(task.patch_size)}, batch {task.batch_size}, "
                 f"device {device}" + (f", {ctx.world_size} processes" if ctx.enabled else ""))
     trainer.fit()
+    if trainer.stopped_early:  # stop_after_epoch: nothing to validate yet, --continue goes on
+        return {}
     # every process predicts its share of the validation scans (rank 0 alone would keep the others waiting
     # at a barrier for the whole full-resolution validation)
     summary = validate_segmentation_fold(task, trainer.model, device, out, request, trainer.history, log, ctx)

@@ -81,3 +81,34 @@ def test_stop_after_epoch_setting():
 
     with pytest.raises(UserInputError, match="stop_after_epoch"):
         make_config("smoke", ["stop_after_epoch=0"])
+
+
+def test_trainer_stops_at_the_epoch_and_continues_to_the_end(tmp_path):
+    from orthodiff_auto.diffusion.config import make_pretrain_configs
+    from orthodiff_auto.diffusion.task import DiffusionTask
+    from orthodiff_auto.training.loop import Trainer
+    from tests.plans.tiny_plans import tiny_view_plan
+
+    from .conftest import MemorySource
+
+    def trainer(stop):
+        src = MemorySource(n=3)
+        cfg, dcfg = make_pretrain_configs("smoke", ["num_workers=0", "num_epochs=3", "iterations_per_epoch=1",
+                                                    "checkpoint_every_epochs=100", f"stop_after_epoch={stop}"])
+        task = DiffusionTask(tiny_view_plan(), src, src.case_ids(), cfg, dcfg)
+        return Trainer(task, cfg, tmp_path, torch.device("cpu"), log=lambda m: None)
+
+    first = trainer(2)
+    first.fit()
+    assert first.stopped_early and not (tmp_path / "checkpoint_final.pt").exists()
+    assert torch.load(tmp_path / "checkpoint_latest.pt", weights_only=True)["epoch"] == 2
+    again = trainer(1)  # already past the stop: trains nothing, writes nothing
+    again.resume(tmp_path / "checkpoint_latest.pt")
+    again.fit()
+    assert again.stopped_early and "nothing to train" in (tmp_path / "training_log.txt").read_text()
+    assert torch.load(tmp_path / "checkpoint_latest.pt", weights_only=True)["epoch"] == 2
+    last = trainer(5)  # a stop beyond num_epochs: the run ends normally
+    last.resume(tmp_path / "checkpoint_latest.pt")
+    last.fit()
+    assert not last.stopped_early and len(last.history["epoch"]) == 3
+    assert torch.load(tmp_path / "checkpoint_final.pt", weights_only=True)["epoch"] == 3
