@@ -85,6 +85,33 @@ class AutoOptions:
         object.__setattr__(self, "folds", check_folds(self.folds))  # UserInputError for a fold outside 0-4
 
 
+LIST_SETTINGS_HINT = "`orthodiff train_fold --list-settings` lists every key with its type and default"
+
+
+def check_settings(work: Path, options: AutoOptions) -> None:
+    """Every configuration a stage of ``options`` would build, built now: UserInputError (exit 2) naming the option
+    and the fix for an unknown key, a value of the wrong type or an unknown preset or fusion mode."""
+    if work.exists() and not work.is_dir():
+        raise UserInputError(f"{work}: --work exists and is not a folder; name a new or existing folder")
+
+    def checked(option: str, build) -> None:
+        try:
+            build()
+        except UserInputError as e:
+            raise UserInputError(f"{option}: {str(e).removeprefix('--set ')} ({LIST_SETTINGS_HINT}); nothing was "
+                                 "written") from None
+
+    shared = list(options.overrides)
+    checked("--config", lambda: make_config(options.config))
+    checked("--set", lambda: make_config(options.config, shared))
+    checked("--cls-set", lambda: make_config(options.config, shared + list(options.classification_overrides)))
+    for mode in options.fusion_modes:
+        checked("--fusion", lambda: make_config(options.config, [f"fusion={mode}"]))
+    preset = options.pretrain_config or options.config  # checked with --no-pretrain too: a typo is a typo
+    checked("--pretrain-config", lambda: make_pretrain_configs(preset))
+    checked("--pretrain-set", lambda: make_pretrain_configs(preset, list(options.pretrain_overrides)))
+
+
 @dataclass
 class StageClock:
     log: object = log_line
@@ -101,9 +128,13 @@ class StageClock:
 def run_auto(raw: Path | str, work: Path | str, options: AutoOptions = AutoOptions(), log=log_line):
     raw, work = Path(raw), Path(work)
     budget = parse_budget(options.budget)
+    check_settings(work, options)  # a typo in a setting is refused before any stage writes (or runs for hours)
     clock = StageClock(log)
     like = read_pretrained_bundle(options.pretrained_from) if options.pretrained_from is not None else None
     dataset = clock.run("validate", validated_dataset, raw, options.num_processes)
+    if len(dataset.case_ids("train")) < len(FOLDS):  # the splits are made when the first fold trains
+        raise UserInputError(f"{raw}: {len(dataset.case_ids('train'))} training cases cannot make the "
+                             f"{len(FOLDS)} cross-validation folds (made even for --folds 0); add training cases")
     if like:  # encoders that cannot be adopted: exit 2 naming what differs, before anything is written
         check_adaptable(dataset_views(dataset), dataset.description.modality, like, str(raw))
     with folder_lock(work):  # the input is usable: from here the work folder is written, by one auto at a time
