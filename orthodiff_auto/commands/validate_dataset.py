@@ -28,7 +28,9 @@ def run(args) -> int:
 
     report = validate_dataset(args.dataset, num_workers=args.num_processes)
     if not report.ok:
-        print(f"error: {args.dataset} is not a valid dataset ({len(report.problems)} problems):", file=sys.stderr)
+        count = len(report.problems)
+        print(f"error: {args.dataset} is not a valid dataset ({count} problem{'' if count == 1 else 's'}):",
+              file=sys.stderr)
         print(report.problems_text(), file=sys.stderr)
         return 2
     print(report.summary_text())

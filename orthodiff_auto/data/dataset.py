@@ -26,7 +26,8 @@ import pandas as pd
 
 from orthodiff_auto.data.clinical import ClinicalVariable, parse_clinical_declaration
 from orthodiff_auto.data.findings import METADATA_COLUMNS, read_findings_table
-from orthodiff_auto.data.image_io import read_geometry
+from orthodiff_auto.data.file_names import split_image_name
+from orthodiff_auto.data.image_io import gzip_name_problem, read_geometry
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import DatasetError, Problem, UserInputError
 
@@ -242,14 +243,15 @@ def scan_raw_dataset(root: Path | str) -> RawDataset:
         raise UserInputError(f"{root}: dataset folder does not exist")
     desc = read_description(root)
     problems: list[Problem] = []
+    misnamed: dict[str, set[str]] = {}
     if desc.source_format == "nnunetv2":
         scans = _index_nnunet(root, desc, problems)
     else:
-        scans = _index_native(root, desc, problems)
+        scans = _index_native(root, desc, problems, misnamed)
     findings = test_findings = None
     if desc.source_format == "orthodiff":
-        train_cases = sorted({s.case_id for s in scans if s.subset == "train"})
-        test_cases = sorted({s.case_id for s in scans if s.subset == "test"})
+        train_cases = sorted({s.case_id for s in scans if s.subset == "train"} | misnamed.get("train", set()))
+        test_cases = sorted({s.case_id for s in scans if s.subset == "test"} | misnamed.get("test", set()))
         findings = _read_findings(root / "findings.csv", desc, train_cases, problems, required=bool(desc.findings))
         test_findings = _read_findings(root / "findingsTs.csv", desc, test_cases, problems, required=False)
     return RawDataset(root, desc, scans, findings, test_findings, problems)
@@ -277,7 +279,20 @@ def _read_findings(path: Path, desc: DatasetDescription, cases: list[str], probl
     return table
 
 
-def _index_native(root: Path, desc: DatasetDescription, problems: list[Problem]) -> list[ScanEntry]:
+def _key_under_its_own_ending(name: str) -> tuple[str, str] | None:
+    """(case, view) of an image file named ``<case>_<view>`` with an ending other than the dataset's."""
+    split = split_image_name(name)
+    try:
+        return parse_scan_name(name, split[1]) if split is not None else None
+    except ValueError:
+        return None
+
+
+def _index_native(root: Path, desc: DatasetDescription, problems: list[Problem],
+                  present: dict[str, set[str]] | None = None) -> list[ScanEntry]:
+    """The scans of a native dataset; ``present`` gets the cases per subset whose image is there under another
+    file ending (already reported), so that their findings rows are not reported too."""
+    present = {} if present is None else present
     scans: list[ScanEntry] = []
     for subset, folder_name in _IMAGE_FOLDERS.items():
         folder = root / folder_name
@@ -293,7 +308,12 @@ def _index_native(root: Path, desc: DatasetDescription, problems: list[Problem])
             try:
                 case_id, view = parse_scan_name(path.name, desc.file_ending)
             except ValueError as e:
-                problems.append(Problem(path, str(e)))
+                problems.append(Problem(path, gzip_name_problem(path) or str(e)))
+                # an image under another ending is one problem: its label and findings row are not orphans
+                misnamed = _key_under_its_own_ending(path.name)
+                if misnamed is not None:
+                    seen.add(misnamed)
+                    present.setdefault(subset, set()).add(misnamed[0])
                 continue
             if view not in VIEWS:
                 problems.append(Problem(path, f"unknown view {view!r}; known views are {list(VIEWS)}"))

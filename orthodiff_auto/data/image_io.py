@@ -70,8 +70,28 @@ class ImageGeometry:
         )
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def gzip_name_problem(path: Path | str) -> str | None:
+    """A gzip-compressed file whose name does not end in ``.gz`` (SimpleITK then finds no reader for it, and says
+    only that): the problem and the fix, or None."""
+    path = Path(path)
+    if path.name.endswith(".gz") or not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != GZIP_MAGIC:
+                return None
+    except OSError:
+        return None
+    return f"the file is gzip-compressed but its name does not end in .gz; rename it to {path.name}.gz"
+
+
 def read_geometry(path: Path | str) -> ImageGeometry:
     """Read only the header (fast: no voxel data)."""
+    if (problem := gzip_name_problem(path)) is not None:
+        raise UserInputError(f"{path}: {problem}")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -99,6 +119,8 @@ def read_image(path: Path | str, dtype: Any = np.float32) -> tuple[np.ndarray, I
         raise UserInputError(f"{path}: not found{link}")
     if is_nifti(path) and path.is_file() and (problem := nifti_size_problem(path)) is not None:
         raise UserInputError(f"{path}: {problem}")  # before SimpleITK reads zeros for missing data
+    if (problem := gzip_name_problem(path)) is not None:
+        raise UserInputError(f"{path}: {problem}")
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
