@@ -54,6 +54,23 @@ def _complete_runs(task_dir: Path, folds: Sequence[int], required_file: str) -> 
     return runs
 
 
+def _finished_folds_hint(preprocessed_dir: Path, model_dir: Path, results: Path) -> str:
+    """The most folds one configuration has finished, as the ``--folds`` that makes a model of them (a user who
+    trained fold 0 by hand is told how to use it), or a hint to train first."""
+    done: dict[Path, list[int]] = {}
+    for task in ("seg", "cls"):
+        for d in sorted((results / task).glob("*/*/fold_*")):
+            fold = d.name.removeprefix("fold_")
+            if (fold.isdigit() and "_frac" not in d.parent.name and (d / "summary.json").is_file()
+                    and (d / "checkpoint_final.pt").is_file()):
+                done.setdefault(d.parent, []).append(int(fold))
+    if not done:
+        return f"; train folds first (orthodiff train_fold {preprocessed_dir} seg VIEW 0, or orthodiff auto)"
+    run, folds = max(done.items(), key=lambda kv: len(kv[1]))
+    return (f"; {run} has finished folds {sorted(folds)}: orthodiff find_best_configuration {preprocessed_dir} "
+            f"--out {model_dir} --folds {' '.join(map(str, sorted(folds)))}")
+
+
 def segmentation_candidates(results: Path, folds: Sequence[int]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for (view, variant), fold_dirs in _complete_runs(results / "seg", folds, "summary.json").items():
@@ -208,7 +225,7 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
     cls = classification_candidates(results, folds, findings) if findings else {}
     if not seg and not cls:  # a dataset without segmentation labels has classifiers only
         raise UserInputError(f"{results}: no segmentation or classification configuration has finished folds "
-                             f"{list(folds)}")
+                             f"{list(folds)}" + _finished_folds_hint(preprocessed_dir, model_dir, results))
 
     staging = model_dir.with_name(model_dir.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)

@@ -49,7 +49,11 @@ def run_train_fold(preprocessed_dir: Path, task: str, view: str, fold: str, conf
         config=make_config(config, list(overrides)), results_dir=results, pretrained=pretrained,
         label_fraction=label_fraction, label_fraction_seed=label_fraction_seed, device=device, resume=resume,
     )
-    return train_fold(request)
+    summary = train_fold(request)
+    log_line(f"fold written to {request.output_dir()} (summary.json, checkpoint_final.pt, validation/); when the "
+             f"folds you want are trained: orthodiff find_best_configuration {preprocessed_dir} --out MODEL_DIR "
+             "--folds F [F ...]")
+    return summary
 
 
 __all__ = ["FOLD_TRAINERS", "run_train_fold", "train_fold"]
