@@ -118,7 +118,7 @@ def model_and_inputs(pre: Path, raw: Path, view: str, work: Path) -> tuple[Path,
 
 def predict(model: Path, inputs: Path, work: Path, device: str, speed=None) -> dict:
     """predict_folder on the test scans; seconds per case (all, and between the first and the last case)."""
-    from orthodiff_auto.inference.folder import predict_folder
+    from orthodiff_auto.inference.folder import PredictionOptions, predict_folder
     from orthodiff_auto.training.device import SpeedOptions
 
     done: list[float] = []
@@ -129,8 +129,8 @@ def predict(model: Path, inputs: Path, work: Path, device: str, speed=None) -> d
         if message.startswith("predicted "):
             done.append(time.perf_counter() - t0)
 
-    report = predict_folder(inputs, work / "predictions", model, folds=[0], device=device, overwrite=True, log=log,
-                            speed=speed or SpeedOptions())
+    options = PredictionOptions(folds=(0,), device=device, overwrite=True, speed=speed or SpeedOptions())
+    report = predict_folder(inputs, work / "predictions", model, options, log=log)
     wall = time.perf_counter() - t0
     if report.failed or not done:
         raise SystemExit(f"prediction failed: {report.failed or 'no case predicted'}")

@@ -4,7 +4,9 @@ Inputs: ``<case>_<view>.<ext>`` files, plain image files (case = file stem, view
 DICOM series folders (case = folder name, view from the header); nnU-Net's channel suffix ``_0000`` is
 accepted (``<case>_0000.nii.gz`` -> ``<case>.nii.gz``). Besides the outputs the folder gets
 ``prediction_provenance.json`` (what made them) and, on request, each scan's class probabilities
-(``inference.probabilities``). Cases whose outputs exist are skipped; an
+(``inference.probabilities``). A folder holds one model's predictions (``inference.output_folder``); nothing
+to predict, a dataset root or another model's folder is refused before the folder is made. The cases run
+through ``inference.case_pipeline`` (read -> predict -> write): cases whose outputs exist are skipped, an
 unreadable file fails alone (the case goes on with its other scans), a failing case is reported and the others
 go on, and every output is written atomically. Under torchrun each process joins the process group at its start
 and takes every WORLD_SIZE-th case, so several GPUs or machines share an archive with no extra tooling
@@ -15,64 +17,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
-import traceback
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
-from tqdm import tqdm
 
 from orthodiff_auto.data.clinical import read_clinical_table
-from orthodiff_auto.data.dicom import DicomSeries, find_studies, parse_series_choices, read_series
+from orthodiff_auto.data.dicom import find_studies, parse_series_choices
 from orthodiff_auto.data.file_names import case_and_view, split_image_name, without_channel_suffix
-from orthodiff_auto.data.image_io import read_geometry, read_image, write_image
+from orthodiff_auto.data.image_io import read_geometry, read_image
 from orthodiff_auto.data.views import VIEWS, infer_view
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.inference.predictor import CasePrediction, Predictor
-from orthodiff_auto.inference.probabilities import probability_paths, write_probabilities
-from orthodiff_auto.inference.provenance import record_prediction_run
-from orthodiff_auto.inference.qc import QC_FOLDER, write_qc_png
+from orthodiff_auto.inference.case_pipeline import (  # noqa: F401 (InputScan, FolderReport: this module's API)
+    CasePipeline, FolderReport, InputScan, OutputOptions, findings_part,
+)
+from orthodiff_auto.inference.output_folder import claim_for_model, output_folder
+from orthodiff_auto.inference.predictor import Predictor
+from orthodiff_auto.inference.provenance import model_folder_digest, record_prediction_run
 from orthodiff_auto.training.device import SpeedOptions
 from orthodiff_auto.training.distributed import DistributedContext, barrier, distributed_device, shutdown
-from orthodiff_auto.training.monitor import progress_bar_wanted
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic
-from orthodiff_auto.utils.lock import folder_lock
 
 FINDINGS_CSV = "findings.csv"
 # How long a process that has finished its share waits at the final barrier for the slowest one (torchrun stops
 # every process when one fails, so this bounds only a hung process).
 PREDICTION_WAIT = timedelta(hours=24)
-# What fails one case and lets the others go on.
-CASE_ERRORS = (UserInputError, ValueError, RuntimeError, OSError)
-
-
-@dataclass
-class InputScan:
-    case_id: str
-    view: str
-    path: Path
-    output_name: str  # file name of the segmentation in the output folder
-    series: DicomSeries | None = None  # a series of a DICOM study (--dicom): read from its files, not ``path``
-
-    @property
-    def source_name(self) -> str:
-        """How the log and the report name this input."""
-        return self.path.name if self.series is None else f"{self.case_id}_{self.view} ({self.series.describe()})"
-
-    def read(self) -> tuple:
-        return read_image(self.path) if self.series is None else read_series(self.series)
-
-
-@dataclass
-class FolderReport:
-    predicted: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
 
 
 def discover_inputs(input_dir: Path) -> tuple[dict[str, list[InputScan]], dict[str, str]]:
@@ -156,207 +126,117 @@ def findings_run_id(predictor: Predictor, clinical: dict[str, dict[str, str]] | 
     return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _findings_part(output_dir: Path, run_id: str, case_id: str) -> Path:
-    return output_dir / ".findings" / run_id / f"{case_id}.csv"
-
-
 @dataclass(frozen=True)
-class OutputOptions:
-    """What a run writes besides the segmentations and findings."""
+class PredictionOptions:
+    """How a folder is predicted (``OutputOptions``: what is written besides segmentations and findings)."""
 
-    qc: bool = False  # qc/<case>.png per case (inference.qc)
-    probabilities: bool = False  # <scan>.npz + <scan>.json per segmented scan (inference.probabilities)
-    progress_bar: bool = True  # a bar over the cases, when stderr is a terminal
+    folds: tuple[int, ...] | None = None  # None: every fold of the model folder
+    tta: bool = False  # mirroring test-time augmentation
+    device: str | None = None  # None: cuda when available
+    checkpoint: str = "final"  # each segmentation fold's "final" or "best" checkpoint
+    step_size: float = 0.5  # of the sliding window, in patch lengths (0.5: windows overlap by half)
+    overwrite: bool = False  # predict cases whose outputs exist; replace another model's outputs
+    clinical: Path | None = None  # CSV of the cases' clinical columns, for a classifier with a tabular branch
+    dicom: bool = False  # the input folder holds DICOM studies, one case each (data.dicom)
+    series_uids: tuple[str, ...] = ()  # VIEW=SERIES_UID where a study has several series of one view
+    speed: SpeedOptions = SpeedOptions()
 
 
-def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Path | str, folds=None,
-                   tta: bool = False, device: str | None = None, overwrite: bool = False, qc: bool = False,
-                   log=print, clinical: Path | str | None = None, checkpoint: str = "final", step_size: float = 0.5,
-                   save_probabilities: bool = False, progress_bar: bool = True, dicom: bool = False,
-                   series_uids: Sequence[str] = (), speed: SpeedOptions = SpeedOptions()) -> FolderReport:
-    """Predict every case of ``input_dir`` into ``output_dir``. ``checkpoint``: each segmentation fold's
-    "final" or "best" checkpoint; ``step_size``: of the sliding window, in patch lengths (0.5: windows overlap
-    by half); ``qc``: also ``qc/<case>.png`` per case (``inference.qc``); ``save_probabilities``: also each
-    scan's class probabilities; ``progress_bar``: a bar over the cases on a terminal; ``clinical``: a CSV of the
-    cases' clinical columns (``case_id`` plus any declared columns, e.g. findingsTs.csv), read by a classifier
-    with a tabular branch; cases or values it lacks are missing; ``dicom``: ``input_dir`` holds DICOM studies,
-    one case each (``series_uids``: ``VIEW=SERIES_UID`` choices where a study has several series of one view,
-    ``data.dicom``)."""
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if series_uids and not dicom:
+def check_input_folder(input_dir: Path, output_dir: Path, options: PredictionOptions) -> None:
+    """What can be refused before a model is loaded: a missing input folder, a dataset root, the output folder
+    equal to the input, --series-uid without --dicom (UserInputError, exit 2)."""
+    if options.series_uids and not options.dicom:
         raise UserInputError("--series-uid chooses among the series of DICOM studies: it needs --dicom")
-    choices = parse_series_choices(series_uids)
+    if not input_dir.is_dir():
+        raise UserInputError(f"{input_dir}: input folder does not exist")
     if output_dir.resolve() == input_dir.resolve():
         raise UserInputError(f"{output_dir}: the output folder must differ from the input folder")
+    if (input_dir / "dataset.json").is_file():
+        held = [d for d in ("imagesTs", "imagesTr") if (input_dir / d).is_dir()]
+        raise UserInputError(f"{input_dir}: is a dataset root (it holds dataset.json), not a folder of scans; "
+                             f"predict one of its scan folders, e.g. {input_dir / (held[0] if held else 'imagesTs')}")
+
+
+def check_something_to_predict(input_dir: Path, inputs: tuple[dict, dict], dicom: bool) -> None:
+    cases, problems = inputs
+    if not cases and not problems:
+        kinds = ("DICOM studies (folders of .dcm files)" if dicom else
+                 "scans (<case>_<view>.nii.gz, nnU-Net's <case>_0000.nii.gz, other image files or DICOM series "
+                 "folders; with DICOM studies add --dicom)")
+        raise UserInputError(f"{input_dir}: nothing to predict: the folder holds no {kinds}")
+
+
+def predict_folder(input_dir: Path | str, output_dir: Path | str, model_dir: Path | str,
+                   options: PredictionOptions = PredictionOptions(), outputs: OutputOptions = OutputOptions(),
+                   log=print) -> FolderReport:
+    """Predict every case of ``input_dir`` into ``output_dir`` with the model folder ``model_dir``. Refused
+    (UserInputError, exit 2) before the output folder is made: a missing or empty input, a dataset root, an
+    output folder holding another model's predictions (unless ``options.overwrite``: then that run's outputs
+    are replaced)."""
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_input_folder(input_dir, output_dir, options)
+    choices = parse_series_choices(options.series_uids)
     # Under torchrun every process joins the group first (its own GPU from LOCAL_RANK); the processes exchange
     # nothing but the barrier before the merge, so gloo (no GPU memory), waiting up to PREDICTION_WAIT.
-    torch_device, ctx = distributed_device(device, backend="gloo", timeout=PREDICTION_WAIT)
+    torch_device, ctx = distributed_device(options.device, backend="gloo", timeout=PREDICTION_WAIT)
     try:
-        predictor = Predictor(model_dir, folds=folds, device=str(torch_device), tta=tta, overlap=1.0 - step_size,
-                              checkpoint=checkpoint, speed=speed)
-        rows = read_clinical_table(Path(clinical), predictor.clinical_declaration()) if clinical else {}
-        options = OutputOptions(qc=qc, probabilities=save_probabilities, progress_bar=progress_bar)
-        # the model is usable: from here the output folder is written, by one run at a time (or one torchrun job)
-        with folder_lock(output_dir, shared=ctx.enabled):
-            if dicom:
-                inputs = discover_dicom_inputs(input_dir, model_views(predictor), choices, log), {}
-            else:
-                inputs = discover_inputs(input_dir)
-            return _predict_folder(inputs, output_dir, predictor, ctx, overwrite, options, log, rows)
+        predictor = Predictor(model_dir, folds=options.folds, device=str(torch_device), tta=options.tta,
+                              overlap=1.0 - options.step_size, checkpoint=options.checkpoint, speed=options.speed)
+        rows = read_clinical_table(Path(options.clinical), predictor.clinical_declaration()) if (
+            options.clinical) else {}
+        if options.dicom:
+            inputs = discover_dicom_inputs(input_dir, model_views(predictor), choices, log), {}
+        else:
+            inputs = discover_inputs(input_dir)
+        check_something_to_predict(input_dir, inputs, options.dicom)
+        digest = model_folder_digest(predictor.model_dir)
+        # the model and input are usable: from here the output folder is written, by one run (or torchrun job)
+        with output_folder(output_dir, shared=ctx.enabled):
+            if ctx.is_main:
+                claim_for_model(output_dir, digest[0], options.overwrite, log)
+            barrier(ctx)  # the other model's outputs are gone before any process writes
+            return _predict_cases(inputs, output_dir, predictor, ctx, options.overwrite, outputs, log, rows, digest)
     finally:
         shutdown(ctx)
 
 
-def _predict_folder(inputs: tuple[dict[str, list[InputScan]], dict[str, str]], output_dir: Path,
-                    predictor: Predictor, ctx: DistributedContext, overwrite: bool, options: OutputOptions, log,
-                    clinical: dict[str, dict[str, str]] | None = None) -> FolderReport:
+def _predict_cases(inputs: tuple[dict[str, list[InputScan]], dict[str, str]], output_dir: Path,
+                   predictor: Predictor, ctx: DistributedContext, overwrite: bool, outputs: OutputOptions, log,
+                   clinical: dict[str, dict[str, str]], digest) -> FolderReport:
+    """The run once the folder is claimed: provenance and thresholds, this process' share of the cases through
+    a ``CasePipeline``, then (main process) one findings.csv from every process' parts."""
     cases, problems = inputs
-    report = FolderReport()
-    for name, problem in problems.items():
-        report.failed[name] = problem
-        if ctx.is_main:
-            log(f"FAILED {name}: {problem}")
-    output_dir.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:
-        record_prediction_run(output_dir, predictor)
-    wants_findings = bool(predictor.classifiers)
-    run_id = findings_run_id(predictor, clinical) if wants_findings else ""
-    if wants_findings and ctx.is_main:  # the thresholds behind the all-view classifier's calls, for `evaluate`
+        for name, problem in problems.items():
+            log(f"FAILED {name}: {problem}")
+        record_prediction_run(output_dir, predictor, digest)
+        log(what_the_model_predicts(predictor))
+    run_id = findings_run_id(predictor, clinical) if predictor.classifiers else None
+    if run_id is not None and ctx.is_main:  # the thresholds behind the all-view classifier's calls, for `evaluate`
         default = predictor.classifier or next(iter(predictor.classifiers.values()))
         write_json_atomic(output_dir / "thresholds.json", default.thresholds_table())
     case_ids = sorted(c for c in cases if c not in problems)
-    mine = shard(case_ids, ctx)
-    bar = tqdm(total=len(mine), desc="cases", unit="case", file=sys.stderr, dynamic_ncols=True,
-               disable=not progress_bar_wanted(options.progress_bar))
-    todo = []
-    for case_id in mine:
-        segmented = [s for s in cases[case_id] if s.view in predictor.segmenters]
-        outputs = [output_dir / s.output_name for s in segmented]
-        if options.probabilities:
-            outputs += [p for s in segmented for p in probability_paths(output_dir / s.output_name)]
-        if options.qc:
-            outputs.append(output_dir / QC_FOLDER / f"{case_id}.png")
-        done = all(p.is_file() for p in outputs) and (
-            not wants_findings or _findings_part(output_dir, run_id, case_id).is_file())
-        if done and not overwrite:
-            report.skipped.append(case_id)
-            bar.update()
-        else:
-            todo.append(case_id)
-    number = {case_id: i for i, case_id in enumerate(mine, start=1)}
-
-    def read_and_prepare(case_id: str):
-        """Runs in the reader thread, one case ahead of the network: (readable views, unreadable files, the
-        preprocessed views or the exception preprocessing raised)."""
-        loaded, unreadable = _read_views(cases[case_id])
-        try:
-            return loaded, unreadable, predictor.prepare_case(loaded)
-        except Exception as e:  # reported for this case by the main thread
-            return loaded, unreadable, e
-
-    def write(case_id: str, prediction: CasePrediction, loaded: dict[str, tuple]) -> None:
-        """Runs in the writer thread while the network predicts the next case; the case counts as predicted (and
-        is logged) once its outputs are written."""
-        try:
-            _write_outputs(output_dir, predictor, cases[case_id], prediction, loaded, options,
-                           _findings_part(output_dir, run_id, case_id) if wants_findings else None)
-        except CASE_ERRORS as e:
-            fail(case_id, e)
-            return
-        report.predicted.append(case_id)
-        note = f"; {prediction.findings_note}" if prediction.findings_note else ""
-        log(f"predicted {case_id} ({', '.join(loaded)}){note} [{number[case_id]}/{len(mine)}]")
-
-    def fail(case_id: str, e: Exception) -> None:
-        report.failed[case_id] = f"{type(e).__name__}: {e}"
-        log(f"FAILED {case_id}: {e}")
-        if os.environ.get("ORTHODIFF_DEBUG"):
-            traceback.print_exception(e, file=sys.stderr)
-
-    # Reading and preprocessing (numpy, SimpleITK) and writing (gzip) overlap with the network's compute: one case
-    # is read ahead and one written behind, each by one thread, in the input order.
-    writing = None
-    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
-            ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
-        ahead = reader.submit(read_and_prepare, todo[0]) if todo else None
-        for i, case_id in enumerate(todo):
-            loaded, unreadable, prepared = ahead.result()
-            ahead = reader.submit(read_and_prepare, todo[i + 1]) if i + 1 < len(todo) else None
-            prediction = error = None
-            if loaded:
-                try:
-                    if isinstance(prepared, Exception):
-                        raise prepared
-                    prediction = predictor.predict_case(case_id, loaded, (clinical or {}).get(case_id),
-                                                        probabilities=options.probabilities, prepared=prepared)
-                except CASE_ERRORS as e:
-                    error = e
-            if writing is not None:  # the previous case is reported first: the log follows the input order
-                writing.result()
-            writing = None
-            bar.update()
-            for name, problem in unreadable.items():
-                report.failed[name] = problem
-                log(f"FAILED {name}: {problem}")
-            if error is not None:
-                fail(case_id, error)
-            elif prediction is not None:
-                writing = writer.submit(write, case_id, prediction, loaded)
-        if writing is not None:
-            writing.result()
-    bar.close()
+    pipeline = CasePipeline(output_dir, predictor, cases, outputs, clinical, run_id, log)
+    pipeline.report.failed.update(problems)
+    report = pipeline.run(shard(case_ids, ctx), overwrite)
     barrier(ctx)  # every process has written its cases (waits up to PREDICTION_WAIT for the slowest)
-    if wants_findings and ctx.is_main:
+    if run_id is not None and ctx.is_main:
         merge_findings(output_dir, predictor.findings, run_id, case_ids)
     return report
 
 
-def _write_qc(output_dir: Path, predictor: Predictor, prediction: CasePrediction, loaded: dict[str, tuple]) -> None:
-    classifier = predictor.classifiers.get(prediction.classifier or "")
-    labels = next(iter(predictor.segmenters.values())).plans.labels if predictor.segmenters else {}
-    write_qc_png(output_dir / QC_FOLDER / f"{prediction.case_id}.png", prediction.case_id, loaded,
-                 prediction.segmentations, labels, prediction.findings,
-                 classifier.thresholds_table() if classifier is not None else {}, prediction.findings_note)
-
-
-def _write_outputs(output_dir: Path, predictor: Predictor, scans: list[InputScan], prediction: CasePrediction,
-                   loaded: dict[str, tuple], options: OutputOptions, findings_part: Path | None) -> None:
-    """A case's files: segmentations (and probabilities), its findings part, its QC picture."""
-    for s in scans:
-        if s.view in prediction.segmentations:
-            write_image(output_dir / s.output_name, prediction.segmentations[s.view], loaded[s.view][1])
-        if s.view in prediction.probabilities:
-            write_probabilities(output_dir / s.output_name, prediction.probabilities[s.view],
-                                loaded[s.view][1], predictor.segmenters[s.view].plans.labels)
-    if findings_part is not None:
-        row = {"case_id": prediction.case_id, "views": "+".join(s.view for s in scans if s.view in loaded),
-               "classifier": prediction.classifier or ""}
-        for finding, values in prediction.findings.items():
-            row[finding] = values["probability"]
-            row[f"{finding}_call"] = int(values["call"])
-            row[f"{finding}_spread"] = values["spread"]
-        with atomic_path(findings_part) as tmp:
-            pd.DataFrame([row]).to_csv(tmp, index=False)
-    if options.qc:
-        _write_qc(output_dir, predictor, prediction, loaded)
-
-
-def _read_views(scans: list[InputScan]) -> tuple[dict[str, tuple], dict[str, str]]:
-    """(view -> (array, geometry) of the case's readable scans, file name -> problem of the others): an unreadable
-    file is reported by name and the case goes on with the others (its findings then use the views present)."""
-    loaded, unreadable = {}, {}
-    for s in scans:
-        try:
-            loaded[s.view] = s.read()
-        except (UserInputError, OSError) as e:
-            unreadable[s.source_name] = str(e)
-    return loaded, unreadable
-
+def what_the_model_predicts(predictor: Predictor) -> str:
+    """One line at the start of a run: the views the model segments and whether it writes findings."""
+    segments = ", ".join(predictor.segmenters) or "no view"
+    if not predictor.classifiers:
+        return f"model: segments {segments}; no findings classifier (no findings.csv is written)"
+    reads = sorted({v for key in predictor.classifier_by_views for v in key}, key=VIEWS.index)
+    return f"model: segments {segments}; findings {', '.join(predictor.findings)} from {', '.join(reads)}"
 
 def merge_findings(output_dir: Path, findings, run_id: str, case_ids) -> Path | None:
     """One findings.csv from the per-case parts of this run (``run_id``) of the cases ``case_ids`` (written by any
     number of processes); parts of other runs or of cases not in the input folder are left out."""
-    parts = [p for p in (_findings_part(output_dir, run_id, c) for c in sorted(case_ids)) if p.is_file()]
+    parts = [p for p in (findings_part(output_dir, run_id, c) for c in sorted(case_ids)) if p.is_file()]
     if not parts:
         return None
     table = pd.concat([pd.read_csv(p, dtype={"case_id": str}) for p in parts], ignore_index=True)

@@ -36,9 +36,10 @@ def model_folder_digest(model_dir: Path) -> tuple[str, dict[str, str]]:
     return hashlib.sha256(lines.encode()).hexdigest(), files
 
 
-def run_record(predictor) -> dict[str, Any]:
-    """The provenance of a run of ``predictor`` (an ``inference.predictor.Predictor``)."""
-    digest, files = model_folder_digest(predictor.model_dir)
+def run_record(predictor, model_digest: tuple[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """The provenance of a run of ``predictor`` (an ``inference.predictor.Predictor``); ``model_digest``: what
+    ``model_folder_digest`` returned for its model folder, when computed already."""
+    digest, files = model_digest or model_folder_digest(predictor.model_dir)
     folds = predictor.folds
     if folds is None:  # every fold the model folder lists
         names = {Path(c).stem for choice in predictor.description.segmentation.values() for c in choice.checkpoints}
@@ -59,7 +60,8 @@ def run_record(predictor) -> dict[str, Any]:
     }
 
 
-def record_prediction_run(output_dir: Path, predictor) -> Path:
+def record_prediction_run(output_dir: Path, predictor,
+                          model_digest: tuple[str, dict[str, str]] | None = None) -> Path:
     """Add this run's record to ``output_dir/prediction_provenance.json`` (atomically); an unreadable earlier
     file is kept aside as ``prediction_provenance.json.unreadable`` rather than lost."""
     path = output_dir / PROVENANCE_JSON
@@ -69,7 +71,7 @@ def record_prediction_run(output_dir: Path, predictor) -> Path:
             runs = list(json.loads(path.read_text())["runs"])
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             path.replace(path.with_name(PROVENANCE_JSON + ".unreadable"))
-    runs.append(run_record(predictor))
+    runs.append(run_record(predictor, model_digest))
     write_json_atomic(path, {"format": PROVENANCE_FORMAT, "runs": runs})
     return path
 

@@ -152,7 +152,8 @@ def test_a_line_per_case_and_a_bar_only_on_a_terminal(model_dir, tmp_path, capsy
     _scan(inp, "b_cor.nii.gz", view="cor")
     assert _predict(inp, tmp_path / "out1", model_dir) == 0
     captured = capsys.readouterr()
-    assert "predicted a (sag) [1/2]" in captured.out and "predicted b (cor) [2/2]" in captured.out
+    assert "predicted a: segmented sag; no findings (the model has no classifier) [1/2]" in captured.out
+    assert "predicted b: segmented cor; no findings (the model has no classifier) [2/2]" in captured.out
     assert "cases:" not in captured.err  # not a terminal: no bar
     terminal = _Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
@@ -213,4 +214,4 @@ def test_nnunet_channel_suffix_is_accepted_and_dropped_from_the_outputs(model_di
     assert "n3_0001.nii.gz" in captured.err and "channel 0001" in captured.err
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["n1.nii.gz", "n2_sag.nii.gz"]
     assert read_geometry(out / "n1.nii.gz").shape == g.shape
-    assert "predicted n1 (cor)" in captured.out and "predicted n2 (sag)" in captured.out
+    assert "predicted n1: segmented cor" in captured.out and "predicted n2: segmented sag" in captured.out
