@@ -10,10 +10,12 @@ so ``orthodiff --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import pkgutil
 import sys
+import textwrap
 import traceback
 
 import orthodiff_auto.commands
@@ -55,6 +57,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OPTIONS_DOC_WIDTH = 100  # the width of the --help texts in documentation/options.md
+
+
+def command_help(name: str, width: int = OPTIONS_DOC_WIDTH) -> str:
+    """``orthodiff NAME --help`` as printed on a terminal ``width + 2`` columns wide (argparse wraps to the
+    terminal's width less 2)."""
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[name]
+    sub.formatter_class = functools.partial(_HelpFormatter, width=width)
+    return sub.format_help()
+
+
+def options_markdown() -> str:
+    """documentation/options.md: every command's --help, generated from the parsers (tests/test_options_doc.py
+    keeps the file equal to it; write it with ``python -m orthodiff_auto.cli --options-markdown``)."""
+    parser = build_parser()
+    names = list(next(a for a in parser._actions if a.dest == "command").choices)
+    intro = ("Every command's `--help`, in pipeline order, generated from the parsers (`orthodiff_auto.cli."
+             "options_markdown`; regenerate with `python -m orthodiff_auto.cli --options-markdown > "
+             "documentation/options.md`). Paths are positional in every command; options shared by several "
+             "commands have one spelling (old ones still parse, hidden), with nnU-Net's short forms where the "
+             "concept is the same: `-i`, `-o`, `-m` (model folder), `-f` (folds), `-chk` (checkpoint), "
+             "`-np` (processes), `--save_probabilities`, `-pretrained_weights`, `--c` (continue); `-c` is kept "
+             "for a configuration. `orthodiff train_fold --list-settings` lists every `--set` key with its type "
+             "and its value in each preset.")
+    parts = ["# Command-line options", "", textwrap.fill(intro, 115, break_on_hyphens=False), ""]
+    for name in names:
+        parts += [f"## `orthodiff {name}`", "", "```text", command_help(name).rstrip(), "```", ""]
+    return "\n".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -78,4 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--options-markdown"]:
+        print(options_markdown())
+        sys.exit(0)
     sys.exit(main())

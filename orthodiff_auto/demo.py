@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work", type=Path, default=Path("demo_work"),
                         help="working folder: raw/, preprocessed/, results/, model/, predictions/ (default demo_work)")
     parser.add_argument("--config", default="demo", help="training preset: smoke, demo or full (default demo)")
-    parser.add_argument("--folds", nargs="+", type=int, default=[0], help="cross-validation folds (default 0)")
+    parser.add_argument("-f", "--folds", nargs="+", type=int, default=[0], help="cross-validation folds (default 0)")
     parser.add_argument("--compare-scratch", action="store_true",
                         help="also train from scratch and let model selection choose")
     parser.add_argument("--all-classifiers", action="store_true",

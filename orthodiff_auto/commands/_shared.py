@@ -3,6 +3,7 @@ an underscore."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 BUDGET_HELP = ("memory budget: 'gpu:<GB>' (e.g. gpu:8), 'gpu' (the detected GPU's memory, else 8 GB as nnU-Net) "
@@ -13,24 +14,68 @@ SERIES_UID_HELP = ("VIEW=SERIES_UID: use this series for VIEW (sag, cor or ax) w
 
 
 def add_dataset_and_out(p, out_help: str) -> None:
-    """RAW_DATASET and --out PREPROCESSED_DIR."""
+    """RAW_DATASET PREPROCESSED_DIR (the preprocessed folder is positional, as in every command that reads it;
+    ``--out`` is its old spelling, kept hidden)."""
     p.add_argument("dataset", help="raw dataset folder (holds dataset.json)")
-    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("preprocessed_dir", nargs="?", type=Path, help=out_help)
+    p.add_argument("--out", dest="preprocessed_out", type=Path, help=argparse.SUPPRESS)
+
+
+def preprocessed_dir_of(args) -> Path:
+    """The PREPROCESSED_DIR of ``add_dataset_and_out`` (or its hidden ``--out``); UserInputError without one."""
+    from orthodiff_auto.errors import UserInputError
+
+    if args.preprocessed_dir and args.preprocessed_out and args.preprocessed_dir != args.preprocessed_out:
+        raise UserInputError(f"two preprocessed folders: {args.preprocessed_dir} and --out {args.preprocessed_out}")
+    folder = args.preprocessed_dir or args.preprocessed_out
+    if folder is None:
+        raise UserInputError("name the preprocessed folder to write: RAW_DATASET PREPROCESSED_DIR")
+    return folder
 
 
 def add_worker_options(p, skip_validation: bool = True) -> None:
-    """-np N, --skip-validation (when the command can skip it) and --no-progress."""
-    p.add_argument("-np", "--num-processes", type=int, default=2, help="parallel worker processes (default 2)")
+    """-np N, --skip-validation (when the command can skip it) and --no-progress-bar."""
+    add_num_processes(p, 2, "parallel worker processes")
     if skip_validation:
         p.add_argument("--skip-validation", action="store_true", help="do not validate image contents first")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress_bar(p, "no bar over the cases (it is drawn only when stderr is a terminal)")
+
+
+def add_num_processes(p, default: int, what: str) -> None:
+    p.add_argument("-np", "--num-processes", type=int, default=default, help=f"{what} (default {default})")
+
+
+def add_no_progress_bar(p, help_text: str) -> None:
+    """--no-progress-bar, and its old spelling --no-progress kept hidden."""
+    p.add_argument("--no-progress-bar", action="store_true", help=help_text)
+    p.add_argument("--no-progress", dest="no_progress_bar", action="store_true", help=argparse.SUPPRESS)
+
+
+def add_folds_option(p, default, help_text: str) -> None:
+    """-f/--folds F [F ...], as nnU-Net's -f."""
+    p.add_argument("-f", "--folds", nargs="+", type=int, default=default, help=help_text)
+
+
+class ListSettings(argparse.Action):
+    """``--list-settings``: print every --set key with its type and default, then exit (like --version: the
+    command's positional arguments are not needed)."""
+
+    def __init__(self, option_strings, dest, diffusion: bool = False, **kwargs):
+        self.diffusion = diffusion
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="list every --set key with its type and default in each preset, then exit", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from orthodiff_auto.commands._settings import settings_table
+
+        print(settings_table(diffusion=self.diffusion))
+        parser.exit()
 
 
 def add_monitor_options(p) -> None:
     """--no-progress-bar and --tensorboard: how a training run can be watched (config fields progress_bar and
     tensorboard, which change nothing that is learnt)."""
-    p.add_argument("--no-progress-bar", action="store_true",
-                   help="no bar over each epoch's iterations (it is drawn only when stderr is a terminal)")
+    add_no_progress_bar(p, "no bar over each epoch's iterations (it is drawn only when stderr is a terminal)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard scalars to <run folder>/tensorboard (needs the tensorboard extra: "
                    "pip install 'orthodiff_auto[tensorboard]')")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orthodiff_auto.commands._shared import add_device_option, add_monitor_options, example, monitor_overrides
+from orthodiff_auto.commands._shared import (
+    BUDGET_HELP, ListSettings, add_device_option, add_folds_option, add_monitor_options, add_num_processes, example,
+    monitor_overrides,
+)
 
 ORDER = 80
 
@@ -20,17 +23,23 @@ def register(subparsers) -> None:
         "predict_folder --model takes); ends with a cross-validation report.",
         epilog=example("orthodiff auto raw --work work --budget cpu --config demo --folds 0"),
     )
-    p.add_argument("dataset", type=Path, help="raw dataset folder")
-    p.add_argument("--work", required=True, type=Path, help="working folder (preprocessed/, results/, model/)")
-    p.add_argument("--budget", default=None, help="gpu:<GB>, gpu (detected, else 8 GB) or cpu")
-    p.add_argument("--config", default="full", help="training preset for every fold: smoke, demo or full")
+    p.add_argument("dataset", type=Path, help="raw dataset folder (holds dataset.json)")
+    p.add_argument("--work", required=True, type=Path,
+                   help="working folder, made if absent: preprocessed/, results/ and the final model/")
+    p.add_argument("--budget", default=None, help=BUDGET_HELP)
+    p.add_argument("--config", default="full",
+                   help="training preset for every fold: smoke (seconds, tests), demo (minutes on a CPU with "
+                   "--budget cpu) or full (nnU-Net length, for a GPU); default full")
     p.add_argument("--pretrain-config", default=None, help="preset for diffusion pretraining (default: --config)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a training config value for every fold")
+                   help="override a training config value for every fold (keys: --list-settings)")
+    p.add_argument("--list-settings", action=ListSettings, diffusion=True)
     p.add_argument("--cls-set", dest="classification_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override for classification runs only, after --set (e.g. --cls-set num_epochs=12)")
-    p.add_argument("--pretrain-set", dest="pretrain_overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--pretrain-set", dest="pretrain_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a diffusion pretraining value (training or diffusion keys: --list-settings)")
+    add_folds_option(p, [0, 1, 2, 3, 4], "cross-validation folds to train (default 0 1 2 3 4; the splits are "
+                     "always 5-fold)")
     p.add_argument("--pretrained-from", type=Path, default=None, metavar="PRETRAINED",
                    help="a pretrained encoder bundle (another run's WORK/results/pretrain, or one encoder_<view>.pt): "
                    "its views are planned like its encoders (architecture, normalisation, spacing; patch and batch "
@@ -51,7 +60,7 @@ def register(subparsers) -> None:
     p.add_argument("--fusion", nargs="+", default=["gate"],
                    help="fusion modes to train: gate, stacked, mpae, concat and/or xattn (the first of gate/concat "
                         "also fuses the frozen-feature classifiers, which have no other mode)")
-    p.add_argument("-np", "--num-processes", type=int, default=2)
+    add_num_processes(p, 2, "parallel worker processes for validation and preprocessing")
     add_device_option(p)
     p.add_argument("--redo-stale", action="store_true",
                    help="plan again when --budget differs from the work folder's plans, and pretrain or train again "

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
         help="the whole pipeline on a generated synthetic knee dataset, ending with a table of Dice and AUROC",
-        description="Generate the synthetic knee dataset (30 labelled, 10 unlabeled, 10 test cases) in WORK/raw, "
+        description="Generate the synthetic knee dataset (30 labelled, 10 unlabeled, 40 test cases) in WORK/raw, "
         "validate it, run auto with the cpu budget (fold 0, pretrained variants only, unless --folds and "
         "--compare-scratch say otherwise), predict_folder on its test scans and evaluate them. About 15 minutes "
         "on 2 CPU cores; a rerun reuses what is done (the same as `python -m orthodiff_auto.demo` and "

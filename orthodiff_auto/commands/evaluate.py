@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         epilog=example("orthodiff evaluate predictions/ nnUNet_raw/Dataset001/labelsTs --dataset-json "
                        "nnUNet_raw/Dataset001/dataset.json"),
     )
-    p.add_argument("pred_dir", type=Path)
+    p.add_argument("pred_dir", type=Path, help="folder written by predict_folder")
     p.add_argument("reference", type=Path,
                    help="a raw dataset folder holding labelsTs/ and/or findingsTs.csv, or a plain folder of reference "
                    "label files (with its dataset.json and findingsTs.csv or findings.csv, each optional)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orthodiff_auto.commands._shared import example
+from orthodiff_auto.commands._shared import add_folds_option, example
 
 ORDER = 50
 
@@ -18,10 +18,11 @@ def register(subparsers) -> None:
         "macro AUROC); copy the chosen fold checkpoints, plans and thresholds into MODEL_DIR.",
         epilog=example("orthodiff find_best_configuration preprocessed --out model"),
     )
-    p.add_argument("preprocessed_dir", type=Path)
+    p.add_argument("preprocessed_dir", type=Path, help="preprocessed folder the folds were trained on")
     p.add_argument("--out", required=True, type=Path, help="model folder to write (what predict_folder --model takes)")
     p.add_argument("--results", type=Path, help="results folder (default: results/ beside PREPROCESSED_DIR)")
-    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    add_folds_option(p, [0, 1, 2, 3, 4], "the folds every chosen configuration must have finished (default 0 1 2 "
+                     "3 4; after training only fold 0: --folds 0)")
     p.set_defaults(func=run)
 
 

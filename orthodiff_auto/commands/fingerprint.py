@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands._shared import add_dataset_and_out, add_worker_options, example
+from orthodiff_auto.commands._shared import add_dataset_and_out, add_worker_options, example, preprocessed_dir_of
 
 ORDER = 20
 
@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         description="Validate the raw dataset, then measure every train and unlabeled scan (in parallel) and write "
         "PREPROCESSED_DIR/dataset.json and PREPROCESSED_DIR/fingerprint.json. Nothing is written when the dataset "
         "is invalid (exit code 2).",
-        epilog=example("orthodiff fingerprint raw --out preprocessed"),
+        epilog=example("orthodiff fingerprint raw preprocessed"),
     )
     add_dataset_and_out(p, "preprocessed folder to write into")
     add_worker_options(p)
@@ -25,6 +25,6 @@ def run(args) -> int:
     # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.preprocessing.stages import fingerprint_raw_dataset
 
-    fingerprint_raw_dataset(args.dataset, args.out, args.num_processes, skip_validation=args.skip_validation,
-                            progress=not args.no_progress)
+    fingerprint_raw_dataset(args.dataset, preprocessed_dir_of(args), args.num_processes,
+                            skip_validation=args.skip_validation, progress=not args.no_progress_bar)
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands._shared import BUDGET_HELP, add_dataset_and_out, add_worker_options, example
+from orthodiff_auto.commands._shared import (
+    BUDGET_HELP, add_dataset_and_out, add_worker_options, example, preprocessed_dir_of,
+)
 
 ORDER = 23
 
@@ -14,7 +16,7 @@ def register(subparsers) -> None:
         description="Validate the raw dataset (nothing is written when it is invalid: exit code 2), then run "
         "`fingerprint`, `plan` and `preprocess`, writing fingerprint.json, plans.json and the preprocessed cases "
         "into PREPROCESSED_DIR. Re-running skips cases that are already up to date.",
-        epilog=example("orthodiff plan_and_preprocess raw --out preprocessed --budget cpu -np 4"),
+        epilog=example("orthodiff plan_and_preprocess raw preprocessed --budget cpu -np 4"),
     )
     add_dataset_and_out(p, "preprocessed folder to write into")
     p.add_argument("--budget", default=None, help=BUDGET_HELP)
@@ -31,11 +33,12 @@ def run(args) -> int:
         # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
         from orthodiff_auto.pipeline.adaptation import plan_and_preprocess_like
 
-        plan_and_preprocess_like(args.dataset, args.out, args.like, args.budget, args.num_processes,
-                                 progress=not args.no_progress)
+        plan_and_preprocess_like(args.dataset, preprocessed_dir_of(args), args.like, args.budget,
+                                 args.num_processes, progress=not args.no_progress_bar)
         return 0
     # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.preprocessing.stages import plan_and_preprocess
 
-    plan_and_preprocess(args.dataset, args.out, args.budget, args.num_processes, progress=not args.no_progress)
+    plan_and_preprocess(args.dataset, preprocessed_dir_of(args), args.budget, args.num_processes,
+                        progress=not args.no_progress_bar)
     return 0

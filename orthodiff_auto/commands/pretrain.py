@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from orthodiff_auto.commands._shared import add_device_option, add_monitor_options, example, monitor_overrides
+from orthodiff_auto.commands._shared import (
+    ListSettings, add_device_option, add_monitor_options, example, monitor_overrides,
+)
 
 ORDER = 30
 
@@ -24,8 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--config", default="full", help="preset: smoke, demo or full (default full)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training or diffusion setting, e.g. --set num_epochs=5 --set ema_decay=0.99 "
-                   "(repeatable; see documentation/pretraining.md)")
-    p.add_argument("--continue", dest="resume", action="store_true",
+                   "(repeatable; keys, types and defaults: --list-settings)")
+    p.add_argument("--list-settings", action=ListSettings, diffusion=True)
+    p.add_argument("--continue", "--c", dest="resume", action="store_true",
                    help="continue from the latest checkpoint in the output folder")
     p.add_argument("--results", default=None,
                    help="results root (default PREPROCESSED_DIR/../results); output goes to RESULTS/pretrain/VIEW")

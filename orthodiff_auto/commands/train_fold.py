@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orthodiff_auto.commands._shared import add_device_option, add_monitor_options, example, monitor_overrides
+from orthodiff_auto.commands._shared import (
+    ListSettings, add_device_option, add_monitor_options, example, monitor_overrides,
+)
 
 ORDER = 40
 
@@ -17,14 +19,17 @@ def register(subparsers) -> None:
         "fold. Runs under torchrun for several GPUs or nodes (DistributedDataParallel).",
         epilog=example("orthodiff train_fold preprocessed seg sag 0 --pretrained results/pretrain/sag/encoder_sag.pt"),
     )
-    p.add_argument("preprocessed_dir", type=Path)
-    p.add_argument("task", help="seg or cls")
+    p.add_argument("preprocessed_dir", type=Path, help="preprocessed folder (plan_and_preprocess, or WORK/preprocessed)")
+    p.add_argument("task", help="seg (segmentation) or cls (findings classification)")
     p.add_argument("view", help="sag, cor or ax (cls also: fused)")
     p.add_argument("fold", help="0-4 or all")
     p.add_argument("--config", default="full", help="preset: smoke (seconds), demo (minutes on a CPU) or full "
                    "(GPU, nnU-Net length); default full, as auto and pretrain")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--pretrained", type=Path, help="encoder checkpoint written by `orthodiff pretrain`")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (keys, types and defaults: --list-settings)")
+    p.add_argument("--list-settings", action=ListSettings)
+    p.add_argument("--pretrained", "-pretrained_weights", type=Path,
+                   help="encoder checkpoint written by `orthodiff pretrain` (nnU-Net's -pretrained_weights)")
     p.add_argument("--label-fraction", type=float, default=1.0,
                    help="train on this fraction of the fold's labelled cases, stratified per finding (at least one "
                    "positive and one negative of every finding the fold has)")
@@ -33,7 +38,8 @@ def register(subparsers) -> None:
                    "<variant>_frac<F>_seed<S>)")
     add_device_option(p)
     p.add_argument("--results", type=Path, help="results folder (default: results/ beside PREPROCESSED_DIR)")
-    p.add_argument("--continue", dest="resume", action="store_true", help="resume from the latest checkpoint")
+    p.add_argument("--continue", "--c", dest="resume", action="store_true",
+                   help="resume from the latest checkpoint (nnU-Net's --c)")
     add_monitor_options(p)
     p.set_defaults(func=run)
 

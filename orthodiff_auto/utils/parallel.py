@@ -8,6 +8,7 @@ With ``num_workers <= 1`` (or a single task) everything runs in this process.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -47,7 +48,8 @@ def run_parallel(fn: Callable[[T], R], tasks: Iterable[T], num_workers: int = 2,
     tasks = list(tasks)
     if not tasks:
         return
-    bar = tqdm(total=len(tasks), desc=desc, disable=not progress, unit="case", leave=True)
+    # drawn only on a terminal: a redirected log gets no carriage returns
+    bar = tqdm(total=len(tasks), desc=desc, disable=not (progress and sys.stderr.isatty()), unit="case", leave=True)
     try:
         if num_workers <= 1 or len(tasks) == 1:
             for t in tasks:
