@@ -14,7 +14,9 @@ from orthodiff_auto.data.image_io import read_image
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.evaluation.figures import evaluation_figures
 from orthodiff_auto.evaluation.references import References, load_references
-from orthodiff_auto.evaluation.report_html import render_report
+from orthodiff_auto.evaluation.report_html import (
+    AUROC_NOTE, HD95_NOTE, NOT_REPORTED, hd95_summary, number, render_report,
+)
 from orthodiff_auto.training.classification_metrics import choose_thresholds, evaluate_findings, roc_points
 from orthodiff_auto.training.segmentation_metrics import aggregate, evaluate_segmentation
 from orthodiff_auto.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -47,7 +49,9 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
     table = refs.findings_table
     has_findings = table is not None and (pred_dir / "findings.csv").is_file()
     sites = table["site"] if table is not None and "site" in table else None
-    summary: dict[str, Any] = {"prediction_folder": str(pred_dir), "reference": str(reference)}
+    summary: dict[str, Any] = {"prediction_folder": str(pred_dir), "reference": str(reference),
+                               "reference_dataset": _dataset_name(refs.root / "dataset.json"),
+                               "model": model_of_predictions(pred_dir)}
     if refs.scans:
         summary["segmentation"] = _evaluate_segmentations(pred_dir, refs, sites, bootstrap, seed)
     if has_findings:
@@ -64,6 +68,27 @@ def evaluate_predictions(pred_dir: Path | str, reference: Path | str, out_dir: P
     write_json_atomic(out_dir / "summary.json", json_safe(summary))
     _write_figures_and_report(summary, out_dir)
     return summary
+
+
+def model_of_predictions(pred_dir: Path) -> dict[str, Any] | None:
+    """What made the predictions, from their prediction_provenance.json (the latest run): model folder, its
+    digest, folds, checkpoint, TTA, date, and the dataset the model was trained on (its plans.json); None
+    without a readable provenance."""
+    try:
+        run = json.loads((pred_dir / "prediction_provenance.json").read_text())["runs"][-1]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+        return None
+    keys = ("model_folder", "model_sha256", "folds", "checkpoint", "tta", "date")
+    model = {k: run.get(k) for k in keys}
+    model["trained_on"] = _dataset_name(Path(str(run.get("model_folder", ""))) / "plans.json", "dataset_name")
+    return model
+
+
+def _dataset_name(path: Path, key: str = "name") -> str | None:
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8-sig"))[key])
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        return None
 
 
 def evaluate_and_report(pred_dir: Path | str, reference: Path | str, out_dir: Path | str | None = None,
@@ -206,23 +231,31 @@ def dice_mean_ci(per_case: list[dict[str, dict[str, float]]], n_resamples: int =
 
 
 def _ci_text(ci) -> str:
-    return f"{ci[0]:.2f}-{ci[1]:.2f}" if ci is not None else "-"
+    """``low-high``, or a dash when the interval is undefined (as report.html prints it)."""
+    if ci is None or NOT_REPORTED in (number(ci[0]), number(ci[1])):
+        return NOT_REPORTED
+    return f"{number(ci[0], 2)}-{number(ci[1], 2)}"
 
 
 def report_table(summary: dict[str, Any]) -> str:
     """Dice per structure and AUROC per finding, as printed by the demo, with how many references were scored
-    and where the thresholds came from."""
+    and where the thresholds came from. Undefined values print as report.html prints them (a dash); HD95 is the
+    median over the scans where both the prediction and the reference hold the structure, with the count of
+    the others (``report_html.hd95_summary``)."""
     lines = []
     seg = summary.get("segmentation")
     if seg and seg.get("overall"):
         cis = seg.get("dice_ci", {})
-        lines.append(f"{'structure':<24} {'Dice':>6} {'95% CI':>13} {'HD95 mm':>8}")
+        lines.append(f"{'structure':<24} {'Dice':>6} {'95% CI':>13} {'HD95 mm':>8}  {'no HD95':>7}")
         for name, m in seg["overall"].items():
             if name == "mean":
                 continue
-            lines.append(f"{name:<24} {m['dice']['mean']:>6.3f} {_ci_text(cis.get(name)):>13} "
-                         f"{m['hd95']['median']:>8.2f}")
-        lines.append(f"{'mean':<24} {seg['overall']['mean']['dice']['mean']:>6.3f} {_ci_text(cis.get('mean')):>13}")
+            hd95 = hd95_summary(seg.get("per_case", {}), name)
+            lines.append(f"{name:<24} {number(m['dice']['mean']):>6} {_ci_text(cis.get(name)):>13} "
+                         f"{number(hd95['median'], 2):>8}  {hd95['n_without']:>7}")
+        lines.append(f"{'mean':<24} {number(seg['overall']['mean']['dice']['mean']):>6} "
+                     f"{_ci_text(cis.get('mean')):>13}")
+        lines.append(HD95_NOTE)
     if seg is not None:
         missing = seg.get("missing_predictions", [])
         lines.append(f"segmentations scored: {seg['n_scans']} of {seg['n_scans'] + len(missing)} reference scans"
@@ -231,20 +264,26 @@ def report_table(summary: dict[str, Any]) -> str:
     if fnd:
         lines.append("")
         if fnd.get("per_finding"):
-            with_thresholds = fnd["threshold_method"] != NO_THRESHOLDS
-            lines.append(f"{'finding':<24} {'AUROC':>6} {'95% CI':>13} {'sens':>5} {'spec':>5}")
-            for name, m in fnd["per_finding"].items():
-                ci = f"{m.get('auroc_ci_low', float('nan')):.2f}-{m.get('auroc_ci_high', float('nan')):.2f}"
-                rates = (f"{m['sensitivity']:>5.2f} {m['specificity']:>5.2f}" if with_thresholds
-                         else f"{'-':>5} {'-':>5}")
-                lines.append(f"{name:<24} {m['auroc']:>6.3f} {ci:>13} {rates}")
-            macro = fnd["macro"]
-            macro_ci = ([macro["auroc_ci_low"], macro["auroc_ci_high"]] if "auroc_ci_low" in macro else None)
-            lines.append(f"{'macro':<24} {macro['auroc']:>6.3f} {_ci_text(macro_ci):>13}")
-            lines.append(_THRESHOLD_NOTES[fnd["threshold_method"]])
+            lines += _findings_lines(fnd)
         lines.append(f"findings scored: {fnd['n_cases']} of {fnd['n_reference']} reference cases")
         if fnd.get("not_assessed"):
             lines.append(f"not assessed (no scan the classifier reads): {', '.join(fnd['not_assessed'])}")
         if fnd.get("missing_predictions"):
             lines.append(f"no findings row: {', '.join(fnd['missing_predictions'])}")
     return "\n".join(lines)
+
+
+def _findings_lines(fnd: dict[str, Any]) -> list[str]:
+    with_thresholds = fnd["threshold_method"] != NO_THRESHOLDS
+    lines = [f"{'finding':<24} {'AUROC':>6} {'95% CI':>13} {'sens':>5} {'spec':>5}"]
+    for name, m in fnd["per_finding"].items():
+        ci = _ci_text([m.get("auroc_ci_low"), m.get("auroc_ci_high")])
+        rates = (f"{number(m['sensitivity'], 2):>5} {number(m['specificity'], 2):>5}" if with_thresholds
+                 else f"{NOT_REPORTED:>5} {NOT_REPORTED:>5}")
+        lines.append(f"{name:<24} {number(m['auroc']):>6} {ci:>13} {rates}")
+    macro = fnd["macro"]
+    macro_ci = [macro["auroc_ci_low"], macro["auroc_ci_high"]] if "auroc_ci_low" in macro else None
+    lines.append(f"{'macro':<24} {number(macro['auroc']):>6} {_ci_text(macro_ci):>13}")
+    lines.append(_THRESHOLD_NOTES[fnd["threshold_method"]])
+    lines.append(AUROC_NOTE)
+    return lines

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import html
+import math
+import statistics
 from typing import Any, Iterable, Sequence
 
 from orthodiff_auto import __version__
@@ -18,6 +20,26 @@ td { text-align: right; font-variant-numeric: tabular-nums; } td:first-child, th
 th { background: #eee; } tr.summary td { font-weight: bold; background: #f6f6f6; }
 p.note { color: #555; font-size: 0.9em; } img { max-width: 100%; }
 """
+
+
+NOT_REPORTED = "\u2013"  # an undefined value (NaN, no CI, no threshold), on the page and on the command line
+AUROC_NOTE = ("AUROC 0.5 is chance (a coin toss ranks a positive above a negative half the time), 1.0 ranks every "
+              "positive above every negative; a 95% CI that includes 0.5 does not show better than chance.")
+HD95_NOTE = ("HD95: the median over the scans where both the prediction and the reference hold the structure (a "
+             "distance is defined there only); 'no HD95' counts the scans where only one of them holds it.")
+
+
+def hd95_summary(per_case: dict[str, Any], structure: str) -> dict[str, Any]:
+    """A finite summary of a structure's HD95 over scans: ``median`` and ``mean`` over the scans where both the
+    prediction and the reference hold it (None when there is none), ``n`` of them, and ``n_without``: the scans
+    where only one holds it (an infinite distance, which a mean would turn into inf)."""
+    values = [c["metrics"].get(structure, {}).get("hd95") for c in per_case.values()]
+    values = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))
+              and v != "nan"]
+    finite = [v for v in values if math.isfinite(v)]
+    return {"median": statistics.median(finite) if finite else None,
+            "mean": statistics.fmean(finite) if finite else None, "n": len(finite),
+            "n_without": len(values) - len(finite)}
 
 
 def number(value: Any, digits: int = 3) -> str:
@@ -53,17 +75,24 @@ def _segmentation_section(seg: dict[str, Any], figures: dict[str, bytes]) -> lis
     overall = seg.get("overall") or {}
     if overall:
         structures = [s for s in overall if s != "mean"]
+        cis = seg.get("dice_ci") or {}
+        per_case = seg.get("per_case") or {}
+
+        def row(name: str, hd95: dict[str, Any] | None) -> list[str]:
+            dice = overall[name]["dice"]
+            ci = cis.get(name)
+            return [name, number(dice["mean"]), f"{number(ci[0])}\u2013{number(ci[1])}" if ci else NOT_REPORTED,
+                    number(dice["median"]), number(dice["std"]), str(dice["n"]),
+                    number(hd95["median"], 2) if hd95 else "", number(hd95["mean"], 2) if hd95 else "",
+                    str(hd95["n_without"]) if hd95 else ""]
+
         parts.append("<h3>Per structure (all scans)</h3>")
         parts.append(_table(
-            ["structure", "Dice mean", "Dice median", "Dice std", "HD95 mean (mm)", "HD95 median (mm)", "n"],
-            ([s, number(overall[s]["dice"]["mean"]), number(overall[s]["dice"]["median"]),
-              number(overall[s]["dice"]["std"]), number(overall[s]["hd95"]["mean"], 2),
-              number(overall[s]["hd95"]["median"], 2), str(overall[s]["dice"]["n"])] for s in structures),
-            [["mean", number(overall["mean"]["dice"]["mean"]), number(overall["mean"]["dice"]["median"]),
-              number(overall["mean"]["dice"]["std"]), number(overall["mean"]["hd95"]["mean"], 2),
-              number(overall["mean"]["hd95"]["median"], 2), str(overall["mean"]["dice"]["n"])]]))
-        parts.append('<p class="note">HD95 is infinite where a structure is in the reference but not in the '
-                     "prediction or the other way round; n counts the scans where the structure is in either.</p>")
+            ["structure", "Dice mean", "Dice 95% CI", "Dice median", "Dice std", "n", "HD95 median (mm)",
+             "HD95 mean (mm)", "no HD95"],
+            (row(s, hd95_summary(per_case, s)) for s in structures), [row("mean", None)]))
+        parts.append('<p class="note">Dice 95% CI: percentile bootstrap over scans (as on the command line); n '
+                     f"counts the scans where the structure is in the reference or the prediction. {HD95_NOTE}</p>")
         for key, title in (("per_view", "view"), ("per_site", "site")):
             groups = seg.get(key) or {}
             if groups:
@@ -100,7 +129,7 @@ def _findings_section(fnd: dict[str, Any], figures: dict[str, bytes], threshold_
             [["macro", number(macro["auroc"]),
               f"{number(macro.get('auroc_ci_low'))}\u2013{number(macro.get('auroc_ci_high'))}", number(macro["ap"]),
               "", number(macro["sensitivity"]), number(macro["specificity"]), "", ""]]))
-        parts.append(f'<p class="note">{html.escape(threshold_note)}</p>')
+        parts.append(f'<p class="note">{html.escape(threshold_note)} {html.escape(AUROC_NOTE)}</p>')
         groups = fnd.get("groups") or {}
         if groups:
             parts.append("<h3>AUROC per site</h3>")
@@ -119,15 +148,33 @@ def _findings_section(fnd: dict[str, Any], figures: dict[str, bytes], threshold_
     return parts
 
 
+def _header_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """What was evaluated: the model (folder, digest, folds, checkpoint, its training dataset), the predictions,
+    the reference and its dataset."""
+    model = summary.get("model") or {}
+    rows = []
+    if model:
+        folds = model.get("folds")
+        rows += [["model", f"{model.get('model_folder')} (sha256 {str(model.get('model_sha256'))[:12]})"],
+                 ["trained on", model.get("trained_on") or NOT_REPORTED],
+                 ["folds", ", ".join(map(str, folds)) if folds else NOT_REPORTED],
+                 ["checkpoint", f"{model.get('checkpoint')}{', with TTA' if model.get('tta') else ''}"],
+                 ["predicted", str(model.get("date"))]]
+    else:
+        rows.append(["model", "not recorded (no prediction_provenance.json in the prediction folder)"])
+    rows += [["predictions", str(summary.get("prediction_folder", ""))],
+             ["reference", str(summary.get("reference", ""))
+              + (f" (dataset {summary['reference_dataset']})" if summary.get("reference_dataset") else "")],
+             ["orthodiff_auto", __version__]]
+    return rows
+
+
 def render_report(summary: dict[str, Any], figures: dict[str, bytes], threshold_note: str = "") -> str:
     """The HTML page of an evaluation summary (``evaluate_predictions``' dict) and its figures (file name ->
     PNG bytes, ``figures.evaluation_figures``)."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              "<title>orthodiff evaluation</title>", f"<style>{_STYLE}</style></head><body>",
-             "<h1>orthodiff evaluation</h1>",
-             _table(None, [["predictions", str(summary.get("prediction_folder", ""))],
-                               ["reference", str(summary.get("reference", ""))],
-                               ["orthodiff_auto", __version__]])]
+             "<h1>orthodiff evaluation</h1>", _table(None, _header_rows(summary))]
     if summary.get("segmentation"):
         parts += _segmentation_section(summary["segmentation"], figures)
     if summary.get("findings"):

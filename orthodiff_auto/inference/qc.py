@@ -3,7 +3,8 @@ view with the segmentation's contours, and the findings table (probability, thre
 
 Slices are shown in the radiological convention after the view's canonical orientation (data.orientation):
 sagittal anterior left and superior up, coronal and axial the patient's right on the image's left, axial
-anterior up; pixels keep their physical aspect ratio.
+anterior up; letters at the edges say so (A/P, R/L, S/I), and pixels keep their physical aspect ratio. Each
+structure has its own saturated colour, and finding names are printed in full.
 """
 
 from __future__ import annotations
@@ -37,11 +38,56 @@ def middle_slice(image: np.ndarray, labels: np.ndarray | None, geometry: ImageGe
 
 
 def contour_colours(names: list[str]) -> dict[str, tuple[float, float, float, float]]:
-    """A colour per structure: matplotlib's tab10 (strong, distinct) up to ten structures, tab20 beyond."""
-    import matplotlib  # only when --qc asks for figures: importing matplotlib takes about half a second
+    """A colour per structure, fully saturated (seen on a grey scan) and evenly spaced in hue, so any two are at
+    least 1/n of the hue circle apart; hues are dealt by the golden ratio, so structures next to each other in
+    the list (often next to each other in the body, femur and tibia) get far-apart hues."""
+    import colorsys
 
-    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+    n = len(names)
+    spread = np.argsort(np.argsort((np.arange(n) * 0.6180339887) % 1.0))  # rank of each golden-ratio step
+    return {name: (*colorsys.hsv_to_rgb(float(spread[i]) / max(n, 1), 1.0, 1.0), 1.0) for i, name in enumerate(names)}
+
+
+# the canonical in-plane axes of each view (data.orientation: rows, columns) and their low -> high ends (LPS)
+_IN_PLANE = {"ax": ("AP", "RL"), "cor": ("IS", "RL"), "sag": ("IS", "AP")}
+
+
+def image_origin(view: str) -> str:
+    """imshow's origin for a view's canonical slice: axial anterior up (row 0, anterior, at the top), the others
+    superior up (row 0, inferior, at the bottom)."""
+    return "upper" if view == "ax" else "lower"
+
+
+def orientation_letters(view: str) -> dict[str, str]:
+    """The anatomical direction at each edge of a view's QC slice: {"left", "right", "top", "bottom"} -> one of
+    A/P/R/L/S/I."""
+    rows, columns = _IN_PLANE[view]
+    top, bottom = (rows[0], rows[1]) if image_origin(view) == "upper" else (rows[1], rows[0])
+    return {"left": columns[0], "right": columns[1], "top": top, "bottom": bottom}
+
+
+def _label_edges(ax, view: str) -> None:
+    letters = orientation_letters(view)
+    # white: no structure's contour has it (contour colours are fully saturated)
+    style = dict(transform=ax.transAxes, color="white", fontsize=11, fontweight="bold")
+    ax.text(0.01, 0.5, letters["left"], ha="left", va="center", **style)
+    ax.text(0.99, 0.5, letters["right"], ha="right", va="center", **style)
+    ax.text(0.5, 0.99, letters["top"], ha="center", va="top", **style)
+    ax.text(0.5, 0.01, letters["bottom"], ha="center", va="bottom", **style)
+
+
+def findings_table(ax, rows: list[list[str]]):
+    """The findings table (finding, probability, threshold, call; calls shaded), its columns as wide as their
+    longest text so that no finding name is cut."""
+    table = ax.table(cellText=rows, colLabels=["finding", "probability", "threshold", "call"], loc="upper center",
+                     cellLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.auto_set_column_width(list(range(4)))
+    for (row, _), cell in table.get_celld().items():
+        if row > 0 and rows[row - 1][3] == "yes":
+            cell.set_facecolor("#fde0dd")
+    return table
 
 
 def write_qc_png(path: Path, case_id: str, scans: Mapping[str, tuple[np.ndarray, ImageGeometry]],
@@ -72,9 +118,9 @@ def write_qc_png(path: Path, case_id: str, scans: Mapping[str, tuple[np.ndarray,
         image, geometry = scans[view]
         image_slice, label_slice, aspect = middle_slice(image, segmentations.get(view), geometry)
         low, high = np.percentile(image_slice, [1, 99])
-        origin = "upper" if view == "ax" else "lower"
-        ax.imshow(image_slice, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), aspect=aspect, origin=origin,
-                  interpolation="nearest")
+        ax.imshow(image_slice, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), aspect=aspect,
+                  origin=image_origin(view), interpolation="nearest")
+        _label_edges(ax, view)
         if label_slice is None:
             continue
         limits = ax.get_xlim(), ax.get_ylim()
@@ -98,13 +144,7 @@ def write_qc_png(path: Path, case_id: str, scans: Mapping[str, tuple[np.ndarray,
     if findings:
         rows = [[name, f"{v['probability']:.3f}", f"{thresholds.get(name, float('nan')):.3f}",
                  "yes" if v["call"] else "no"] for name, v in findings.items()]
-        table = table_ax.table(cellText=rows, colLabels=["finding", "probability", "threshold", "call"],
-                               loc="upper center", cellLoc="left")
-        table.auto_set_font_size(False)
-        table.set_fontsize(8)
-        for (row, _), cell in table.get_celld().items():
-            if row > 0 and rows[row - 1][3] == "yes":
-                cell.set_facecolor("#fde0dd")
+        findings_table(table_ax, rows)
     else:
         table_ax.text(0.5, 0.5, note or "no findings model", ha="center", va="center", wrap=True, fontsize=9,
                       transform=table_ax.transAxes)
