@@ -44,11 +44,13 @@ def _show(value) -> str:
 def settings_table(diffusion: bool = False) -> str:
     """The training keys (``--set``, ``--cls-set``) and, with ``diffusion``, pretraining's own keys
     (``--pretrain-set``, ``pretrain --set``), each with its value in every preset (``--config``)."""
+    # imported here: `orthodiff --help` and the CLI load no config module until --list-settings
     from orthodiff_auto.training.config import PRESETS, TrainingConfig
 
     lines = _table("training settings (--set KEY=VALUE; none: no value, e.g. the plan's; tuples as comma lists):",
                    TrainingConfig, PRESETS)
     if diffusion:
+        # imported here: diffusion.config imports torch, needed only for the diffusion keys
         from orthodiff_auto.diffusion.config import DIFFUSION_PRESETS, PRETRAIN_TRAINING_DEFAULTS, DiffusionConfig
 
         lines += [""] + _table("diffusion pretraining settings (pretrain --set, auto --pretrain-set; the training "

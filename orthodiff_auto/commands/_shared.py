@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orthodiff_auto.errors import UserInputError
+
 BUDGET_HELP = ("memory budget: 'gpu:<GB>' (e.g. gpu:8), 'gpu' (the detected GPU's memory, else 8 GB as nnU-Net) "
                "or 'cpu' (a small plan that trains in minutes on 2 cores); default: gpu")
 
@@ -23,8 +25,6 @@ def add_dataset_and_out(p, out_help: str) -> None:
 
 def preprocessed_dir_of(args) -> Path:
     """The PREPROCESSED_DIR of ``add_dataset_and_out`` (or its hidden ``--out``); UserInputError without one."""
-    from orthodiff_auto.errors import UserInputError
-
     if args.preprocessed_dir and args.preprocessed_out and args.preprocessed_dir != args.preprocessed_out:
         raise UserInputError(f"two preprocessed folders: {args.preprocessed_dir} and --out {args.preprocessed_out}")
     folder = args.preprocessed_dir or args.preprocessed_out
@@ -66,6 +66,7 @@ class ListSettings(argparse.Action):
                          help="list every --set key with its type and default in each preset, then exit", **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
+        # imported here: only --list-settings reads the config modules
         from orthodiff_auto.commands._settings import settings_table
 
         print(settings_table(diffusion=self.diffusion))

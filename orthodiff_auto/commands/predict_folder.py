@@ -8,6 +8,7 @@ from pathlib import Path
 from orthodiff_auto.commands._shared import (
     SERIES_UID_HELP, add_device_option, add_folds_option, add_no_progress_bar, example,
 )
+from orthodiff_auto.errors import UserInputError
 
 ORDER = 60
 
@@ -92,8 +93,6 @@ def run(args) -> int:
 
 def _folders(args) -> tuple[Path, Path]:
     """INPUT_DIR and OUTPUT_DIR, given as positionals or as nnU-Net's -i and -o."""
-    from orthodiff_auto.errors import UserInputError
-
     folders = []
     for positional, option, flag in ((args.input_dir, args.input_option, "-i"),
                                      (args.output_dir, args.output_option, "-o")):
