@@ -116,3 +116,22 @@ def test_the_log_says_what_each_case_got_from_a_partial_model(model_dir, tmp_pat
             "no findings (the model has no classifier)") in printed
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["k1_cor.nii.gz", "k1_sag.nii.gz"]
     assert not (out / "findings.csv").exists()
+
+
+def test_a_start_that_fails_inside_the_folder_removes_the_folder_it_made(model_dir, tmp_path, monkeypatch):
+    import errno
+
+    from orthodiff_auto.inference import folder
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "prediction_provenance.json")
+
+    monkeypatch.setattr(folder, "record_prediction_run", full_disk)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    _scan(inp, "a_sag.nii.gz")
+    assert _predict(inp, out, model_dir) == 2
+    assert not out.exists()
+    out.mkdir()  # a folder that was there before is left as it was
+    (out / "notes.txt").write_text("mine")
+    assert _predict(inp, out, model_dir) == 2
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["notes.txt"]
