@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         "auto",
         help="run every stage: validate, plan, preprocess, pretrain, train all folds, choose the model",
         description="Run the whole pipeline on a raw dataset, skipping stages that are already done (re-run it "
-        "after an interruption to go on). A stage done with other settings (another --budget, config or "
+        "after an interruption to go on). Every setting (presets, --set, --cls-set, --pretrain-set, --fusion, "
+        "--folds, --budget, the folders) is checked before the first stage writes anything (exit code 2 naming "
+        "it). A stage done with other settings (another --budget, config or "
         "--set) is refused, naming its folder, unless --redo-stale. While one auto runs on a work folder a "
         "second is refused (exit code 2). The final model folder is WORK/model (what "
         "predict_folder --model takes); ends with a cross-validation report.",
