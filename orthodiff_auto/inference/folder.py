@@ -151,10 +151,11 @@ def check_input_folder(input_dir: Path, output_dir: Path, options: PredictionOpt
         raise UserInputError(f"{input_dir}: input folder does not exist")
     if output_dir.resolve() == input_dir.resolve():
         raise UserInputError(f"{output_dir}: the output folder must differ from the input folder")
-    if (input_dir / "dataset.json").is_file():
-        held = [d for d in ("imagesTs", "imagesTr") if (input_dir / d).is_dir()]
-        raise UserInputError(f"{input_dir}: is a dataset root (it holds dataset.json), not a folder of scans; "
-                             f"predict one of its scan folders, e.g. {input_dir / (held[0] if held else 'imagesTs')}")
+    held = [d for d in ("imagesTs", "imagesTr") if (input_dir / d).is_dir()]
+    if (input_dir / "dataset.json").is_file() or held:
+        raise UserInputError(f"{input_dir}: is a dataset root (it holds {'dataset.json' if not held else held[0]}), "
+                             "not a folder of scans; predict one of its scan folders, e.g. "
+                             f"{input_dir / (held[0] if held else 'imagesTs')}")
 
 
 def check_something_to_predict(input_dir: Path, inputs: tuple[dict, dict], dicom: bool) -> None:

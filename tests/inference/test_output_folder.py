@@ -96,6 +96,9 @@ def test_a_dataset_root_is_refused_naming_its_scan_folder(model_dir, make_native
     err = capsys.readouterr().err
     assert "is a dataset root" in err and str(raw / "imagesTs") in err
     assert not out.exists()
+    (raw / "dataset.json").unlink()  # its scan folders say it as well
+    assert _predict(raw, out, model_dir) == 2
+    assert "is a dataset root (it holds imagesTs)" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_failed_start_leaves_no_folder(model_dir, tmp_path, capsys):
