@@ -228,7 +228,7 @@ def _predict_cases(inputs: tuple[dict[str, list[InputScan]], dict[str, str]], ou
 
 def what_the_model_predicts(predictor: Predictor) -> str:
     """One line at the start of a run: the views the model segments and whether it writes findings."""
-    segments = ", ".join(predictor.segmenters) or "no view"
+    segments = ", ".join(v for v in VIEWS if v in predictor.segmenters) or "no view"
     if not predictor.classifiers:
         return f"model: segments {segments}; no findings classifier (no findings.csv is written)"
     reads = sorted({v for key in predictor.classifier_by_views for v in key}, key=VIEWS.index)
