@@ -7,6 +7,7 @@ from orthodiff_auto.data.image_io import ImageGeometry, read_geometry, read_imag
 from orthodiff_auto.plans.planner import plan_view
 from orthodiff_auto.plans.schema import Budget, ViewPlan
 from orthodiff_auto.preprocessing import preprocess_case, revert_to_original
+from orthodiff_auto.preprocessing.resampling import resample_image
 from tests.plans.fake_fingerprint import fake_fingerprint
 from tests.preprocessing.synth import VIEW_DIRECTIONS, phantom
 
@@ -87,8 +88,11 @@ def test_preprocessed_outputs(tmp_path):
     vp = view_plan((3.0, 0.4, 0.4))
     data, seg, props = preprocess_case(image, g, vp, label)
     assert data.shape == (1, 12, 50, 45) == (1,) + props.shape_after_resampling
-    # Per-image z-score over the whole image (no zero background here).
-    assert data.mean() == pytest.approx(0, abs=1e-3) and data.std() == pytest.approx(1, abs=1e-2)
+    # Per-image z-score over the whole image (no zero background here), then resampled (nnU-Net's order).
+    at_source, _, _ = preprocess_case(image, g, view_plan((3.0, 0.5, 0.5)), label)
+    assert at_source.mean() == pytest.approx(0, abs=1e-3) and at_source.std() == pytest.approx(1, abs=1e-2)
+    expected = resample_image(at_source, data.shape[1:], (3.0, 0.5, 0.5), (3.0, 0.4, 0.4), vp.resampling)
+    assert np.array_equal(data, expected)
     for c, locs in props.class_locations.items():
         assert c in (1, 2) and 0 < len(locs) <= 2000
         assert (seg[0][tuple(locs.T)] == c).all()

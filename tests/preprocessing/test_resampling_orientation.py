@@ -30,9 +30,10 @@ def test_same_shape_is_bit_identical():
     assert out is a
 
 
-@pytest.mark.parametrize("order", [1, 3])
+@pytest.mark.parametrize("order", [1])
 def test_linear_ramp_is_reproduced_inside(order):
-    # Linear and cubic-convolution interpolation reproduce a linear function exactly away from the edges.
+    # Linear interpolation reproduces a linear function exactly away from the edges (order 3: see
+    # test_resampling_nnunet_rule.py, which checks it against scipy's B-spline).
     old, new = 20, 33
     x_old = np.arange(old) + 0.5
     ramp = np.tile((2.0 * x_old)[:, None, None], (1, 2, 2)).astype(np.float32)
