@@ -21,11 +21,16 @@ from orthodiff_auto.data.orientation import Orientation
 from orthodiff_auto.utils.atomic import write_text_atomic
 
 PROPERTIES_SCHEMA_VERSION = 1
+# The resampling code's numerics (issue 26: nnU-Net's B-spline and label rule replaced Keys cubic convolution):
+# part of every case's key, so cases preprocessed by earlier code are preprocessed again, not reused.
+RESAMPLING_NUMERICS = "nnunet-v2"
 
 
 def preprocessing_key(view_plan_key: dict[str, Any]) -> str:
-    """Short hash of the plan fields that decide preprocessing output (``ViewPlan.preprocessing_key``)."""
-    text = json.dumps({"v": PROPERTIES_SCHEMA_VERSION, **view_plan_key}, sort_keys=True)
+    """Short hash of the plan fields that decide preprocessing output (``ViewPlan.preprocessing_key``) and of
+    the resampling code's numerics."""
+    text = json.dumps({"v": PROPERTIES_SCHEMA_VERSION, "resampling_numerics": RESAMPLING_NUMERICS, **view_plan_key},
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -134,3 +134,15 @@ def test_up_to_date_rules(dataset, tmp_path):
     summary = preprocess_dataset(load_raw_dataset(ds.root), bs, out, num_workers=1, progress=False)
     assert summary.removed == ["ax/c002"]
     assert not [n for n in _all_files(out / "ax") if n.startswith("c002") or n.startswith(".")]
+
+
+def test_cases_of_earlier_resampling_code_are_redone(dataset, tmp_path, monkeypatch):
+    from orthodiff_auto.preprocessing import properties
+
+    ds, plans = dataset
+    out = tmp_path / "pp"
+    monkeypatch.setattr(properties, "RESAMPLING_NUMERICS", "keys-cubic")  # what the code before issue 26 wrote
+    preprocess_dataset(ds, plans, out, num_workers=1, progress=False)
+    monkeypatch.undo()
+    again = preprocess_dataset(ds, plans, out, num_workers=1, progress=False)
+    assert len(again.processed) == 7 and not again.skipped
