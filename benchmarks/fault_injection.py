@@ -28,8 +28,13 @@ What counts as passed, per fault:
   folder and the first's PID and changes nothing, and the first then finishes with the reference's output;
   started at the same moment (``--races``), each exits 0 or 2 (the lock's message) and the output equals the
   reference's once one has finished;
-- pickled checkpoints (predict_folder model, train_fold --pretrained, pretrain --continue): exit 2 naming the
-  file, and the payload never runs.
+- pickled checkpoints (predict_folder's model with ``--checkpoint final`` and ``best``, each poisoning the
+  checkpoint that command loads as the model folder's description names it; train_fold --pretrained, pretrain
+  --continue): exit 2 naming the file, and the payload never runs.
+
+Every choice is the seed's and what the runs and the model folder say, never a directory listing's order
+(``choose``; the list is printed before the trials): the same trials on every machine, except that the kill
+moments in seconds are drawn within this machine's reference wall time.
 
 Prints a table (fault, tries, passed, failed) and each failure; exits 1 when any trial failed.
 """
@@ -48,6 +53,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -59,8 +65,8 @@ from tests.conftest import write_native_dataset  # noqa: E402
 from tests.data.test_validation import CORRUPTIONS  # noqa: E402
 from tests.reliability.artifacts import check_complete, differences  # noqa: E402
 from tests.reliability.corpus import NEW_CORRUPTIONS, broken_nifti  # noqa: E402
-from tests.reliability.harness import (REPO, VIEW, RenameKill, Suite, cli, cli_env, draw_points,  # noqa: E402
-                                       output_digest, start_stopped)
+from tests.reliability.harness import (REPO, VIEW, KillPoint, RenameKill, Suite, cli, cli_env,  # noqa: E402
+                                       draw_points, loaded_checkpoints, output_digest, start_stopped)
 from tests.reliability.test_bad_input import snapshot  # noqa: E402
 from tests.reliability.test_untrusted_checkpoint import write_payload  # noqa: E402
 
@@ -88,35 +94,87 @@ class Table:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- kill -9
+# ---------------------------------------------------------------- what is tried
 
-def kills(suite: Suite, table: Table, rng: np.random.Generator, args, trials: Path) -> None:
+POISONED = {  # what predict_folder is asked to load -> its extra arguments
+    "model checkpoint (--checkpoint final)": ("final", []),
+    "model checkpoint (--checkpoint best)": ("best", ["--checkpoint", "best"]),
+}
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Every trial the seed picks, drawn from what the runs and the model folder say, never from a directory
+    listing's order: the same on every machine, except the kill moments (seconds drawn within this machine's
+    reference wall time)."""
+
+    kills: dict[str, list[list[KillPoint]]]  # per command: a list of kill points per trial (two: killed twice)
+    disk_limits: dict[str, list[int]]  # per command: file size limits in bytes
+    good_scan: str  # the good scan beside the broken files, a name in imagesTs
+    poisoned: dict[str, tuple[str, list[str]]]  # what -> (checkpoint the command loads, relative to the model
+    # folder; predict_folder's extra arguments)
+
+    def lines(self) -> list[str]:
+        out = [f"kill {name}: {', then '.join(p.describe() for p in points)}"
+               for name, trials in self.kills.items() for points in trials]
+        out += [f"full disk {name}: {limit} B" for name, limits in self.disk_limits.items() for limit in limits]
+        out.append(f"good scan: {self.good_scan}")
+        out += [f"poison {what}: {path} {' '.join(extra)}" for what, (path, extra) in self.poisoned.items()]
+        return out
+
+
+def choose(suite: Suite, args) -> Choices:
+    """The trials of ``args.seed`` (the references' wall times must be known: after the control runs)."""
+    rng = np.random.default_rng(args.seed)
+    kills: dict[str, list[list[KillPoint]]] = {}
     for name in COMMANDS:
-        scenario, reference = suite.scenarios[name], suite.reference(name)
-        if scenario.in_auto is not None:  # control: the command alone equals the auto run's stage
-            run = trials / f"control_{name}"
-            run.mkdir(parents=True)
-            scenario.prepare(run)
-            start = time.perf_counter()
-            p = cli(scenario.args(run))
-            reference.wall_s = time.perf_counter() - start  # the kill moments are drawn within it
-            diff = differences(reference.digest, output_digest(scenario.output(run), suite.inputs.root))
-            table.add(f"control: {name} uninterrupted", p.returncode == 0 and not diff,
-                      p.stderr[-500:] if p.returncode else "\n".join(diff))
-        for point in draw_points(rng, reference, args.renames, args.moments):
-            kind = "rename" if isinstance(point, RenameKill) else "moment"
-            trial = suite.trial(name, point, trials / name)
-            table.add(f"kill -9 {name} at a {kind}", trial.passed and trial.killed, trial.explain())
+        reference = suite.reference(name)
+        kills[name] = [[p] for p in draw_points(rng, reference, args.renames, args.moments)]
         for _ in range(args.double):
             pair = draw_points(rng, reference, 2, 0)
             rng.shuffle(pair)
-            trial = suite.trial(name, pair, trials / name)
-            table.add(f"kill -9 {name} twice", trial.passed and trial.killed, trial.explain())
+            kills[name].append(pair)
+    disk = {name: sorted(int(x) for x in np.exp(rng.uniform(np.log(2e3), np.log(3e6), size=args.disk)))
+            for name in COMMANDS}
+    good = sorted(p.name for p in (suite.inputs.raw / "imagesTs").glob("*.nii.gz"))[0]
+    model = suite.inputs.work / "model"
+    poisoned = {what: (str(loaded_checkpoints(model, which)[0].relative_to(model)), extra)
+                for what, (which, extra) in POISONED.items()}
+    return Choices(kills, disk, good, poisoned)
+
+
+# ---------------------------------------------------------------- kill -9
+
+def controls(suite: Suite, table: Table, trials: Path) -> None:
+    """The commands compared with the reference auto run's stage, uninterrupted; their wall time is the one
+    the kill moments are drawn within."""
+    for name in COMMANDS:
+        scenario, reference = suite.scenarios[name], suite.reference(name)
+        if scenario.in_auto is None:
+            continue
+        run = trials / f"control_{name}"
+        run.mkdir(parents=True)
+        scenario.prepare(run)
+        start = time.perf_counter()
+        p = cli(scenario.args(run))
+        reference.wall_s = time.perf_counter() - start
+        diff = differences(reference.digest, output_digest(scenario.output(run), suite.inputs.root))
+        table.add(f"control: {name} uninterrupted", p.returncode == 0 and not diff,
+                  p.stderr[-500:] if p.returncode else "\n".join(diff))
+
+
+def kills(suite: Suite, table: Table, choices: Choices, trials: Path) -> None:
+    for name, chosen in choices.kills.items():
+        for points in chosen:
+            kind = "twice" if len(points) > 1 else \
+                f"at a {'rename' if isinstance(points[0], RenameKill) else 'moment'}"
+            trial = suite.trial(name, points if len(points) > 1 else points[0], trials / name)
+            table.add(f"kill -9 {name} {kind}", trial.passed and trial.killed, trial.explain())
 
 
 # ---------------------------------------------------------------- bad input
 
-def bad_input(suite: Suite, table: Table, trials: Path) -> None:
+def bad_input(suite: Suite, table: Table, good_name: str, trials: Path) -> None:
     for corrupt in CORRUPTIONS + NEW_CORRUPTIONS:
         folder = trials / "bad" / corrupt.__name__
         shutil.rmtree(folder, ignore_errors=True)
@@ -133,7 +191,7 @@ def bad_input(suite: Suite, table: Table, trials: Path) -> None:
     folder = trials / "bad" / "predict_folder"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "in").mkdir(parents=True)
-    good = sorted((suite.inputs.raw / "imagesTs").glob("*.nii.gz"))[0]
+    good = suite.inputs.raw / "imagesTs" / good_name
     shutil.copy(good, folder / "in" / good.name)
     expected = broken_nifti(folder / "in", good, VIEW)
     before = snapshot(folder)
@@ -162,10 +220,10 @@ def limited(args: list, limit: int) -> subprocess.CompletedProcess:
                           timeout=600, env=cli_env(), cwd=REPO, start_new_session=True, preexec_fn=cap)
 
 
-def full_disk(suite: Suite, table: Table, rng: np.random.Generator, tries: int, trials: Path) -> None:
-    for name in COMMANDS:
+def full_disk(suite: Suite, table: Table, disk_limits: dict[str, list[int]], trials: Path) -> None:
+    for name, limits in disk_limits.items():
         scenario, reference = suite.scenarios[name], suite.reference(name)
-        for limit in sorted(int(x) for x in np.exp(rng.uniform(np.log(2e3), np.log(3e6), size=tries))):
+        for limit in limits:
             run = trials / f"disk_{name}"
             shutil.rmtree(run, ignore_errors=True)
             run.mkdir(parents=True)
@@ -230,25 +288,27 @@ def concurrency(suite: Suite, table: Table, races: int, trials: Path) -> None:
 
 # ---------------------------------------------------------------- pickled checkpoints
 
-def untrusted(suite: Suite, table: Table, trials: Path) -> None:
+def untrusted(suite: Suite, table: Table, poisoned: dict[str, tuple[str, list[str]]], trials: Path) -> None:
     folder = trials / "untrusted"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    marker, model = folder / "ran", folder / "model"
-    shutil.copytree(suite.inputs.work / "model", model)
+    marker = folder / "ran"
     shutil.copytree(suite.inputs.work / "preprocessed", folder / "pp")
-    evil_model = next((model / "seg").rglob("*.pt"))
     encoder = folder / "encoder.pt"
     latest = folder / "pres" / "pretrain" / VIEW / "checkpoint_latest.pt"
     latest.parent.mkdir(parents=True)
-    commands = {
-        "model checkpoint": (evil_model, ["predict_folder", suite.inputs.raw / "imagesTs", folder / "out", "--model",
-                                          model]),
+    commands = {}
+    for i, (what, (checkpoint, extra)) in enumerate(poisoned.items()):
+        model = folder / f"model_{i}"  # a copy each: only the checkpoint this command loads is poisoned
+        shutil.copytree(suite.inputs.work / "model", model)
+        commands[what] = (model / checkpoint, ["predict_folder", suite.inputs.raw / "imagesTs", folder / f"out_{i}",
+                                               "--model", model, *extra])
+    commands.update({
         "--pretrained": (encoder, ["train_fold", folder / "pp", "seg", VIEW, "0", "--config", "smoke", "--results",
                                    folder / "res", "--pretrained", encoder]),
         "pretrain --continue": (latest, ["pretrain", folder / "pp", VIEW, "--config", "smoke", "--results",
                                          folder / "pres", "--continue"]),
-    }
+    })
     for kind in ("torch zip", "plain pickle", "custom class"):
         for what, (path, argv) in commands.items():
             write_payload(path, kind, marker)
@@ -270,15 +330,17 @@ def main() -> int:
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     start = time.perf_counter()
-    rng = np.random.default_rng(args.seed)
     suite = Suite.build(args.work / "inputs")
     table = Table()
     trials = args.work / "trials"
-    kills(suite, table, rng, args, trials)
-    bad_input(suite, table, trials)
-    full_disk(suite, table, rng, args.disk, trials)
+    controls(suite, table, trials)
+    choices = choose(suite, args)
+    print("chosen trials:\n  " + "\n  ".join(choices.lines()), flush=True)
+    kills(suite, table, choices, trials)
+    bad_input(suite, table, choices.good_scan, trials)
+    full_disk(suite, table, choices.disk_limits, trials)
     concurrency(suite, table, args.races, trials)
-    untrusted(suite, table, trials)
+    untrusted(suite, table, choices.poisoned, trials)
     print()
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}, seed {args.seed}, {time.perf_counter() - start:.0f} s")

@@ -256,11 +256,22 @@ def kill_and_resume(scenario: Scenario, run: Path, point: KillPoint | list[KillP
 def draw_points(rng: np.random.Generator, reference: Reference, renames: int, moments: int = 0) -> list[KillPoint]:
     """``renames`` rename kill points (without replacement) and ``moments`` moments within the reference's
     wall time."""
-    candidates = reference.rename_points()
+    # sorted: the recorded order is the run's, which may follow a directory listing; the choice must not
+    candidates = sorted(reference.rename_points(), key=lambda p: (p.path, p.k, p.when))
     chosen = sorted(rng.choice(len(candidates), size=min(renames, len(candidates)), replace=False))
     points: list[KillPoint] = [candidates[i] for i in chosen]
     points += [TimeKill(round(float(s), 2)) for s in sorted(rng.uniform(0.3, reference.wall_s, size=moments))]
     return points
+
+
+def loaded_checkpoints(model: Path, checkpoint: str = "final") -> list[Path]:
+    """The segmentation checkpoints ``predict_folder --model MODEL --checkpoint CHECKPOINT`` loads, in the order
+    it loads them: asked of the model folder's description as the predictor asks it (``ModelDescription``,
+    ``best_checkpoint_path``), never of a directory listing."""
+    from orthodiff_auto.inference.model_dir import ModelDescription, best_checkpoint_path
+
+    finals = [model / c for choice in ModelDescription.load(model).segmentation.values() for c in choice.checkpoints]
+    return [best_checkpoint_path(p) for p in finals] if checkpoint == "best" else finals
 
 
 # ---------------------------------------------------------------- the inputs and the five commands

@@ -11,6 +11,7 @@ import torch
 from orthodiff_auto.cli import main
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.training.checkpoint import load_checkpoint
+from tests.reliability.harness import loaded_checkpoints
 
 
 class RunsCode:
@@ -53,13 +54,15 @@ def _refused(argv, path, marker, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_predict_folder_refuses_a_model_with_a_pickled_payload(suite, tmp_path, capsys):
+@pytest.mark.parametrize("checkpoint", ["final", "best"])
+def test_predict_folder_refuses_a_model_with_a_pickled_payload(suite, tmp_path, capsys, checkpoint):
     model, marker = tmp_path / "model", tmp_path / "ran"
     shutil.copytree(suite.inputs.work / "model", model)
-    evil = next(p for p in sorted((model / "seg").rglob("*.pt")) if not p.stem.endswith("_best"))  # one it reads
+    evil = loaded_checkpoints(model, checkpoint)[0]  # one the command reads
+    assert evil.is_file()
     write_payload(evil, "torch zip", marker)
-    _refused(["predict_folder", suite.inputs.raw / "imagesTs", tmp_path / "out", "--model", model], evil, marker,
-             capsys)
+    _refused(["predict_folder", suite.inputs.raw / "imagesTs", tmp_path / "out", "--model", model, "--checkpoint",
+              checkpoint], evil, marker, capsys)
     assert not (tmp_path / "out").exists()
 
 
