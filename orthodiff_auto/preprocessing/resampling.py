@@ -160,7 +160,8 @@ def resample_image(data: np.ndarray, new_shape: Sequence[int], current_spacing: 
     axis = separate_axis(current_spacing, new_spacing, plan)
     in_plane = [a for a in range(3) if a != axis]
     out = _resample_axes(data, new_shape, orders, in_plane, np.float64)
-    _clip_to_input_range(out, data, tuple(lead + a for a in in_plane))
+    if out is not data:  # in-plane sizes unchanged: nothing interpolated, nothing to clip (and data stays unwritten)
+        _clip_to_input_range(out, data, tuple(lead + a for a in in_plane))
     if axis is not None:
         out = _resample_axes(out, new_shape, orders, [axis], np.float64)
     return np.ascontiguousarray(out, dtype=np.float32)
@@ -215,7 +216,7 @@ def resample_labels(seg: np.ndarray, new_shape: Sequence[int], current_spacing: 
     orders = axis_orders(current_spacing, new_spacing, plan.label_order, plan)
     axis = separate_axis(current_spacing, new_spacing, plan)
     in_plane = [a for a in range(3) if a != axis]
-    if plan.label_order == 0:
+    if plan.label_order == 0 or all(seg.shape[a] == new_shape[a] for a in in_plane):
         out = _resample_axes(seg, new_shape, (0, 0, 0), in_plane)
     else:
         out = _label_argmax(seg, new_shape, orders, in_plane)

@@ -89,3 +89,14 @@ def test_anisotropic_labels_take_slices_by_nearest_neighbour():
     for k, z in enumerate(z_index):
         assert np.array_equal(out[k], resample_labels(lab[z:z + 1], (1, 12, 12), (3.0, 0.5, 0.5),
                                                       (3.0, 1 / 3, 1 / 3), PLAN)[0])
+
+
+def test_only_the_separate_axis_changing_leaves_the_input_unwritten():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(1, 4, 6, 6)).astype(np.float32)
+    a.flags.writeable = False
+    out = resample_image(a, (6, 6, 6), (3.0, 0.5, 0.5), (2.0, 0.5, 0.5), PLAN)
+    z_index = ndimage.zoom(np.arange(4, dtype=float), 6 / 4, order=0, mode="nearest", grid_mode=True).astype(int)
+    assert np.array_equal(out, a[:, z_index])
+    lab = rng.integers(0, 4, size=(4, 6, 6)).astype(np.uint8)
+    assert np.array_equal(resample_labels(lab, (6, 6, 6), (3.0, 0.5, 0.5), (2.0, 0.5, 0.5), PLAN), lab[z_index])
