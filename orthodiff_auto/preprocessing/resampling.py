@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy.ndimage import spline_filter1d
+from scipy.sparse import csr_matrix
 
 from orthodiff_auto.plans.subplans import ResamplingPlan
 
@@ -72,8 +73,21 @@ def nearest_indices(old_n: int, new_n: int) -> np.ndarray:
     return _taps(int(old_n), int(new_n), 0)[0][0]
 
 
+@lru_cache(maxsize=256)
+def _tap_matrix(old_n: int, new_n: int, order: int) -> csr_matrix:
+    """The taps of ``_taps`` as a sparse (new_n, source samples) matrix, each row's entries in tap order."""
+    taps = _taps(old_n, new_n, order)
+    columns = np.stack([idx for idx, _ in taps], axis=1).ravel()
+    weights = np.stack([w for _, w in taps], axis=1).ravel()
+    rows = np.arange(0, new_n * len(taps) + 1, len(taps))
+    return csr_matrix((weights, columns, rows), shape=(new_n, old_n + 2 * _SPLINE_PAD if order == 3 else old_n))
+
+
 def resample_axis(array: np.ndarray, axis: int, new_n: int, order: int, dtype=np.float32) -> np.ndarray:
-    """Resize one axis of ``array`` to ``new_n`` samples, computed in ``dtype`` (order 0 keeps the input's)."""
+    """Resize one axis of ``array`` to ``new_n`` samples, computed in ``dtype`` (order 0 keeps the input's).
+
+    float64 (order 3 images, label masks) goes through a sparse matrix product over the axis moved to the front:
+    the same products summed in the same order as the taps below, without a temporary array per tap."""
     old_n = array.shape[axis]
     if old_n == new_n:
         return array
@@ -84,6 +98,10 @@ def resample_axis(array: np.ndarray, axis: int, new_n: int, order: int, dtype=np
         pad = [(0, 0)] * array.ndim
         pad[axis] = (_SPLINE_PAD, _SPLINE_PAD)
         array = spline_filter1d(np.pad(array, pad, mode="edge"), 3, axis=axis, mode="nearest", output=np.float64)
+    if np.dtype(dtype) == np.float64:
+        front = np.moveaxis(array, axis, 0)
+        out = _tap_matrix(old_n, int(new_n), int(order)) @ front.reshape(front.shape[0], -1).astype(np.float64)
+        return np.moveaxis(out.reshape((int(new_n),) + front.shape[1:]), 0, axis)
     shape = [1] * array.ndim
     shape[axis] = int(new_n)
     out = None
