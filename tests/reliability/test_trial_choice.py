@@ -70,6 +70,7 @@ def test_loaded_checkpoints_are_the_ones_the_predictor_reads(suite, monkeypatch,
     import orthodiff_auto.inference.predictor as predictor
 
     model, read, real = suite.inputs.work / "model", [], predictor.load_checkpoint
-    monkeypatch.setattr(predictor, "load_checkpoint", lambda path, *a, **k: read.append(Path(path)) or real(path, *a, **k))
+    monkeypatch.setattr(predictor, "load_checkpoint",
+                        lambda path, *a, **k: read.append(Path(path)) or real(path, *a, **k))
     predictor.Predictor(model, device="cpu", checkpoint=checkpoint)
     assert [p for p in read if p.relative_to(model).parts[0] == "seg"] == loaded_checkpoints(model, checkpoint)
