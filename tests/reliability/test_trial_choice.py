@@ -22,11 +22,10 @@ def fake_suite(root: Path, renames_reversed: bool) -> SimpleNamespace:
     test scans) and references whose renames arrive in the order a run wrote them."""
     model = root / "auto" / "work" / "model"
     checkpoints = ("seg/sag/fold_1.pt", "seg/sag/fold_0.pt")  # model.json's order, not the alphabet's
-    ModelDescription({}, {"sag": TaskChoice("sag", "pretrained", checkpoints)}, None).save(model.mkdir(parents=True)
-                                                                                            or model)
+    (model / "seg" / "sag").mkdir(parents=True)
+    ModelDescription({}, {"sag": TaskChoice("sag", "pretrained", checkpoints)}, None).save(model)
     for c in checkpoints:
         for name in (Path(c).name, Path(c).stem + "_best.pt"):
-            (model / Path(c).parent).mkdir(parents=True, exist_ok=True)
             (model / Path(c).parent / name).write_bytes(b"")
     (root / "raw" / "imagesTs").mkdir(parents=True)
     for case in ("c_sag.nii.gz", "a_sag.nii.gz", "b_sag.nii.gz"):
