@@ -81,6 +81,8 @@ def build_segmentation_network(
     ``initialize=False`` skips weight init (e.g. when building on the meta device or before loading weights).
     """
     cls = get_network_class(arch_spec.network_class)
+    if hasattr(cls, "from_spec"):  # a registered class that reads the spec itself (not dna's kwargs)
+        return cls.from_spec(arch_spec, int(num_input_channels), int(num_classes), deep_supervision)
     net = cls(
         input_channels=int(num_input_channels),
         n_stages=arch_spec.n_stages,
@@ -112,6 +114,9 @@ def build_encoder(
     last; ``False``: only the bottleneck feature map (what a classifier head pools). The flag changes no weights.
     Its ``output_channels`` lists the features per stage.
     """
+    cls = get_network_class(arch_spec.network_class)
+    if hasattr(cls, "encoder_from_spec"):  # a registered class that builds its own encoder
+        return cls.encoder_from_spec(arch_spec, int(num_input_channels), return_skips)
     if arch_spec.network_class != "PlainConvUNet":
         encoder = build_segmentation_network(arch_spec, num_input_channels, 2, False, initialize).encoder
         encoder.return_skips = return_skips

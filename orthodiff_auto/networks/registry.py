@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.networks import orthodiffusion
 
 _REGISTRY: dict[str, Callable[[], type]] = {}
 
@@ -21,6 +22,14 @@ def _plain_conv_unet() -> type:
 
 
 _REGISTRY["PlainConvUNet"] = _plain_conv_unet
+
+
+def _orthodiffusion_unet() -> type:
+    """The OrthoDiffusion authors' diffusion U-Net: its encoder with a segmentation decoder."""
+    return orthodiffusion.OrthoDiffusionSegmentationNet  # the package loads it (and torch) on first use
+
+
+_REGISTRY["OrthoDiffusionUNet"] = _orthodiffusion_unet
 
 
 def register_network(name: str, loader: Callable[[], type]) -> None:

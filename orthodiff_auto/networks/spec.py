@@ -33,6 +33,10 @@ class ArchitectureSpec:
     norm: str = "instance"
     nonlin: str = "leaky_relu"
     conv_dim: int = 3
+    # Self-attention after the residual blocks of these stages, with this many heads (architectures that have
+    # it, e.g. OrthoDiffusionUNet; written to JSON only when set, so other plans keep their fields).
+    attention_stages: tuple[int, ...] = ()
+    attention_heads: int = 1
 
     def __post_init__(self):
         n = self.n_stages
@@ -52,6 +56,9 @@ class ArchitectureSpec:
                 raise FieldError(f"architecture stage {s}: strides must be >= 1, got {st}")
         if any(f < 1 for f in self.features_per_stage):
             raise FieldError(f"architecture.features_per_stage must be positive, got {self.features_per_stage}")
+        if any(not 0 <= s < n for s in self.attention_stages) or self.attention_heads < 1:
+            raise FieldError(f"architecture.attention_stages must be stages in [0, {n}) and attention_heads >= 1, "
+                             f"got {list(self.attention_stages)} and {self.attention_heads}")
 
     @property
     def pooling_per_axis(self) -> tuple[int, ...]:
@@ -64,6 +71,8 @@ class ArchitectureSpec:
         return tuple(math.prod(st[a] for st in self.strides) for a in range(self.conv_dim))
 
     def to_dict(self) -> dict[str, Any]:
+        attention = ({"attention_stages": list(self.attention_stages), "attention_heads": self.attention_heads}
+                     if self.attention_stages else {})
         return {
             "network_class": self.network_class,
             "n_stages": self.n_stages,
@@ -76,7 +85,7 @@ class ArchitectureSpec:
             "norm": self.norm,
             "nonlin": self.nonlin,
             "conv_dim": self.conv_dim,
-        }
+        } | attention
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "architecture") -> "ArchitectureSpec":
@@ -95,4 +104,6 @@ class ArchitectureSpec:
             norm=str(d.get("norm", "instance")),
             nonlin=str(d.get("nonlin", "leaky_relu")),
             conv_dim=dim,
+            attention_stages=ints(d.get("attention_stages", []), f"{where}.attention_stages", None),
+            attention_heads=int(d.get("attention_heads", 1)),
         )
