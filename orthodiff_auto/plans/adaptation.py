@@ -11,6 +11,12 @@ plan it was pretrained under, read by ``training.pretrained.read_pretrained_bund
 - its target spacing and resampling: the features keep the physical scale (mm per voxel) they were learnt at,
   and the kernels and strides the anisotropy they were chosen for.
 
+An encoder trained on a fixed input grid instead of a spacing (the OrthoDiffusion authors' weights: the centre
+slices, each resized to a fixed in-plane size) carries ``input_grid`` (slices, rows, columns): its view is
+resampled to the dataset's median slice spacing through the plane and, in plane, to the spacing that puts the
+median field of view on the grid's size (``grid_spacing``); the classifier reads the centre slices
+(``grid_region``), the whole field of view in plane.
+
 What depends on this dataset is still planned for it: the segmentation and diffusion patch (a multiple of the
 adopted network's divisor, shrunk within the budget) and batch, and the classifier's region, spacing and batch.
 ``adaptation_problems`` lists what makes an encoder unusable for a dataset, naming both sides.
@@ -21,12 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.fingerprint.schema import DatasetFingerprint, ViewFingerprint
 from orthodiff_auto.networks.spec import ArchitectureSpec
 from orthodiff_auto.plans.memory import count_to_gb, feature_map_count
 from orthodiff_auto.plans.planner import (
     PlannerPreset,
+    RegionOfInterest,
     batch_size_within,
     initial_patch,
     median_shape_at,
@@ -60,6 +69,7 @@ class PretrainedPlan:
     normalization: NormalizationPlan
     resampling: ResamplingPlan
     architecture: ArchitectureSpec
+    input_grid: tuple[int, int, int] | None = None  # (slices, rows, columns): then target_spacing is unused
 
     def adapted_from(self) -> AdaptedFrom:
         return AdaptedFrom(self.encoder, self.sha256, self.view, self.dataset_name)
@@ -79,7 +89,8 @@ def adaptation_problems(views: Sequence[str], modality: str, like: Mapping[str, 
         if p.in_channels != SCAN_CHANNELS:
             problems.append(f"{view}: input channels: the encoder takes {p.in_channels}, the dataset's scans have "
                             f"{SCAN_CHANNELS}")
-        if p.architecture.conv_dim != SCAN_DIMENSIONS or len(p.target_spacing) != SCAN_DIMENSIONS:
+        if p.architecture.conv_dim != SCAN_DIMENSIONS or (p.input_grid is None
+                                                          and len(p.target_spacing) != SCAN_DIMENSIONS):
             problems.append(f"{view}: dimensions: the encoder is {p.architecture.conv_dim}D (spacing "
                             f"{list(p.target_spacing)}), the dataset's scans are {SCAN_DIMENSIONS}D")
         if p.modality.strip().upper() != modality.strip().upper():
@@ -118,17 +129,35 @@ def plan_segmentation_like(arch: ArchitectureSpec, spacing: Sequence[float], med
                             num_classes=int(num_classes), memory_estimate_gb=round(count_to_gb(count, batch), 4))
 
 
+def grid_spacing(vf: ViewFingerprint, grid: Sequence[int]) -> Float3:
+    """Through the plane the median slice spacing (slices kept as acquired); in plane the spacing that maps the
+    median field of view (after cropping) onto the grid's rows and columns."""
+    fov = np.median([[n * sp for n, sp in zip(sh, spc)] for sh, spc in zip(vf.shapes_after_crop, vf.spacings)],
+                    axis=0)
+    return (round(float(vf.median_spacing[0]), 6),) + tuple(round(float(fov[a] / grid[a]), 6) for a in (1, 2))
+
+
+def grid_region(vf: ViewFingerprint, grid: Sequence[int], spacing: Sequence[float]) -> RegionOfInterest:
+    """The centre ``grid[0]`` slices (fewer when scans have fewer), the whole field of view in plane."""
+    fov = np.median([[n * sp for n, sp in zip(sh, spc)] for sh, spc in zip(vf.shapes_after_crop, vf.spacings)],
+                    axis=0)
+    size = (min(float(fov[0]), grid[0] * float(spacing[0])), float(fov[1]), float(fov[2]))
+    return RegionOfInterest(tuple(round(v, 3) for v in size), "field_of_view", 0.0)
+
+
 def plan_view_like(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget: Budget, like: PretrainedPlan,
                    preset: PlannerPreset | None = None) -> ViewPlan:
-    """The view's plan with the encoder's architecture, normalisation, spacing and resampling adopted."""
+    """The view's plan with the encoder's architecture, normalisation, spacing (or input grid) and resampling
+    adopted."""
     preset = preset or preset_for(budget)
-    target = tuple(float(t) for t in like.target_spacing)
+    grid = like.input_grid
+    target = grid_spacing(vf, grid) if grid else tuple(float(t) for t in like.target_spacing)
     median_shape = median_shape_at(vf, target)
     arch = like.architecture
     seg = plan_segmentation_like(arch, target, median_shape, len(fingerprint.labels), vf.num_labelled or
                                  len(vf.spacings), budget, preset)
-    cls = plan_classification(arch, target, plan_region_of_interest(vf, preset), len(fingerprint.findings),
-                              len(vf.spacings), budget, preset)
+    roi = grid_region(vf, grid, target) if grid else plan_region_of_interest(vf, preset)
+    cls = plan_classification(arch, target, roi, len(fingerprint.findings), len(vf.spacings), budget, preset)
     return ViewPlan(
         view=vf.view,
         target_spacing=target,
@@ -158,5 +187,5 @@ def plan_experiment_like(fingerprint: DatasetFingerprint, budget: Budget, like: 
 
 __all__ = [
     "PretrainedPlan", "SCAN_CHANNELS", "SCAN_DIMENSIONS", "adaptation_problems", "check_adaptable",
-    "plan_experiment_like", "plan_segmentation_like", "plan_view_like",
+    "grid_region", "grid_spacing", "plan_experiment_like", "plan_segmentation_like", "plan_view_like",
 ]

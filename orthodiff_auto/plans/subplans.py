@@ -57,6 +57,9 @@ def check_divisible(size: tuple[int, ...], arch: ArchitectureSpec, what: str) ->
                         "per axis")
 
 
+NORMALIZATION_SCHEMES = ("zscore", "ct", "range")
+
+
 @dataclass(frozen=True)
 class NormalizationPlan:
     """Intensity normalisation.
@@ -66,6 +69,8 @@ class NormalizationPlan:
     whole (cropped) image; outside the mask the result is 0.
     scheme "ct": clip to the dataset's foreground [p005, p995], then ``(x - mean) / std`` with the dataset's
     foreground mean/std (the fields below). For "zscore" those fields are recorded for reference only.
+    scheme "range": each image separately scaled linearly from its [min, max] to [-1, 1] (the OrthoDiffusion
+    authors' input; a plan adopts it from their imported weights, ``diffusion.orthodiffusion_import``).
     """
 
     scheme: str
@@ -76,8 +81,8 @@ class NormalizationPlan:
     p995: float
 
     def __post_init__(self):
-        if self.scheme not in ("zscore", "ct"):
-            raise FieldError(f"normalization.scheme must be 'zscore' or 'ct', got {self.scheme!r}")
+        if self.scheme not in NORMALIZATION_SCHEMES:
+            raise FieldError(f"normalization.scheme must be one of {list(NORMALIZATION_SCHEMES)}, got {self.scheme!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -33,6 +33,11 @@ def normalize_image(image: np.ndarray, plan: NormalizationPlan) -> tuple[np.ndar
         out = np.clip(image, plan.p005, plan.p995)
         out = (out - np.float32(plan.mean)) / np.float32(max(plan.std, _EPS))
         return out.astype(np.float32, copy=False), {"mean": float(plan.mean), "std": float(plan.std)}
+    if plan.scheme == "range":  # [min, max] -> [-1, 1], reported as the (mean, std) of the same affine map
+        low, high = float(image.min()), float(image.max())
+        half = max((high - low) / 2, _EPS)
+        out = (image - np.float32(low + half)) / np.float32(half)
+        return out.astype(np.float32, copy=False), {"mean": low + half, "std": half}
     if plan.use_mask_for_norm:
         mask = nonzero_mask(image)
         values = image[mask] if mask.any() else image.ravel()

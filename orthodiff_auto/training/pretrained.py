@@ -164,11 +164,13 @@ def pretrained_plan(ckpt: Mapping[str, Any]) -> PretrainedPlan:
                              "pretrain`); pretrain again to plan another dataset like it")
     view_plan = excerpt["view_plan"]
     try:
+        grid = view_plan.get("input_grid")  # an encoder trained on a fixed grid (plans.adaptation)
         return PretrainedPlan(
             encoder=path, sha256=str(ckpt.get("sha256", "")), view=str(ckpt["view"]),
             dataset_name=str(excerpt["dataset_name"]), modality=str(excerpt.get("modality", "MRI")),
             in_channels=int(ckpt["in_channels"]),
-            target_spacing=tuple(float(v) for v in view_plan["target_spacing"]),
+            input_grid=(int(grid["slices"]), *(int(v) for v in grid["in_plane"])) if grid else None,
+            target_spacing=() if grid else tuple(float(v) for v in view_plan["target_spacing"]),
             normalization=NormalizationPlan.from_dict(dict(view_plan["normalization"])),
             resampling=ResamplingPlan.from_dict(dict(view_plan.get("resampling", {}))),
             architecture=ArchitectureSpec.from_dict(dict(ckpt["architecture"])),
