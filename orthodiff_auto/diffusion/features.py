@@ -28,8 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from orthodiff_auto.diffusion.denoiser import Denoiser
+from orthodiff_auto.diffusion.orthodiffusion_features import (
+    authors_candidate_blocks,
+    authors_denoiser,
+    authors_required_prefixes,
+    imported_denoiser,
+    is_authors_architecture,
+)
 from orthodiff_auto.diffusion.schedule import make_alphas_cumprod, q_sample
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.networks.orthodiffusion.unet import OrthoDiffusionUNet
 from orthodiff_auto.networks.spec import ArchitectureSpec
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.pretrained import read_encoder_checkpoint
@@ -60,13 +68,19 @@ class FrozenDenoiser:
 
 
 def candidate_blocks(model: Denoiser) -> list[str]:
-    """Module paths of every encoder stage, then every decoder stage (shallow to deep, deep to shallow)."""
+    """Module paths of every encoder stage, then every decoder stage (shallow to deep, deep to shallow); for
+    the OrthoDiffusion authors' U-Net every input, middle and output block."""
+    if isinstance(model, OrthoDiffusionUNet):
+        return authors_candidate_blocks(model)
     return ([f"encoder.stages.{i}" for i in range(len(model.encoder.stages))]
             + [f"decoder.stages.{i}" for i in range(len(model.decoder.stages))])
 
 
 def required_prefixes(block: str) -> list[str]:
     """State-dict prefixes a forward pass up to ``block`` uses (what a classifier has to keep)."""
+    authors = authors_required_prefixes(block)
+    if authors is not None:
+        return authors
     kind, _, index = block.rpartition(".")
     if kind not in ("encoder.stages", "decoder.stages") or not index.isdigit():
         raise UserInputError(f"block {block!r}: expected encoder.stages.<i> or decoder.stages.<i>")
@@ -92,6 +106,8 @@ def denoiser_from_state(architecture: Mapping[str, Any], state: Mapping[str, tor
         spec = ArchitectureSpec.from_dict(dict(architecture))
     except (KeyError, TypeError, ValueError) as e:  # FieldError is a ValueError
         raise UserInputError(f"{where}: invalid denoiser architecture ({e})") from None
+    if is_authors_architecture(spec):
+        return authors_denoiser(spec, state, block, where)
     model = Denoiser(spec)
     missing, unexpected = model.load_state_dict(dict(state), strict=False)
     needed = tuple(required_prefixes(block)) if block else ("",)
@@ -103,10 +119,19 @@ def denoiser_from_state(architecture: Mapping[str, Any], state: Mapping[str, tor
 
 
 def load_frozen_denoiser(pretrain_dir: Path | str, view: str) -> FrozenDenoiser:
-    """The EMA denoiser of ``orthodiff pretrain``'s run in ``pretrain_dir``; UserInputError naming the file when
+    """The EMA denoiser of ``orthodiff pretrain``'s run in ``pretrain_dir`` (or of an imported OrthoDiffusion
+    bundle's view folder, whose encoder file carries the whole denoiser); UserInputError naming the file when
     the view was not pretrained or the files do not belong together."""
     pretrain_dir = Path(pretrain_dir)
     path, encoder_path = pretrain_dir / DENOISER_CHECKPOINT, pretrain_dir / f"encoder_{view}.pt"
+    if not path.is_file() and encoder_path.is_file():
+        imported = imported_denoiser(encoder_path)
+        if imported is not None:
+            model, encoder = imported
+            schedule, timesteps = str(encoder["diffusion"]["schedule"]), int(encoder["diffusion"]["timesteps"])
+            return FrozenDenoiser(model, model.spec, schedule, timesteps,
+                                  make_alphas_cumprod(schedule, timesteps).float(), encoder_path, encoder_path,
+                                  str(encoder["sha256"]), int(encoder.get("iterations", 0)))
     for p in (path, encoder_path):
         if not p.is_file():
             raise UserInputError(f"{p}: not found — view {view!r} was not pretrained; run `orthodiff pretrain "

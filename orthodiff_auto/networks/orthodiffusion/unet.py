@@ -131,6 +131,11 @@ class OrthoDiffusionUNet(nn.Module):
                 self.output_blocks.append(TimestepSequential(*layers))
         self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), nn.Conv3d(ch, hp.out_channels, 3, padding=1))
 
+    @property
+    def spec(self) -> ArchitectureSpec:
+        """Its architecture as the plans write it (what feature reading pads inputs to: ``shape_divisor``)."""
+        return self.hp.to_spec()
+
     def embedding(self, t: torch.Tensor) -> torch.Tensor:
         return self.time_embed(timestep_embedding(t, self.hp.model_channels))
 
