@@ -9,6 +9,7 @@ Blocks are module paths here too: ``input_blocks.<i>``, ``middle_block.<i>``, ``
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,6 +26,8 @@ from orthodiff_auto.networks.orthodiffusion.unet import (
 )
 from orthodiff_auto.networks.spec import ArchitectureSpec
 from orthodiff_auto.training.pretrained import read_encoder_checkpoint
+from orthodiff_auto.utils.archive import sha256_of
+from orthodiff_auto.utils.atomic import atomic_path
 
 BLOCK_KINDS = ("input_blocks", "middle_block", "output_blocks")
 
@@ -77,6 +80,27 @@ def imported_denoiser(encoder_path: Path) -> tuple[OrthoDiffusionUNet, dict[str,
     return authors_denoiser(spec, state, None, str(encoder_path)), ckpt
 
 
+def carries_denoiser(encoder_path: Path) -> bool:
+    """Whether an encoder file carries its whole denoiser (an imported OrthoDiffusion bundle's does)."""
+    return "decoder_state_dict" in read_encoder_checkpoint(encoder_path)
+
+
+def stage_imported_denoiser(encoder_path: Path, pretrain_dir: Path) -> bool:
+    """Copy an imported bundle's encoder file (with its whole denoiser) into this dataset's pretraining folder
+    (RESULTS/pretrain/VIEW), where the probe and the frozen-feature classifiers read a denoiser and write what
+    they choose for this dataset; the bundle itself stays untouched. False (nothing copied) for a file without
+    a denoiser. A copy with the same bytes is kept (its time too, so what was trained from it stays current)."""
+    if not carries_denoiser(encoder_path):
+        return False
+    target = pretrain_dir / encoder_path.name
+    if target.is_file() and sha256_of(target) == sha256_of(encoder_path):
+        return True
+    pretrain_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        shutil.copy2(encoder_path, tmp)
+    return True
+
+
 def default_reading(encoder_path: Path) -> tuple[int, str]:
     """(timestep, block module path) the authors read features at by default, as the imported file records."""
     reading = read_encoder_checkpoint(encoder_path).get("reading") or {}
@@ -86,4 +110,5 @@ def default_reading(encoder_path: Path) -> tuple[int, str]:
 
 
 __all__ = ["BLOCK_KINDS", "authors_candidate_blocks", "authors_denoiser", "authors_required_prefixes",
-           "default_reading", "imported_denoiser", "is_authors_architecture"]
+           "carries_denoiser", "default_reading", "imported_denoiser", "is_authors_architecture",
+           "stage_imported_denoiser"]

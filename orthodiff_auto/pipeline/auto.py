@@ -8,7 +8,8 @@ segmentations unless ``anatomy_features`` is off, fine-tuned classifiers per vie
 ``frozen_features`` is off) -> find_best_configuration -> DIR/model.
 With ``pretrained_from`` (a pretrained encoder bundle, e.g. another dataset's RESULTS/pretrain), the views it
 has encoders for are planned like them (``plans.adaptation``) and fine-tune from them instead of pretraining
-here; classifiers on frozen diffusion features, which need this dataset's denoisers, are not trained.
+here; classifiers on frozen diffusion features, which need a whole denoiser, are trained only from a bundle
+that carries one (an imported OrthoDiffusion bundle: copied into RESULTS/pretrain/VIEW, probed there).
 A stage counts as done when its last artifact exists (plans.json, pretrain_summary.json, a fold's summary.json)
 and came from this run's settings (``pipeline.stale``: the plans' budget; a run's plans and training config, as
 its checkpoint records them; encoders not newer than the folds fine-tuned from them); an artifact of other
@@ -28,6 +29,7 @@ from orthodiff_auto.classification.config import FUSED
 from orthodiff_auto.classification.reader import reader_named
 from orthodiff_auto.classification.readers import READERS
 from orthodiff_auto.diffusion.config import make_pretrain_configs
+from orthodiff_auto.diffusion.orthodiffusion_features import stage_imported_denoiser
 from orthodiff_auto.diffusion.probe import run_probe
 from orthodiff_auto.diffusion.run import PRETRAIN_SUMMARY, output_dir_for, pretrain
 from orthodiff_auto.errors import UserInputError
@@ -208,11 +210,15 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
             for fold in options.folds:
                 _train(clock, preprocessed, results, "cls", view, fold, options, source, log,
                        extra=("classifier_features=noised",))
-    if options.classification and plans.findings and options.frozen_features and encoders and not like:
-        _frozen_feature_classifiers(clock, preprocessed, results, list(encoders), options, log)
-    elif options.classification and plans.findings and options.frozen_features and like:
-        log("== frozen-feature classifiers: skipped (they need this dataset's own denoisers, not the encoders "
-            "of --pretrained-from)")
+    if options.classification and plans.findings and options.frozen_features and encoders:
+        # a bundle's encoder serves only when it carries its whole denoiser (an imported OrthoDiffusion bundle)
+        readable = [v for v in encoders if not like or v not in like
+                    or stage_imported_denoiser(encoders[v], output_dir_for(preprocessed, v, results))]
+        if readable:
+            _frozen_feature_classifiers(clock, preprocessed, results, readable, options, log)
+        if len(readable) < len(encoders):
+            log(f"== frozen-feature classifiers: skipped for {', '.join(v for v in encoders if v not in readable)} "
+                "(they need this dataset's own denoisers, not the encoders of --pretrained-from)")
 
     model_dir = work / "model"
     description = clock.run("find_best_configuration", find_best_configuration, preprocessed, model_dir, results,
