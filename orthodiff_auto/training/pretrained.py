@@ -123,8 +123,8 @@ class PretrainedInfo:
         now = plan_summary(view_plan)
         if self.view != view_plan.view:
             out.append(f"pretrained on view {self.view!r}, used for view {view_plan.view!r}")
-        for key in ("target_spacing", "normalization"):
-            if self.pretrained_under.get(key) != now[key]:
+        for key in ("target_spacing", "normalization"):  # an input-grid encoder records no spacing
+            if key in self.pretrained_under and self.pretrained_under[key] != now[key]:
                 out.append(f"{key}: pretrained under {self.pretrained_under.get(key)}, now {now[key]}")
         return out
 
