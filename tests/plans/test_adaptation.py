@@ -8,13 +8,14 @@ import dataclasses
 import pytest
 
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.networks.orthodiffusion.unet import OrthoDiffusionHyperParameters
 from orthodiff_auto.networks.spec import ArchitectureSpec
 from orthodiff_auto.plans.adaptation import (
     PretrainedPlan, adaptation_problems, check_adaptable, plan_experiment_like, plan_segmentation_like,
 )
 from orthodiff_auto.plans.planner import GPU_PRESET, plan_experiment
 from orthodiff_auto.plans.schema import Plans
-from orthodiff_auto.plans.subplans import Budget
+from orthodiff_auto.plans.subplans import Budget, NormalizationPlan, ResamplingPlan
 
 from tests.plans.fake_fingerprint import fake_fingerprint
 
@@ -100,3 +101,21 @@ def test_what_cannot_be_adopted_is_named(source_plans, change, message):
     with pytest.raises(UserInputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")
                        .replace("]", r"\]")):
         plan_experiment_like(TARGET, Budget("gpu", 4.0), like)
+
+
+def test_an_input_grid_encoder_sets_spacing_from_the_datasets_field_of_view():
+    """The OrthoDiffusion weights saw 16 centre slices resized to 256 x 256: through the plane the dataset's
+    slice spacing, in plane its median field of view over 256 voxels; the classifier reads the centre slices."""
+    arch = OrthoDiffusionHyperParameters(32, (1, 2, 2), 1, (2,)).to_spec()
+    grid = PretrainedPlan(encoder="/od/sag/encoder_sag.pt", sha256="cd" * 32, view="sag", dataset_name="od",
+                          modality="MRI", in_channels=1, target_spacing=(),
+                          normalization=NormalizationPlan("range", False, 0.0, 1.0, 0.0, 0.0),
+                          resampling=ResamplingPlan(image_order=1), architecture=arch, input_grid=(16, 256, 256))
+    plans = plan_experiment_like(TARGET, Budget("gpu", 4.0), {"sag": grid})
+    vp = plans.view("sag")
+    fov = 150 * 0.7  # the fake scans: 24 x 150 x 150 voxels at 3.0 x 0.7 x 0.7 mm
+    assert vp.target_spacing == pytest.approx((3.0, fov / 256, fov / 256))
+    assert vp.normalization.scheme == "range" and vp.segmentation.architecture == arch
+    assert vp.classification.roi_size_mm == pytest.approx((16 * 3.0, fov, fov))
+    assert plans.view("cor").target_spacing != vp.target_spacing  # the view without an encoder: planned as usual
+    assert adaptation_problems(["sag"], "MRI", {"sag": grid}) == []
