@@ -28,7 +28,7 @@ def test_authors_checkpoint_to_auto_and_predict_folder(tmp_path, capsys):
     bundle = tmp_path / "orthodiffusion"
     assert main(["install_pretrained", str(ckpt), str(bundle), "--from", "orthodiffusion", "--view", "sag"]) == 0
     raw = tmp_path / "raw"
-    assert main(["generate_synthetic", str(raw), "--cases", "5", "--size", "tiny", "--seed", "3"]) == 0
+    assert main(["generate_synthetic", str(raw), "--cases", "5", "--test", "2", "--size", "tiny", "--seed", "3"]) == 0
     _sagittal_only(raw)
     work = tmp_path / "work"
     assert main(["auto", str(raw), "--work", str(work), "--pretrained-from", str(bundle), "--budget", "cpu",
