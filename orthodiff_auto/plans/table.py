@@ -56,7 +56,8 @@ def format_plans(plans: Plans) -> str:
             f"{n.mean:.4g}/{n.std:.4g}", str(r.image_order), f"{r.label_order} one-hot",
             (f"{r.through_plane_order} if ratio>{r.anisotropy_threshold:g}" if r.separate_through_plane else "no"),
         ])
-    out.append("Segmentation (U-Net, dynamic-network-architectures PlainConvUNet)")
+    classes = sorted({vp.segmentation.architecture.network_class for vp in plans.views.values()})
+    out.append(f"Segmentation (U-Net: {', '.join(classes)})")
     out += _table(["view", "spacing mm", "median shape", "patch", "batch", "stages", "pool/axis", "features",
                    "kernels", "mem GB"], seg_rows)
     out += ["", "Classification (shared encoder on a region of interest at a diagnostic spacing)"]
