@@ -40,7 +40,7 @@ def test_authors_checkpoint_to_auto_and_predict_folder(tmp_path, capsys):
     assert plan["segmentation"]["architecture"]["network_class"] == "OrthoDiffusionUNet"
     assert plan["normalization"]["scheme"] == "range"
     # the authors' grid: in plane the median field of view over 256 voxels, through the plane the slices as acquired
-    fingerprint = json.loads((work / "preprocessed" / "dataset_fingerprint.json").read_text())["views"]["sag"]
+    fingerprint = json.loads((work / "preprocessed" / "fingerprint.json").read_text())["views"]["sag"]
     assert plan["target_spacing"][0] == pytest.approx(fingerprint["median_spacing"][0], rel=1e-5)
     seg = json.loads((work / "results" / "seg" / "sag" / "pretrained" / "fold_0" / "summary.json").read_text())
     assert seg["pretrained_from"] == str(encoder.resolve())
@@ -55,4 +55,3 @@ def test_authors_checkpoint_to_auto_and_predict_folder(tmp_path, capsys):
     preds = tmp_path / "preds"
     assert main(["predict_folder", str(raw / "imagesTs"), str(preds), "--model", str(work / "model")]) == 0
     assert len(list(preds.glob("*.nii.gz"))) == len(list((raw / "imagesTs").glob("*.nii.gz"))) > 0
-    assert (preds / "findings.csv").is_file()
