@@ -65,7 +65,7 @@ from tests.conftest import write_native_dataset  # noqa: E402
 from tests.data.test_validation import CORRUPTIONS  # noqa: E402
 from tests.reliability.artifacts import check_complete, differences  # noqa: E402
 from tests.reliability.corpus import NEW_CORRUPTIONS, broken_nifti  # noqa: E402
-from tests.reliability.harness import (REPO, VIEW, KillPoint, RenameKill, Suite, cli, cli_env,  # noqa: E402
+from tests.reliability.harness import (REPO, VIEW, KillPoint, RenameKill, Suite, TimeKill, cli, cli_env,  # noqa: E402
                                        draw_points, loaded_checkpoints, output_digest, start_stopped)
 from tests.reliability.test_bad_input import snapshot  # noqa: E402
 from tests.reliability.test_untrusted_checkpoint import write_payload  # noqa: E402
@@ -163,11 +163,31 @@ def controls(suite: Suite, table: Table, trials: Path) -> None:
                   p.stderr[-500:] if p.returncode else "\n".join(diff))
 
 
+MOMENT_RETRIES = 3  # a moment the run outlived is halved, at most this many times
+
+
+def kill_at_moment(suite: Suite, name: str, point: TimeKill, run: Path):
+    """The trial at ``point``; when the run ended before it (this run was faster than the control run the
+    moment was drawn within: the machine's load varies), again in a fresh folder at half the moment, so that
+    every moment trial kills something. Returns the last trial and the moments tried."""
+    tried = [point]
+    trial = suite.trial(name, point, run)
+    while not trial.killed and len(tried) <= MOMENT_RETRIES:
+        tried.append(TimeKill(round(tried[-1].seconds / 2, 2)))
+        trial = suite.trial(name, tried[-1], run.parent / f"{run.name}_retry{len(tried) - 1}")
+    return trial, tried
+
+
 def kills(suite: Suite, table: Table, choices: Choices, trials: Path) -> None:
     for name, chosen in choices.kills.items():
         for points in chosen:
-            kind = "twice" if len(points) > 1 else \
-                f"at a {'rename' if isinstance(points[0], RenameKill) else 'moment'}"
+            if len(points) == 1 and isinstance(points[0], TimeKill):
+                trial, tried = kill_at_moment(suite, name, points[0], trials / name)
+                note = "" if len(tried) == 1 else \
+                    f"\n  (moments tried: {', '.join(p.describe() for p in tried)}; the run ended before the earlier ones)"
+                table.add(f"kill -9 {name} at a moment", trial.passed and trial.killed, trial.explain() + note)
+                continue
+            kind = "twice" if len(points) > 1 else "at a rename"
             trial = suite.trial(name, points if len(points) > 1 else points[0], trials / name)
             table.add(f"kill -9 {name} {kind}", trial.passed and trial.killed, trial.explain())
 

@@ -73,3 +73,24 @@ def test_loaded_checkpoints_are_the_ones_the_predictor_reads(suite, monkeypatch,
                         lambda path, *a, **k: read.append(Path(path)) or real(path, *a, **k))
     predictor.Predictor(model, device="cpu", checkpoint=checkpoint)
     assert [p for p in read if p.relative_to(model).parts[0] == "seg"] == loaded_checkpoints(model, checkpoint)
+
+
+def test_a_moment_the_run_outlived_is_halved_until_the_kill_lands(tmp_path):
+    """A run faster than the control run it was timed by ends before its kill moment; the trial is repeated at
+    half the moment in a fresh folder, so the moment trial still kills something (and passes)."""
+    from tests.reliability.harness import TimeKill, Trial
+
+    runs = []
+
+    def trial(name, point, run):
+        runs.append((point.seconds, run.name))
+        return Trial(name, point.describe(), killed=point.seconds < 1.0)
+
+    trial_, tried = fault_injection.kill_at_moment(SimpleNamespace(trial=trial), "pretrain", TimeKill(3.2),
+                                                   tmp_path / "pretrain")
+    assert trial_.killed and trial_.passed
+    assert [p.seconds for p in tried] == [3.2, 1.6, 0.8]
+    assert [r for _, r in runs] == ["pretrain", "pretrain_retry1", "pretrain_retry2"]
+    never, tried = fault_injection.kill_at_moment(SimpleNamespace(trial=lambda n, p, r: Trial(n, "", killed=False)),
+                                                  "pretrain", TimeKill(3.2), tmp_path / "again")
+    assert not never.killed and len(tried) == fault_injection.MOMENT_RETRIES + 1
