@@ -1,9 +1,9 @@
 """The anatomy reader's ceiling: its features read from the REFERENCE label maps (no segmentation error), its own
 logistic regression, pooled out-of-fold AUROC per finding with bootstrap CIs; basic features against basic +
-where-in-the-structure features.
+where-in-the-structure features, each with every feature or screened per finding.
 
     python benchmarks/bench_anatomy_ceiling.py --raw RAW --work WORK [--views sag,cor,ax] [--folds 5]
-        [--bootstrap 1000] [--limit N]
+        [--screen 0,10,20,40] [--bootstrap 1000] [--limit N]
 
 1. per view and labelled training case of RAW (``generate_synthetic`` output or any raw dataset): the image and
    its reference label map are brought to the canonical orientation (as preprocessing does, at their native
@@ -13,8 +13,9 @@ where-in-the-structure features.
 2. per feature set and view combination (each view, and all views concatenated as the fused reader does): the
    project's stratified 5-fold split of the cases (``training.splits.make_splits``, seed 0); per fold the
    reader's own fit (``anatomy.fit_logistic``: standardisation, L2 logistic regression per finding with C chosen
-   by inner cross-validation on the fold's training cases among ``anatomy_strengths``) and its logits on the
-   held-out cases;
+   by inner cross-validation on the fold's training cases among ``anatomy_strengths``; with ``--screen`` K > 0
+   each finding reads only its K features of strongest univariate AUROC on the fold's training cases, the
+   ``anatomy_screen_features`` setting) and its logits on the held-out cases;
 3. the pooled out-of-fold predictions of the cases give per-finding AUROC with a percentile bootstrap 95% CI
    (``bench_diagnosis.table_row``); WORK/bench_anatomy_ceiling.json and a Markdown table (stdout and .md).
 
@@ -40,6 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--views", default=None, help="comma list (default: every view of the dataset)")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--screen", default="0,10,20,40",
+                   help="comma list of anatomy_screen_features values to compare (0: every feature)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--limit", type=int, default=0, help="only the first N cases (a quick check)")
     return p.parse_args(argv)
@@ -97,7 +100,7 @@ def view_features(raw: Path, work: Path, view: str, limit: int) -> dict:
     return out
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, cases: list[str], splits, views) -> np.ndarray:
+def out_of_fold(x: np.ndarray, y: np.ndarray, cases: list[str], splits, views, screen: int = 0) -> np.ndarray:
     """(N, F) pooled out-of-fold probabilities of the reader's own fit."""
     from orthodiff_auto.classification.anatomy import fit_logistic
     from orthodiff_auto.classification.config import ClassificationConfig
@@ -108,7 +111,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, cases: list[str], splits, views) -
     for split in splits:
         train = [position[c] for c in split["train"]]
         val = [position[c] for c in split["val"]]
-        model = fit_logistic(x[train], y[train], views, strengths, seed=0)
+        model = fit_logistic(x[train], y[train], views, strengths, seed=0, screen=screen)
         probs[val] = 1.0 / (1.0 + np.exp(-model.decision(x[val])))
     return probs
 
@@ -133,16 +136,19 @@ def main(argv=None) -> int:
         timing[v] = {"basic_s_median": float(np.median(feats[v]["basic_s"])),
                      "where_s_median": float(np.median(feats[v]["where_s"])),
                      "voxels_median": int(np.median(feats[v]["voxels"]))}
+    screens = [int(k) for k in args.screen.split(",")]
     for name, parts in (("basic", ("basic",)), ("basic+where", ("basic", "where"))):
         for combo in [[v] for v in views] + ([views] if len(views) > 1 else []):
             x = np.concatenate([feats[v][p][[list(feats[v]["cases"]).index(c) for c in cases]]
                                 for v in combo for p in parts], axis=1)
-            t0 = time.perf_counter()
-            probs = out_of_fold(x, y, cases, splits, combo)
-            row = table_row(f"{name}, {'+'.join(combo)}", cases, probs, y, findings, args.bootstrap)
-            row.update(features=int(x.shape[1]), fit_seconds=time.perf_counter() - t0)
-            rows.append(row)
-            print(markdown([row], findings).splitlines()[-1], flush=True)
+            for screen in screens:
+                t0 = time.perf_counter()
+                probs = out_of_fold(x, y, cases, splits, combo, screen)
+                label = f"{name}, {'+'.join(combo)}" + (f", screen {screen}" if screen else "")
+                row = table_row(label, cases, probs, y, findings, args.bootstrap)
+                row.update(features=int(x.shape[1]), screen=screen, fit_seconds=time.perf_counter() - t0)
+                rows.append(row)
+                print(markdown([row], findings).splitlines()[-1], flush=True)
     report = {"command": " ".join(sys.argv), "raw": str(args.raw), "views": views, "n_cases": len(cases),
               "timing_per_scan": timing, "seconds": time.perf_counter() - start, "rows": rows}
     (args.work / "bench_anatomy_ceiling.json").write_text(json.dumps(report, indent=1))

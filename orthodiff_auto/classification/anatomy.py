@@ -194,11 +194,34 @@ def choose_strength(z: np.ndarray, y: np.ndarray, strengths: Sequence[float], fo
     return best
 
 
+def univariate_auroc(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(D,) ROC AUC of each column of ``z`` (N, D) alone as a score for the binary ``y`` (N,), ties counted half
+    (the Mann-Whitney statistic from average ranks, all columns at once)."""
+    from scipy.stats import rankdata
+
+    positive = np.asarray(y).astype(bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    ranks = rankdata(z, axis=0)
+    return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def screened_columns(z: np.ndarray, y: np.ndarray, keep: int) -> np.ndarray:
+    """The ``keep`` columns whose univariate AUROC is farthest from chance on these cases, in column order
+    (``keep`` 0 or at least the number of columns: all). A finding is one structure's change among hundreds
+    of features; screening lets the fit see the few that carry it instead of spreading its weight over the rest."""
+    if keep <= 0 or keep >= z.shape[1]:
+        return np.arange(z.shape[1])
+    distance = np.abs(univariate_auroc(z, y) - 0.5)
+    return np.sort(np.argsort(-distance, kind="stable")[:keep])
+
+
 def fit_logistic(features: np.ndarray, labels: np.ndarray, views: Sequence[str], strengths: Sequence[float],
-                 seed: int = 0) -> LogisticModel:
+                 seed: int = 0, screen: int = 0) -> LogisticModel:
     """Standardise, then per finding an L2 logistic regression (balanced class weights, scikit-learn) whose C
-    is chosen by stratified inner cross-validation on these cases (``choose_strength``); a finding with one
-    class only gets a constant model (its training prevalence, clipped to [1e-3, 1 - 1e-3])."""
+    is chosen by stratified inner cross-validation on these cases (``choose_strength``); with ``screen`` > 0,
+    each finding's regression reads only its ``screen`` features of strongest univariate AUROC on these cases
+    (``screened_columns``; the others get weight 0). A finding with one class only gets a constant model (its
+    training prevalence, clipped to [1e-3, 1 - 1e-3])."""
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels).astype(int)
     mean = x.mean(0)
@@ -214,10 +237,12 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, views: Sequence[str],
             p = min(max(n_pos / max(len(y), 1), 1e-3), 1 - 1e-3)
             intercept[f] = math.log(p / (1 - p))
             continue
+        columns = screened_columns(z, y[:, f], screen)
+        zf = z[:, columns]
         folds = min(5, n_pos, n_neg)
-        c = choose_strength(z, y[:, f], strengths, folds, seed) if folds >= 2 else float(np.median(strengths))
-        model = logistic_regression(c, z.shape, seed).fit(z, y[:, f])
-        coef[f], intercept[f], chosen[f] = model.coef_[0], model.intercept_[0], c
+        c = choose_strength(zf, y[:, f], strengths, folds, seed) if folds >= 2 else float(np.median(strengths))
+        model = logistic_regression(c, zf.shape, seed).fit(zf, y[:, f])
+        coef[f, columns], intercept[f], chosen[f] = model.coef_[0], model.intercept_[0], c
     return LogisticModel(tuple(views), mean, scale, coef, intercept, chosen)
 
 
@@ -280,4 +305,5 @@ class AnatomyFeatureModel:
 
 __all__ = ["ANATOMY_FORMAT", "ANATOMY_KIND", "AnatomyFeatureModel", "LogisticModel", "anatomy_features",
            "basic_feature_names", "basic_features",
-           "choose_strength", "feature_names", "fit_logistic", "logistic_regression"]
+           "choose_strength", "feature_names", "fit_logistic", "logistic_regression", "screened_columns",
+           "univariate_auroc"]

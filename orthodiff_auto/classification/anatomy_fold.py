@@ -124,7 +124,8 @@ def fit_anatomy_model(request: FoldRequest, plans: Plans, cls_config: Classifica
         cases, x = case_matrix(features, combo, fold.train)
         if len(cases) < 2:
             continue
-        models[combo] = fit_logistic(x, labels_of(fold, cases), combo, strengths, seed=request.config.seed)
+        models[combo] = fit_logistic(x, labels_of(fold, cases), combo, strengths, seed=request.config.seed,
+                                     screen=cls_config.anatomy_screen_features)
     if tuple(fold.views) not in models:
         raise UserInputError(f"fold {request.fold}: too few training cases with {'+'.join(fold.views)} for the "
                              "anatomy-feature classifier")

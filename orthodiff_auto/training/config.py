@@ -77,6 +77,9 @@ class ClassificationSettings:
     # each structure's principal axes, pose and the joint's surroundings). "where" is opt-in: on 120 reference-label
     # cases it did not raise the pooled out-of-fold macro AUROC (0.75 vs 0.76, benchmarks.md)
     anatomy_feature_set: str = "basic"
+    # anatomy features: each finding's regression reads only this many features, those of strongest univariate
+    # AUROC on the fold's training cases (0: all). Set by measurement: benchmarks.md, "The anatomy reader's ceiling"
+    anatomy_screen_features: int = 0
     # frozen diffusion features: "attention" (the block's map, attention-pooled per finding) or "mean" (averaged)
     frozen_pooling: str = "attention"
     # noised fine-tuning: the timestep inputs are noised at, and how many fixed noises prediction averages over
@@ -109,6 +112,9 @@ class ClassificationSettings:
         if self.anatomy_feature_set not in ANATOMY_FEATURE_SETS:
             raise UserInputError(f"config anatomy_feature_set: choose one of {list(ANATOMY_FEATURE_SETS)}, "
                                  f"got {self.anatomy_feature_set!r}")
+        if self.anatomy_screen_features < 0:
+            raise UserInputError(f"config anatomy_screen_features must be >= 0 (0: every feature), "
+                                 f"got {self.anatomy_screen_features}")
         if self.frozen_pooling not in ("attention", "mean"):
             raise UserInputError(f"config frozen_pooling: choose 'attention' or 'mean', got {self.frozen_pooling!r}")
 
