@@ -57,6 +57,10 @@ def register(subparsers) -> None:
                    help="skip the fine-tuned (end-to-end) classifiers per view and fused")
     p.add_argument("--no-noised-classifiers", action="store_true",
                    help="with pretraining, skip the classifiers fine-tuned on noised inputs")
+    p.add_argument("--all-classifiers", action="store_true",
+                   help="train the image readers (fine-tuned, noised, frozen diffusion features) at the cpu budget "
+                   "too, where by default only the anatomy-feature classifier reads the findings; the --no-* options "
+                   "still leave one out")
     p.add_argument("--no-scratch", action="store_true",
                    help="with pretraining, train only the pretrained variants (no from-scratch comparison)")
     p.add_argument("--fusion", nargs="+", default=["gate"],
@@ -71,6 +75,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def image_reader(left_out: bool, all_classifiers: bool) -> bool | None:
+    """An image reader's option: off when left out, on with --all-classifiers, else None (by the budget)."""
+    return False if left_out else (True if all_classifiers else None)
+
+
 def run(args) -> int:
     # imported here, not at the top: `orthodiff --help` stays fast (no torch, SimpleITK, ...)
     from orthodiff_auto.pipeline.auto import AutoOptions, run_auto
@@ -78,8 +87,10 @@ def run(args) -> int:
     options = AutoOptions(
         budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=tuple(args.folds),
         pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch,
-        frozen_features=not args.no_frozen_features, anatomy_features=not args.no_anatomy_features,
-        finetune_classifiers=not args.no_finetune_classifiers, noised_classifiers=not args.no_noised_classifiers,
+        frozen_features=image_reader(args.no_frozen_features, args.all_classifiers),
+        anatomy_features=not args.no_anatomy_features,
+        finetune_classifiers=image_reader(args.no_finetune_classifiers, args.all_classifiers),
+        noised_classifiers=image_reader(args.no_noised_classifiers, args.all_classifiers),
         fusion_modes=tuple(args.fusion), overrides=tuple(args.overrides + monitor_overrides(args)),
         classification_overrides=tuple(args.classification_overrides),
         pretrain_overrides=tuple(args.pretrain_overrides + monitor_overrides(args)), num_processes=args.num_processes, device=args.device,

@@ -5,7 +5,8 @@ and pretrained unless ``compare_scratch`` is off; classification: the anatomy-fe
 segmentations unless ``anatomy_features`` is off, fine-tuned classifiers per view and fused unless
 ``finetune_classifiers`` is off, and with pretraining classifiers fine-tuned on noised inputs per view unless
 ``noised_classifiers`` is off and ``probe`` per view and classifiers on frozen diffusion features unless
-``frozen_features`` is off) -> find_best_configuration -> DIR/model.
+``frozen_features`` is off; those three image readers, left unset, are on except at the cpu budget where the
+anatomy-feature classifier runs: ``image_readers_by_budget``) -> find_best_configuration -> DIR/model.
 With ``pretrained_from`` (a pretrained encoder bundle, e.g. another dataset's RESULTS/pretrain), the views it
 has encoders for are planned like them (``plans.adaptation``) and fine-tune from them instead of pretraining
 here; classifiers on frozen diffusion features, which need a whole denoiser, are trained only from a bundle
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -69,10 +70,11 @@ class AutoOptions:
     folds: tuple[int, ...] = FOLDS
     pretrain: bool = True
     compare_scratch: bool = True  # with pretraining: also train from scratch, and let model selection choose
-    frozen_features: bool = True  # with pretraining: probe, then classifiers on frozen diffusion features
+    # the image readers; None: by the budget (image_readers_by_budget)
+    frozen_features: bool | None = None  # with pretraining: probe, then classifiers on frozen diffusion features
     anatomy_features: bool = True  # the anatomy-feature classifier on each fold's predicted segmentations
-    finetune_classifiers: bool = True  # fine-tuned (end-to-end) classifiers per view and fused
-    noised_classifiers: bool = True  # with pretraining: per view, fine-tuned on noised inputs with the timestep kept
+    finetune_classifiers: bool | None = None  # fine-tuned (end-to-end) classifiers per view and fused
+    noised_classifiers: bool | None = None  # with pretraining: per view, fine-tuned on noised inputs, timestep kept
     classification: bool = True
     fusion_modes: tuple[str, ...] = ("gate",)
     overrides: tuple[str, ...] = ()
@@ -182,6 +184,7 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
         for pretrained in variants(view):
             for fold in options.folds:
                 _train(clock, preprocessed, results, "seg", view, fold, options, pretrained, log)
+    options = image_readers_by_budget(options, plans, segmented == views, log)
     if options.classification and plans.findings and options.anatomy_features and segmented != views:
         log("== anatomy-feature classifiers: skipped (they read every view's segmentation; "
             f"{', '.join(v for v in views if v not in segmented)} has no segmentation labels)")
@@ -226,6 +229,25 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
     log(cv_report(description))
     log("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in clock.times.items() if v >= 1))
     return model_dir
+
+
+IMAGE_READERS = ("finetune_classifiers", "noised_classifiers", "frozen_features")
+
+
+def image_readers_by_budget(options: AutoOptions, plans: Plans, every_view_segmented: bool, log) -> AutoOptions:
+    """``options`` with the image readers left unset (None) decided by the budget: off at the cpu budget when the
+    anatomy-feature classifier runs, else on. Why: at the cpu budget no image reader read a tear better than
+    chance (benchmarks.md, "Diagnosis by cross-validation": macro 0.52-0.55, only effusion detected; and on a
+    held-out knee dataset ``auto`` took 2769 s instead of 877 s for readers none of which beat chance), while
+    the anatomy reader costs seconds per fold once the segmentations exist. Without segmentation labels they
+    are the only readers, and stay on."""
+    unset = [name for name in IMAGE_READERS if getattr(options, name) is None]
+    anatomy_runs = bool(options.classification and plans.findings and options.anatomy_features and every_view_segmented)
+    default = not (plans.budget.kind == "cpu" and anatomy_runs)
+    if unset and not default and plans.findings and options.classification:
+        log("== image readers (fine-tuned, noised, frozen diffusion features): not trained at the cpu budget, where "
+            "the anatomy-feature classifier reads the findings (--all-classifiers trains them too)")
+    return replace(options, **{name: default for name in unset})
 
 
 def _frozen_feature_classifiers(clock, preprocessed, results, views, options, log) -> None:

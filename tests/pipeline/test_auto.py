@@ -23,7 +23,7 @@ def test_auto_predict_evaluate_end_to_end(tmp_path, capsys):
     work = tmp_path / "work"
     assert main(["auto", str(raw), "--work", str(work), "--budget", "cpu", "--config", "smoke", "--folds", "0",
                  "--set", "num_workers=0", "--pretrain-set", "num_workers=0", "-np", "1",
-                 "--no-noised-classifiers"]) == 0
+                 "--no-noised-classifiers", "--all-classifiers"]) == 0
     out = capsys.readouterr().out
     assert "Cross-validation report" in out
     model = json.loads((work / "model" / "model.json").read_text())
@@ -42,7 +42,7 @@ def test_auto_predict_evaluate_end_to_end(tmp_path, capsys):
     assert set(model["classification_by_views"]) == {"sag+cor+ax", "sag+cor", "sag+ax", "cor+ax", "sag", "cor", "ax"}
     # a second run finds every stage done
     assert main(["auto", str(raw), "--work", str(work), "--budget", "cpu", "--config", "smoke", "--folds", "0",
-                 "-np", "1", "--no-noised-classifiers"]) == 0
+                 "-np", "1", "--no-noised-classifiers", "--all-classifiers"]) == 0
     again = capsys.readouterr().out
     assert "done" in again and "== pretrain sag: done" in again
     assert "== seg sag fold 0 (scratch): done" in again and "== cls fused fold 0 (scratch_gate): done" in again

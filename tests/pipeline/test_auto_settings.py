@@ -50,3 +50,33 @@ def test_too_few_cases_for_the_folds_is_refused_before_work(make_native_dataset,
     assert main(["auto", str(raw), "--work", str(work), "--budget", "cpu", "--config", "smoke", "--folds", "0"]) == 2
     assert "4 training cases cannot make the 5 cross-validation folds" in capsys.readouterr().err
     assert not work.exists()
+
+
+def test_image_readers_are_off_at_the_cpu_budget_only_where_the_anatomy_reader_runs():
+    """At the cpu budget the image readers lost to chance (benchmarks.md), so unset they are not trained where the
+    anatomy-feature classifier reads the findings; on a GPU budget, without segmentation labels, or set explicitly
+    (--all-classifiers, --no-*), they are."""
+    from types import SimpleNamespace
+
+    from orthodiff_auto.commands.auto import image_reader
+    from orthodiff_auto.pipeline.auto import IMAGE_READERS, AutoOptions, image_readers_by_budget
+
+    def plans(kind, findings=("f1",)):
+        return SimpleNamespace(budget=SimpleNamespace(kind=kind), findings=list(findings))
+
+    def resolved(options, kind, segmented=True, findings=("f1",)):
+        lines = []
+        out = image_readers_by_budget(options, plans(kind, findings), segmented, lines.append)
+        return tuple(getattr(out, name) for name in IMAGE_READERS), lines
+
+    unset = AutoOptions()
+    assert resolved(unset, "cpu") == ((False, False, False), [resolved(unset, "cpu")[1][0]])
+    assert "--all-classifiers" in resolved(unset, "cpu")[1][0]
+    assert resolved(unset, "gpu") == ((True, True, True), [])
+    assert resolved(unset, "cpu", segmented=False) == ((True, True, True), [])  # the only readers there are
+    assert resolved(AutoOptions(anatomy_features=False), "cpu")[0] == (True, True, True)
+    assert resolved(unset, "cpu", findings=())[1] == []  # nothing to read: nothing said
+    chosen = AutoOptions(finetune_classifiers=True, noised_classifiers=False)
+    assert resolved(chosen, "cpu")[0] == (True, False, False) and resolved(chosen, "gpu")[0] == (True, False, True)
+    # the command line: --no-X wins, --all-classifiers sets the rest, neither leaves the budget to decide
+    assert (image_reader(True, True), image_reader(False, True), image_reader(False, False)) == (False, True, None)
