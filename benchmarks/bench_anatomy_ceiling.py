@@ -1,16 +1,18 @@
 """The anatomy reader's ceiling: its features read from the REFERENCE label maps (no segmentation error), its own
-logistic regression, pooled out-of-fold AUROC per finding with bootstrap CIs; basic features against basic +
-where-in-the-structure features, each with every feature or screened per finding.
+logistic regression, pooled out-of-fold AUROC per finding with bootstrap CIs; the feature sets (basic, + where in
+the structure, + sectors), each with every feature or screened per finding.
 
     python benchmarks/bench_anatomy_ceiling.py --raw RAW --work WORK [--views sag,cor,ax] [--folds 5]
-        [--screen 0,10,20,40] [--bootstrap 1000] [--limit N]
+        [--sets basic,where,sectors] [--screen 0,10,20,40] [--bootstrap 1000] [--limit N]
 
 1. per view and labelled training case of RAW (``generate_synthetic`` output or any raw dataset): the image and
    its reference label map are brought to the canonical orientation (as preprocessing does, at their native
    spacing, no resampling), the image z-scored, and ``anatomy.basic_features`` and
-   ``anatomy_features.where_features`` (left-right axis from the geometry, as the reader) computed (cached in WORK/features_<view>.npz with the seconds per scan:
-   an interrupted run goes on where it stopped);
-2. per feature set and view combination (each view, and all views concatenated as the fused reader does): the
+   ``anatomy_features.where_features`` with its sectors (left-right axis from the geometry, as the reader)
+   computed (cached in WORK/features_<view>.npz with the seconds per scan: an interrupted run goes on where it
+   stopped);
+2. per feature set (``anatomy_feature_set``: basic; where = basic + where; sectors = where + sectors) and view
+   combination (each view, and all views concatenated as the fused reader does): the
    project's stratified 5-fold split of the cases (``training.splits.make_splits``, seed 0); per fold the
    reader's own fit (``anatomy.fit_logistic``: standardisation, L2 logistic regression per finding with C chosen
    by inner cross-validation on the fold's training cases among ``anatomy_strengths``; with ``--screen`` K > 0
@@ -41,6 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--views", default=None, help="comma list (default: every view of the dataset)")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--sets", default="basic,where,sectors", help="comma list of anatomy_feature_set values")
     p.add_argument("--screen", default="0,10,20,40",
                    help="comma list of anatomy_screen_features values to compare (0: every feature)")
     p.add_argument("--bootstrap", type=int, default=1000)
@@ -48,10 +51,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def scan_features(image_path: Path, label_path: Path, label_values: list[int]) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(basic, where, seconds) of one scan read at its native spacing in the canonical orientation."""
+def scan_features(image_path: Path, label_path: Path, label_values: list[int]) -> tuple[np.ndarray, np.ndarray,
+                                                                                         np.ndarray, dict]:
+    """(basic, where, sectors, seconds) of one scan read at its native spacing in the canonical orientation."""
     from orthodiff_auto.classification.anatomy import basic_features
-    from orthodiff_auto.classification.anatomy_features import left_right_axis, where_features
+    from orthodiff_auto.classification.anatomy_features import left_right_axis, where_feature_names, where_features
     from orthodiff_auto.data.image_io import read_image
     from orthodiff_auto.data.label_values import to_class_indices
     from orthodiff_auto.data.orientation import canonical_orientation
@@ -67,19 +71,22 @@ def scan_features(image_path: Path, label_path: Path, label_values: list[int]) -
     t0 = time.perf_counter()
     basic = basic_features(image, label, spacing, indices)
     t1 = time.perf_counter()
-    where = where_features(image, label, spacing, indices, left_right_axis(geometry, orient))
+    where = where_features(image, label, spacing, indices, left_right_axis(geometry, orient), sectors=True)
     t2 = time.perf_counter()
-    return basic, where, {"basic_s": t1 - t0, "where_s": t2 - t1, "voxels": int(image.size)}
+    n_where = len(where_feature_names(indices))
+    return basic, where[:n_where], where[n_where:], {"basic_s": t1 - t0, "where_s": t2 - t1, "voxels": int(image.size)}
 
 
 def view_features(raw: Path, work: Path, view: str, limit: int) -> dict:
-    """{cases, basic (N, Db), where (N, Dw), timing} of the view's labelled training scans (cached)."""
+    """{cases, basic (N, Db), where (N, Dw), sectors (N, Ds), timing} of the view's labelled training scans
+    (cached; a cache without sectors, from before they existed, is computed again)."""
     from orthodiff_auto.data.dataset import load_raw_dataset
 
     cache = work / f"features_{view}.npz"
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
-        return {k: data[k] for k in data.files}
+        if "sectors" in data.files:
+            return {k: data[k] for k in data.files}
     ds = load_raw_dataset(raw)
     label_values = sorted(ds.description.labels.values())
     scans = sorted(ds.select("train", view, labelled=True), key=lambda s: s.case_id)
@@ -90,9 +97,9 @@ def view_features(raw: Path, work: Path, view: str, limit: int) -> dict:
         if (i + 1) % 20 == 0:
             print(f"  {view}: {i + 1}/{len(scans)} scans", flush=True)
     out = {"cases": np.array([r[0] for r in rows]), "basic": np.stack([r[1] for r in rows]),
-           "where": np.stack([r[2] for r in rows]),
-           "basic_s": np.array([r[3]["basic_s"] for r in rows]), "where_s": np.array([r[3]["where_s"] for r in rows]),
-           "voxels": np.array([r[3]["voxels"] for r in rows])}
+           "where": np.stack([r[2] for r in rows]), "sectors": np.stack([r[3] for r in rows]),
+           "basic_s": np.array([r[4]["basic_s"] for r in rows]), "where_s": np.array([r[4]["where_s"] for r in rows]),
+           "voxels": np.array([r[4]["voxels"] for r in rows])}
     work.mkdir(parents=True, exist_ok=True)
     tmp = work / f".features_{view}.tmp.npz"
     np.savez(tmp, **out)
@@ -100,7 +107,8 @@ def view_features(raw: Path, work: Path, view: str, limit: int) -> dict:
     return out
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, cases: list[str], splits, views, screen: int = 0) -> np.ndarray:
+def out_of_fold(x: np.ndarray, y: np.ndarray, cases: list[str], splits, views, screen: int = 0,
+                families=None) -> np.ndarray:
     """(N, F) pooled out-of-fold probabilities of the reader's own fit."""
     from orthodiff_auto.classification.anatomy import fit_logistic
     from orthodiff_auto.classification.config import ClassificationConfig
@@ -111,7 +119,7 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, cases: list[str], splits, views, s
     for split in splits:
         train = [position[c] for c in split["train"]]
         val = [position[c] for c in split["val"]]
-        model = fit_logistic(x[train], y[train], views, strengths, seed=0, screen=screen)
+        model = fit_logistic(x[train], y[train], views, strengths, seed=0, screen=screen, families=families)
         probs[val] = 1.0 / (1.0 + np.exp(-model.decision(x[val])))
     return probs
 
@@ -137,13 +145,18 @@ def main(argv=None) -> int:
                      "where_s_median": float(np.median(feats[v]["where_s"])),
                      "voxels_median": int(np.median(feats[v]["voxels"]))}
     screens = [int(k) for k in args.screen.split(",")]
-    for name, parts in (("basic", ("basic",)), ("basic+where", ("basic", "where"))):
+    sets = {"basic": ("basic",), "where": ("basic", "where"), "sectors": ("basic", "where", "sectors")}
+    for name, parts in ((n, sets[n]) for n in args.sets.split(",")):
         for combo in [[v] for v in views] + ([views] if len(views) > 1 else []):
             x = np.concatenate([feats[v][p][[list(feats[v]["cases"]).index(c) for c in cases]]
                                 for v in combo for p in parts], axis=1)
+            # the "sectors" set: per finding the columns without sectors or all of them, as the reader
+            # (anatomy.feature_families)
+            sector = np.concatenate([np.full(feats[v][p].shape[1], p == "sectors") for v in combo for p in parts])
+            families = [np.flatnonzero(~sector), np.arange(x.shape[1])] if "sectors" in parts else None
             for screen in screens:
                 t0 = time.perf_counter()
-                probs = out_of_fold(x, y, cases, splits, combo, screen)
+                probs = out_of_fold(x, y, cases, splits, combo, screen, families)
                 label = f"{name}, {'+'.join(combo)}" + (f", screen {screen}" if screen else "")
                 row = table_row(label, cases, probs, y, findings, args.bootstrap)
                 row.update(features=int(x.shape[1]), screen=screen, fit_seconds=time.perf_counter() - t0)
@@ -155,7 +168,7 @@ def main(argv=None) -> int:
     text = markdown(rows, findings)
     (args.work / "bench_anatomy_ceiling.md").write_text(text + "\n")
     print(text)
-    print("seconds per scan (median): " + ", ".join(f"{v}: basic {t['basic_s_median']:.2f}, where "
+    print("seconds per scan (median): " + ", ".join(f"{v}: basic {t['basic_s_median']:.2f}, where with sectors "
                                                     f"{t['where_s_median']:.2f} ({t['voxels_median']} voxels)"
                                                     for v, t in timing.items()))
     print(f"bench_anatomy_ceiling: {time.perf_counter() - start:.0f} s")

@@ -14,7 +14,8 @@ never by name), what the segmentation of the case says about it and about the im
 
 plus the image's upper quantiles over the labelled anatomy's bounding box; and the where-in-the-structure
 features of ``classification.anatomy_features`` (regions in millimetres, halves along each structure's principal
-axes, position and pose, the joint's surroundings per octant). An L2-regularised logistic
+axes, position and pose, the joint's surroundings per octant; feature set "sectors" adds each region per
+tercile sector of the structure's principal frame). An L2-regularised logistic
 regression per finding (scikit-learn; the regularisation strength by inner cross-validation on the fold's
 training cases) maps the standardised features of the views to a probability. Training reads each case's
 segmentation predicted by the fold's own segmentation models (the cascade: prediction reads the segmentation
@@ -57,10 +58,22 @@ def basic_feature_names(label_values: Sequence[int]) -> list[str]:
 
 
 def feature_names(label_values: Sequence[int], feature_set: str = "basic") -> list[str]:
-    """The features of one view, in order: the basic ones, then (feature set "where") the where-in-the-structure
-    ones."""
-    where = where_feature_names(label_values) if feature_set == "where" else []
+    """The features of one view, in order: the basic ones, then (feature sets "where" and "sectors") the
+    where-in-the-structure ones, then (feature set "sectors") the sector ones."""
+    where = where_feature_names(label_values, feature_set == "sectors") if feature_set != "basic" else []
     return basic_feature_names(label_values) + where
+
+
+def feature_families(label_values: Sequence[int], feature_set: str, n_views: int) -> list[np.ndarray] | None:
+    """What ``fit_logistic`` chooses among per finding for the features of ``n_views`` views concatenated: for
+    the "sectors" set, the columns without the sectors or every column (measured: the sectors find the
+    collateral tears, and crowd the few position columns of a displaced bone out of the screen: benchmarks.md);
+    otherwise None (every column)."""
+    if feature_set != "sectors":
+        return None
+    names = feature_names(label_values, feature_set) * n_views
+    coarse = np.array([i for i, n in enumerate(names) if "_sector" not in n])
+    return [coarse, np.arange(len(names))]
 
 
 def _quantiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
@@ -72,11 +85,13 @@ def anatomy_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[fl
                      feature_set: str = "basic") -> np.ndarray:
     """Features of one view (``feature_names`` order): ``image`` (z, y, x) normalised, ``labels`` (z, y, x)
     label indices on the same grid (as the segmentation predicts them), ``spacing`` in mm, ``mirror_axis`` the
-    patient's left-right array axis (``anatomy_features.left_right_axis``), ``feature_set`` "basic" or "where"."""
+    patient's left-right array axis (``anatomy_features.left_right_axis``), ``feature_set`` "basic", "where" or
+    "sectors"."""
     basic = basic_features(image, labels, spacing, label_values)
-    if feature_set != "where":
+    if feature_set == "basic":
         return basic
-    return np.concatenate([basic, where_features(image, labels, spacing, label_values, mirror_axis)])
+    return np.concatenate([basic, where_features(image, labels, spacing, label_values, mirror_axis,
+                                                 sectors=feature_set == "sectors")])
 
 
 def basic_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float],
@@ -175,25 +190,6 @@ def logistic_regression(strength: float, shape: tuple[int, int], seed: int):
                               max_iter=5000, random_state=seed)
 
 
-def choose_strength(z: np.ndarray, y: np.ndarray, strengths: Sequence[float], folds: int, seed: int) -> float:
-    """The inverse L2 strength C with the best pooled out-of-fold ROC AUC over stratified inner folds of these
-    cases (ties: the stronger regularisation)."""
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
-
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y))
-    best, best_score = float(min(strengths)), -np.inf
-    for c in sorted(float(v) for v in strengths):
-        scores = np.empty(len(y))
-        for train, held_out in splits:
-            model = logistic_regression(c, z.shape, seed).fit(z[train], y[train])
-            scores[held_out] = model.decision_function(z[held_out])
-        score = roc_auc_score(y, scores)
-        if score > best_score + 1e-12:
-            best, best_score = c, score
-    return best
-
-
 def univariate_auroc(z: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(D,) ROC AUC of each column of ``z`` (N, D) alone as a score for the binary ``y`` (N,), ties counted half
     (the Mann-Whitney statistic from average ranks, all columns at once)."""
@@ -215,13 +211,39 @@ def screened_columns(z: np.ndarray, y: np.ndarray, keep: int) -> np.ndarray:
     return np.sort(np.argsort(-distance, kind="stable")[:keep])
 
 
+def choose_strength(z: np.ndarray, y: np.ndarray, strengths: Sequence[float], folds: int, seed: int,
+                    screen: int = 0) -> tuple[float, float]:
+    """(C, its score): the inverse L2 strength C with the best pooled out-of-fold ROC AUC over stratified inner
+    folds of these cases (ties: the stronger regularisation). With ``screen`` > 0 each inner fold screens its
+    own training cases (``screened_columns``), so the score is not flattered by columns chosen on the held-out
+    ones."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    splits = [(train, held_out, screened_columns(z[train], y[train], screen))
+              for train, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y)]
+    best, best_score = float(min(strengths)), -np.inf
+    for c in sorted(float(v) for v in strengths):
+        scores = np.empty(len(y))
+        for train, held_out, columns in splits:
+            zc = z[:, columns]
+            model = logistic_regression(c, zc[train].shape, seed).fit(zc[train], y[train])
+            scores[held_out] = model.decision_function(zc[held_out])
+        score = roc_auc_score(y, scores)
+        if score > best_score + 1e-12:
+            best, best_score = c, score
+    return best, best_score
+
+
 def fit_logistic(features: np.ndarray, labels: np.ndarray, views: Sequence[str], strengths: Sequence[float],
-                 seed: int = 0, screen: int = 0) -> LogisticModel:
+                 seed: int = 0, screen: int = 0, families: Sequence[np.ndarray] | None = None) -> LogisticModel:
     """Standardise, then per finding an L2 logistic regression (balanced class weights, scikit-learn) whose C
     is chosen by stratified inner cross-validation on these cases (``choose_strength``); with ``screen`` > 0,
     each finding's regression reads only its ``screen`` features of strongest univariate AUROC on these cases
-    (``screened_columns``; the others get weight 0). A finding with one class only gets a constant model (its
-    training prevalence, clipped to [1e-3, 1 - 1e-3])."""
+    (``screened_columns``; the others get weight 0). ``families``: column index arrays to choose from per
+    finding (default: every column), the one of best inner cross-validated AUROC, so that a finding carried by
+    a few whole-structure features is not crowded out of the screen by hundreds of finer columns. A finding
+    with one class only gets a constant model (its training prevalence, clipped to [1e-3, 1 - 1e-3])."""
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels).astype(int)
     mean = x.mean(0)
@@ -229,6 +251,7 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, views: Sequence[str],
     scale[scale < 1e-12] = 1.0
     z = (x - mean) / scale
     n_findings, dim = y.shape[1], x.shape[1]
+    families = [np.arange(dim)] if families is None else [np.asarray(f, dtype=np.int64) for f in families]
     coef, intercept, chosen = np.zeros((n_findings, dim)), np.zeros(n_findings), np.full(n_findings, np.nan)
     for f in range(n_findings):
         n_pos = int(y[:, f].sum())
@@ -237,11 +260,16 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, views: Sequence[str],
             p = min(max(n_pos / max(len(y), 1), 1e-3), 1 - 1e-3)
             intercept[f] = math.log(p / (1 - p))
             continue
-        columns = screened_columns(z, y[:, f], screen)
-        zf = z[:, columns]
         folds = min(5, n_pos, n_neg)
-        c = choose_strength(zf, y[:, f], strengths, folds, seed) if folds >= 2 else float(np.median(strengths))
-        model = logistic_regression(c, zf.shape, seed).fit(zf, y[:, f])
+        family, c = families[0], float(np.median(strengths))
+        if folds >= 2:
+            best_score = -np.inf
+            for candidate in families:
+                c_candidate, score = choose_strength(z[:, candidate], y[:, f], strengths, folds, seed, screen)
+                if score > best_score + 1e-12:
+                    family, c, best_score = candidate, c_candidate, score
+        columns = family[screened_columns(z[:, family], y[:, f], screen)]
+        model = logistic_regression(c, (len(y), len(columns)), seed).fit(z[:, columns], y[:, f])
         coef[f, columns], intercept[f], chosen[f] = model.coef_[0], model.intercept_[0], c
     return LogisticModel(tuple(views), mean, scale, coef, intercept, chosen)
 
@@ -305,5 +333,5 @@ class AnatomyFeatureModel:
 
 __all__ = ["ANATOMY_FORMAT", "ANATOMY_KIND", "AnatomyFeatureModel", "LogisticModel", "anatomy_features",
            "basic_feature_names", "basic_features",
-           "choose_strength", "feature_names", "fit_logistic", "logistic_regression", "screened_columns",
+           "choose_strength", "feature_families", "feature_names", "fit_logistic", "logistic_regression", "screened_columns",
            "univariate_auroc"]

@@ -19,6 +19,10 @@ millimetres sideways. These features measure that, for any dataset (indexed by l
   that frame (mm), and how closely each principal axis follows its image axis (|cos|): a shifted or tilted bone.
 - **The joint's surroundings**: unlabelled voxels within 8 mm of any structure, per octant around the anatomy's
   centroid: mean intensity and log bright volume (fluid in one recess or gutter).
+- **Sectors** (feature set "sectors" only): each region of a structure split into 27 sectors, the terciles of the
+  structure's own voxels along each of its three principal axes; per sector the mean intensity and the log bright
+  volume. A half of a bone's shell holds a whole gutter of effusion; a sector (say the medial, distal, posterior
+  ninth of the femur's 4-8 mm shell) is small enough that 100 mm^3 of fluid over a collateral ligament shows.
 
 Everything is computed per structure inside its bounding box grown by the outer shell (vectorised: distance
 transforms and ``np.bincount``).
@@ -40,11 +44,14 @@ PER_STRUCTURE = tuple(f"axis{k}_{half}_{region}_{stat}" for k in range(3) for re
                       for half in ("neg", "pos") for stat in HALF_STATS) \
     + ("centroid_0", "centroid_1", "centroid_2", "alignment_0", "alignment_1", "alignment_2")
 JOINT = tuple(f"octant{o}_{stat}" for o in range(8) for stat in HALF_STATS)
+SECTORS = tuple(f"sector{a}{b}{c}_{region}_{stat}" for region in REGIONS for c in range(3) for b in range(3)
+                for a in range(3) for stat in HALF_STATS)  # a, b, c: tercile along principal axis 0, 1, 2
 
 
-def where_feature_names(label_values: Sequence[int]) -> list[str]:
-    """Names of ``where_features``' columns, in order."""
-    return [f"label{v}_{name}" for v in label_values for name in PER_STRUCTURE] + [f"joint_{n}" for n in JOINT]
+def where_feature_names(label_values: Sequence[int], sectors: bool = False) -> list[str]:
+    """Names of ``where_features``' columns, in order (``sectors``: the sector columns appended)."""
+    names = [f"label{v}_{name}" for v in label_values for name in PER_STRUCTURE] + [f"joint_{n}" for n in JOINT]
+    return names + ([f"label{v}_{name}" for v in label_values for name in SECTORS] if sectors else [])
 
 
 def mirror_signs(labels: np.ndarray, spacing: np.ndarray, mirror_axis: int | None) -> np.ndarray:
@@ -107,8 +114,9 @@ def _group_stats(groups: np.ndarray, values: np.ndarray, n_groups: int, voxel_mm
 
 
 def structure_where(image: np.ndarray, labels: np.ndarray, value: int, spacing: np.ndarray, signs: np.ndarray,
-                    joint_centre: np.ndarray) -> np.ndarray:
-    """``PER_STRUCTURE`` features of one structure present in ``labels`` (see the module doc)."""
+                    joint_centre: np.ndarray, sectors: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(``PER_STRUCTURE`` features, ``SECTORS`` features or an empty array) of one structure present in
+    ``labels`` (see the module doc); the sectors share the regions' distance transform, the costly part."""
     from scipy import ndimage as ndi  # scipy only where features are computed
 
     idx = np.argwhere(labels == value)
@@ -135,7 +143,15 @@ def structure_where(image: np.ndarray, labels: np.ndarray, value: int, spacing: 
         half = (offset @ axes[k] > 0).astype(np.int64)
         out.append(_group_stats(reg * 2 + half, values, 2 * len(REGIONS), voxel_mm3).ravel())
     alignment = np.abs(np.diag(axes))
-    return np.concatenate(out + [centroid - joint_centre, alignment])
+    per_sector = np.zeros(0)
+    if sectors:  # terciles of the structure's own voxels along each principal axis, in the same frame
+        own = (points - centroid) @ axes.T
+        along = offset @ axes.T
+        sector = np.zeros(len(along), dtype=np.int64)
+        for k in range(3):
+            sector += np.digitize(along[:, k], np.quantile(own[:, k], [1 / 3, 2 / 3])) * 3**k
+        per_sector = _group_stats(reg * 27 + sector, values, 27 * len(REGIONS), voxel_mm3).ravel()
+    return np.concatenate(out + [centroid - joint_centre, alignment]), per_sector
 
 
 def joint_surroundings(image: np.ndarray, labels: np.ndarray, spacing: np.ndarray, signs: np.ndarray,
@@ -156,28 +172,31 @@ def joint_surroundings(image: np.ndarray, labels: np.ndarray, spacing: np.ndarra
 
 
 def where_features(image: np.ndarray, labels: np.ndarray, spacing: Sequence[float], label_values: Sequence[int],
-                   mirror_axis: int | None = None) -> np.ndarray:
+                   mirror_axis: int | None = None, sectors: bool = False) -> np.ndarray:
     """Features of one view (``where_feature_names`` order): ``image`` (z, y, x) normalised, ``labels`` label
     indices on the same grid, ``spacing`` in mm, ``mirror_axis`` the array axis along which left and right
-    joints are mirror images (``left_right_axis``; None: no side correction); zeros for a structure the labels
-    do not contain."""
+    joints are mirror images (``left_right_axis``; None: no side correction), ``sectors`` with the sector
+    columns; zeros for a structure the labels do not contain."""
     image = np.asarray(image, dtype=np.float32)
     labels = np.asarray(labels)
     spacing = np.asarray(spacing, dtype=float)
-    width = len(PER_STRUCTURE) * len(label_values) + len(JOINT)
+    width = len(where_feature_names(label_values, sectors))
     if not (labels > 0).any():
         return np.zeros(width)
     signs = mirror_signs(labels, spacing, mirror_axis)
     anatomy_idx = np.argwhere(labels > 0)
     centre = (anatomy_idx[:: max(1, len(anatomy_idx) // (4 * MAX_PCA_VOXELS))] * spacing * signs).mean(0)
-    out = []
+    out, per_sector = [], []
     for value in label_values:
-        present = bool((labels == value).any())
-        out.append(structure_where(image, labels, value, spacing, signs, centre) if present
-                   else np.zeros(len(PER_STRUCTURE)))
+        if (labels == value).any():
+            where, sector = structure_where(image, labels, value, spacing, signs, centre, sectors)
+        else:
+            where, sector = np.zeros(len(PER_STRUCTURE)), np.zeros(len(SECTORS) if sectors else 0)
+        out.append(where)
+        per_sector.append(sector)
     out.append(joint_surroundings(image, labels, spacing, signs, centre))
-    return np.concatenate(out)
+    return np.concatenate(out + per_sector)
 
 
-__all__ = ["BRIGHT", "JOINT", "PER_STRUCTURE", "SHELLS_MM", "left_right_axis", "mirror_signs", "principal_axes", "where_feature_names",
+__all__ = ["BRIGHT", "JOINT", "PER_STRUCTURE", "SECTORS", "SHELLS_MM", "left_right_axis", "mirror_signs", "principal_axes", "where_feature_names",
            "where_features"]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from orthodiff_auto.classification.anatomy import (ANATOMY_KIND, AnatomyFeatureModel, anatomy_features,
-                                                   feature_names, fit_logistic)
+                                                   feature_families, feature_names, fit_logistic)
 from orthodiff_auto.classification.anatomy_features import left_right_axis
 from orthodiff_auto.classification.config import FUSED, ClassificationConfig
 from orthodiff_auto.classification.fold import ClassificationFold, classification_fold, view_combinations
@@ -124,8 +124,9 @@ def fit_anatomy_model(request: FoldRequest, plans: Plans, cls_config: Classifica
         cases, x = case_matrix(features, combo, fold.train)
         if len(cases) < 2:
             continue
+        families = feature_families(foreground_indices(plans), cls_config.anatomy_feature_set, len(combo))
         models[combo] = fit_logistic(x, labels_of(fold, cases), combo, strengths, seed=request.config.seed,
-                                     screen=cls_config.anatomy_screen_features)
+                                     screen=cls_config.anatomy_screen_features, families=families)
     if tuple(fold.views) not in models:
         raise UserInputError(f"fold {request.fold}: too few training cases with {'+'.join(fold.views)} for the "
                              "anatomy-feature classifier")

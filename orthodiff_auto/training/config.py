@@ -18,7 +18,7 @@ FUSION_MODES = ("gate", "stacked", "mpae", "concat", "xattn")
 MIRROR_MODES = ("left_right", "all", "none")
 
 
-ANATOMY_FEATURE_SETS = ("basic", "where")
+ANATOMY_FEATURE_SETS = ("basic", "where", "sectors")
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,15 @@ class ClassificationSettings:
     cache_gb: float = 1.0
     # anatomy features: the inverse L2 strengths C the inner cross-validation chooses from
     anatomy_strengths: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
-    # anatomy features: "basic" (per whole structure) or "where" (basic plus regions in millimetres, halves along
-    # each structure's principal axes, pose and the joint's surroundings). "where" is opt-in: on 120 reference-label
-    # cases it did not raise the pooled out-of-fold macro AUROC (0.75 vs 0.76, benchmarks.md)
-    anatomy_feature_set: str = "basic"
+    # anatomy features: "basic" (per whole structure), "where" (basic plus regions in millimetres, halves along
+    # each structure's principal axes, pose and the joint's surroundings) or "sectors" (where plus each region per
+    # tercile sector of the structure's principal frame, the sectors a family chosen per finding). With screening,
+    # "sectors" had the best pooled out-of-fold macro AUROC from reference labels at both presets measured
+    # (benchmarks.md, "The anatomy reader's ceiling")
+    anatomy_feature_set: str = "sectors"
     # anatomy features: each finding's regression reads only this many features, those of strongest univariate
-    # AUROC on the fold's training cases (0: all). Set by measurement: benchmarks.md, "The anatomy reader's ceiling"
-    anatomy_screen_features: int = 0
+    # AUROC on the fold's training cases (0: all); 20 and 40 measured alike, both well above 0 (benchmarks.md)
+    anatomy_screen_features: int = 20
     # frozen diffusion features: "attention" (the block's map, attention-pooled per finding) or "mean" (averaged)
     frozen_pooling: str = "attention"
     # noised fine-tuning: the timestep inputs are noised at, and how many fixed noises prediction averages over

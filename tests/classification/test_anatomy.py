@@ -141,6 +141,26 @@ def test_screening_finds_the_one_feature_among_hundreds_and_predicts_better_for_
                                   fit_logistic(x[train], y[train], ("sag",), [0.1]).coef)
 
 
+def test_each_finding_reads_the_family_of_columns_that_predicts_it_in_inner_cross_validation():
+    """Families (the "sectors" set: the columns without sectors, or all): a finding carried by a coarse column
+    keeps to the coarse family, where hundreds of noisy fine columns cannot crowd it out of the screen; a
+    finding only a fine column carries takes the family of every column."""
+    rng = np.random.default_rng(11)
+    n, coarse_dim, fine_dim = 400, 30, 600
+    x = rng.normal(size=(n, coarse_dim + fine_dim))
+    signal = np.stack([x[:, 3], x[:, coarse_dim + 77]], 1) + 0.8 * rng.normal(size=(n, 2))
+    y = (signal > 0).astype(int)
+    train, test = slice(0, 60), slice(60, None)
+    families = [np.arange(coarse_dim), np.arange(coarse_dim + fine_dim)]
+    model = fit_logistic(x[train], y[train], ("sag",), [0.1, 1.0], screen=5, families=families)
+    assert not model.coef[0, coarse_dim:].any() and model.coef[0, 3] != 0  # the coarse family only
+    assert model.coef[1, coarse_dim + 77] != 0  # the fine column: the family of every column
+    from sklearn.metrics import roc_auc_score
+
+    logits = model.decision(x[test])
+    assert min(roc_auc_score(y[test, f], logits[:, f]) for f in range(2)) > 0.75
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A tiny synthetic knee dataset, preprocessed, with fold 0 segmented in every view (smoke config)."""

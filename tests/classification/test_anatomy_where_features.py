@@ -103,3 +103,21 @@ def test_left_right_axis_of_each_view_in_canonical_orientation(view, expected):
     geometry = ImageGeometry(spacing=(3.0, 0.5, 0.5), origin=(0.0, 0.0, 0.0),
                              direction=tuple(direction.ravel()), shape=(20, 64, 64))
     assert left_right_axis(geometry, canonical_orientation(geometry)) == expected
+
+
+@pytest.mark.parametrize("blob_mm, tercile", [(14, 0), (25, 1), (36, 2)])
+def test_sectors_place_a_change_in_one_ninth_of_a_face(blob_mm, tercile):
+    """Feature set "sectors": a blob beside the bone's +x face at the low, middle or high third of its long axis
+    (axis 0) lands in that sector's column alone, and a mirrored joint gives the same sector columns."""
+    image, labels, sp = _joint(blob_mm=blob_mm, blob_side=+1)
+    f = where_features(image, labels, sp, VALUES, LR, sectors=True)
+    names = where_feature_names(VALUES, sectors=True)
+    assert len(f) == len(names) == len(where_feature_names(VALUES)) + 3 * 4 * 27 * 2
+    bright = {n: v for n, v in zip(names, f) if n.startswith("label1_sector") and n.endswith("_shell2_bright")}
+    assert max(bright, key=bright.get) == f"label1_sector{tercile}12_shell2_bright", bright
+    assert sum(v > 0 for v in bright.values()) == 1
+    mirrored = where_features(image[:, :, ::-1].copy(), labels[:, :, ::-1].copy(), sp, VALUES, LR, sectors=True)
+    np.testing.assert_allclose(mirrored, f, atol=1e-6)
+    # the where columns are the same with or without the sectors appended
+    np.testing.assert_array_equal(f[: len(where_feature_names(VALUES))], where_features(image, labels, sp, VALUES, LR))
+    assert len(anatomy_features(image, labels, sp, VALUES, LR, feature_set="sectors")) == len(feature_names(VALUES, "sectors"))
