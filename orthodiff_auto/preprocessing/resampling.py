@@ -207,20 +207,26 @@ def resample_argmax(scores: np.ndarray, new_shape: Sequence[int], current_spacin
         raise ValueError(f"resample_argmax handles orders 0 and 1, got {orders}")
     taps = [_taps(old, new, o) if old != new else ((np.arange(new), np.ones(new, np.float32)),)
             for old, new, o in zip(scores.shape[1:], new_shape, orders)]
-    combos = list(itertools.product(*taps))
-    labels = lowest = highest = None
-    for (iz, _), (iy, _), (ix, _) in combos:
-        tap = source[np.ix_(iz, iy, ix)]
-        if labels is None:
-            labels, lowest, highest = tap, tap.copy(), tap.copy()
-        else:
-            np.minimum(lowest, tap, out=lowest)
-            np.maximum(highest, tap, out=highest)
+    # The smallest and largest tap class of each output voxel, one axis at a time (the minimum over all tap
+    # combinations is the minimum over each axis' taps in turn), shrinking axes first; ``labels``: the class of
+    # each voxel's first tap, its label wherever the taps agree.
+    labels = lowest = highest = source
+    for axis in sorted(range(3), key=lambda a: new_shape[a] / source.shape[a]):
+        first = taps[axis][0][0]
+        labels = np.take(labels, first, axis=axis)
+        low, high = np.take(lowest, first, axis=axis), np.take(highest, first, axis=axis)
+        for idx, _ in taps[axis][1:]:
+            np.minimum(low, np.take(lowest, idx, axis=axis), out=low)
+            np.maximum(high, np.take(highest, idx, axis=axis), out=high)
+        lowest, highest = low, high
     z, y, x = np.nonzero(lowest != highest)
     if z.size:
+        flat_scores = scores.reshape(scores.shape[0], -1)
+        _, n_y, n_x = scores.shape[1:]
         total = np.zeros((scores.shape[0], z.size), dtype=np.float32)
-        for (iz, wz), (iy, wy), (ix, wx) in combos:
-            total += scores[:, iz[z], iy[y], ix[x]] * (wz[z] * wy[y] * wx[x])
+        for (iz, wz), (iy, wy), (ix, wx) in itertools.product(*taps):
+            flat = (iz[z] * n_y + iy[y]) * n_x + ix[x]  # scores[:, iz[z], iy[y], ix[x]], gathered as one index
+            total += np.take(flat_scores, flat, axis=1) * (wz[z] * wy[y] * wx[x])
         labels[z, y, x] = np.argmax(total, axis=0)
     return labels
 

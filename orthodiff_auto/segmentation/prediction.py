@@ -33,14 +33,17 @@ def predict_logits(
         out = out[0] if isinstance(out, (list, tuple)) else out
         return out.float()
 
+    # model.eval() and model.train() walk every submodule (milliseconds a case): only for a model in training mode
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         with torch.no_grad(), autocast_for(device, mixed_precision):
             logits = sliding_window_predict(predictor, image, patch_size, num_classes, overlap=overlap,
                                             batch_size=batch_size, mirror_axes=mirror_axes, device=device)
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return logits
 
 

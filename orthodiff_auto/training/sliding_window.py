@@ -193,13 +193,21 @@ def sliding_window_predict(
         logit_sum = torch.zeros((num_outputs, *shape), dtype=acc_dtype, device=device)
         weight_sum = torch.zeros(shape, dtype=acc_dtype, device=device)
         n_batches = math.ceil(len(windows) / batch_size)
+        weighted = None
         for b in tqdm(range(n_batches), disable=not progress, desc="sliding window"):
             batch_windows = windows[b * batch_size:(b + 1) * batch_size]
             batch = torch.stack([image[(slice(None), *w)] for w in batch_windows])
             expected = (len(batch_windows), num_outputs, *patch)
-            weighted = _predict_batch(predictor, batch, flips, expected, acc_dtype, max_forward_batch) * gaussian
-            for logits, w in zip(weighted, batch_windows):
-                logit_sum[(slice(None), *w)] += logits
+            logits = _predict_batch(predictor, batch, flips, expected, acc_dtype, max_forward_batch)
+            # the weighted logits into one buffer for the whole run (a new batch-sized tensor each time costs the
+            # allocator's page faults); the same products and sums as (logits * gaussian) added window by window
+            if weighted is None or weighted.shape != logits.shape:
+                weighted = torch.empty_like(logits)
+            torch.mul(logits, gaussian, out=weighted)
+            for window_weighted, w in zip(weighted, batch_windows):
+                logit_sum[(slice(None), *w)] += window_weighted
                 weight_sum[w] += gaussian
-        logit_sum /= weight_sum  # every voxel is covered by a window, and the Gaussian is floored above 0
-        return logit_sum[(slice(None), *crop)].to(output_dtype).contiguous()
+        # every voxel is covered by a window, and the Gaussian is floored above 0; the quotient is computed for the
+        # unpadded region only, straight into the (contiguous) result
+        region = (slice(None), *crop)
+        return torch.div(logit_sum[region], weight_sum[crop]).to(output_dtype).contiguous()

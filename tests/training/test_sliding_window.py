@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -169,6 +170,32 @@ def test_batch_size_does_not_change_the_result(batch_size):
     assert counted.batch_sizes == [batch_size] * full + ([rest] if rest else [])
     torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-6)
     assert not out.requires_grad
+
+
+@pytest.mark.parametrize("shape", [(10, 9, 11), (3, 9, 11)])  # the second is padded along its first axis
+def test_result_is_exactly_the_gaussian_weighted_mean_of_the_windows(shape):
+    """Bit for bit the plain computation (each window's logits times the Gaussian added to a sum, the Gaussians to a
+    weight, the sum divided by the weight, the padding cut off), with batches of 3 (the last one smaller)."""
+    image = torch.rand((2, *shape), generator=torch.Generator().manual_seed(3))
+    net, patch = _conv_predictor(2, 3, 3, seed=4), (4, 4, 4)
+    out = sliding_window_predict(net, image, patch, 3, overlap=0.5, batch_size=3)
+    padded_shape = [max(s, p) for s, p in zip(shape, patch)]
+    before = [(n - s) // 2 for n, s in zip(padded_shape, shape)]
+    padded = torch.zeros((2, *padded_shape))
+    padded[(slice(None), *(slice(b, b + s) for b, s in zip(before, shape)))] = image
+    gaussian = gaussian_importance_map(patch)
+    total, weight = torch.zeros((3, *padded_shape)), torch.zeros(padded_shape)
+    windows = [tuple(slice(c, c + p) for c, p in zip(corner, patch))
+               for corner in itertools.product(*compute_window_starts(padded_shape, patch, 0.5))]
+    with torch.no_grad():  # the network sees the same batches (a convolution's rounding may depend on the batch)
+        logits = torch.cat([net(torch.stack([padded[(slice(None), *w)] for w in windows[i:i + 3]]))
+                            for i in range(0, len(windows), 3)])
+    for window_logits, w in zip(logits, windows):
+        total[(slice(None), *w)] += window_logits * gaussian
+        weight[w] += gaussian
+    expected = (total / weight)[(slice(None), *(slice(b, b + s) for b, s in zip(before, shape)))]
+    assert out.is_contiguous() and out.shape == (3, *shape)
+    assert torch.equal(out, expected)
 
 
 def test_deep_supervision_uses_first_output():
