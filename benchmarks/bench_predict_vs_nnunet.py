@@ -29,7 +29,11 @@ What runs, in order:
    with its default 3 preprocessing and 3 export processes) from a small driver, so that both tools get
    ``--threads`` torch threads (ours through OMP_NUM_THREADS);
 5. the network floor: the forward passes (no grad) of our network that each test case needs after preprocessing,
-   windows predicted one at a time (nnU-Net) or in batches of our predictor's default size, times 8 with TTA.
+   windows predicted one at a time (nnU-Net) or in batches of our predictor's default size, times 8 with TTA;
+   measured right before and right after our run without TTA, and the mean of the two taken: the speed of this
+   machine drifts by a quarter within minutes (a forward pass of 2 windows took 0.10 to 0.16 s in one hour on the
+   2-core development VM), so a floor measured at another moment than the run says more about the drift than
+   about the per-case overhead.
 
 Per run: s/case including start-up (process wall time / cases) and in steady state (time between the first and
 the last "case done" line / (cases - 1): ours prints ``predicted <case>`` once the case's files are written (its
@@ -302,6 +306,18 @@ def network_floor(checkpoint: Path, scans, plans, view: str, threads: int, reps:
     return {"windows_per_case": windows, "forward_s": forward, "s_per_case": floor}
 
 
+def mean_floor(floors: list[dict]) -> dict:
+    """The mean of floors measured at several moments (each timing averaged; the single ones kept under
+    ``measured``)."""
+    out = json.loads(json.dumps(floors[0]))
+    out["forward_s"] = {b: statistics.mean(f["forward_s"][b] for f in floors) for b in floors[0]["forward_s"]}
+    for tool in out["s_per_case"]:
+        for key in ("no_tta", "tta"):
+            out["s_per_case"][tool][key] = statistics.mean(f["s_per_case"][tool][key] for f in floors)
+    out["measured"] = [{"forward_s": f["forward_s"], "s_per_case": f["s_per_case"]} for f in floors]
+    return out
+
+
 def median_runs(per_repeat: list[dict]) -> dict:
     """Per run name: the median over repeats of every timing; Dice and load from the first repeat (the
     predictions are the same in every repeat)."""
@@ -422,16 +438,21 @@ def main(argv=None) -> int:
             out, log = work / f"pred_{name}", work / f"pred_{name}.log"
             shutil.rmtree(out, ignore_errors=True)
             print(f"[{repeat + 1}/{args.repeats}] {name}: predicting {len(scans)} cases ...", flush=True)
+            bracket = tool == "ours" and not tta  # the floor (5.) right before and right after this run
+            floors = [network_floor(checkpoint, scans, plans, args.view, args.threads, args.floor_reps)] if (
+                bracket) else []
             load_before = load_average()
             if tool == "ours":
                 timed = predict_ours(input_ours, out, work / "model_ours", args.fold, tta, args.threads, log)
             else:
                 timed = predict_nnunet(str(bin_dir / "python"), driver, input_nnunet, out, work / "model_nnunet",
                                        args.fold, tta, args.threads, setup["env"], log)
+            runs[name] = {**per_case_seconds(timed, len(scans)), "load": f"{load_before} -> {load_average()}"}
+            if bracket:
+                floors.append(network_floor(checkpoint, scans, plans, args.view, args.threads, args.floor_reps))
+                floor = mean_floor(floors)
             predicted[name] = predictions(tool, out, scans, args.view)
-            runs[name] = {**per_case_seconds(timed, len(scans)), "load": f"{load_before} -> {load_average()}",
-                          **dice_summary(predicted[name], references, labels)}
-        floor = network_floor(checkpoint, scans, plans, args.view, args.threads, args.floor_reps)
+            runs[name].update(dice_summary(predicted[name], references, labels))
         repeats.append({"runs": runs, "floor": floor})
         if args.json:  # what has been measured so far, should a long run be stopped
             args.json.write_text(json.dumps({**results, "repeats": repeats}, indent=1))
