@@ -66,9 +66,9 @@ def feature_names(label_values: Sequence[int], feature_set: str = "basic") -> li
 
 def feature_families(label_values: Sequence[int], feature_set: str, n_views: int) -> list[np.ndarray] | None:
     """What ``fit_logistic`` chooses among per finding for the features of ``n_views`` views concatenated: for
-    the "sectors" set, the columns without the sectors or every column (measured: the sectors find the
-    collateral tears, and crowd the few position columns of a displaced bone out of the screen: benchmarks.md);
-    otherwise None (every column)."""
+    the "sectors" set, the columns without the sectors or every column (the sectors find the collateral tears,
+    benchmarks.md; in development runs they also crowded the few position columns of a displaced bone out of
+    the screen); otherwise None (every column)."""
     if feature_set != "sectors":
         return None
     names = feature_names(label_values, feature_set) * n_views
