@@ -230,8 +230,7 @@ class CasePipeline:
 
     def _write_qc(self, prediction: CasePrediction, loaded: dict[str, tuple]) -> None:
         predictor = self.predictor
-        classifier = predictor.classifiers.get(prediction.classifier or "")
         labels = next(iter(predictor.segmenters.values())).plans.labels if predictor.segmenters else {}
         write_qc_png(self.output_dir / QC_FOLDER / f"{prediction.case_id}.png", prediction.case_id, loaded,
                      prediction.segmentations, labels, prediction.findings,
-                     classifier.thresholds_table() if classifier is not None else {}, prediction.findings_note)
+                     prediction.thresholds, prediction.findings_note)

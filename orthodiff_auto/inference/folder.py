@@ -114,8 +114,8 @@ def findings_run_id(predictor: Predictor, clinical: dict[str, dict[str, str]] | 
     reads any). Parts live under ``.findings/<run id>/``, so a rerun with the same model resumes from them, and
     parts of another model, other folds or other clinical values are never merged."""
     root = predictor.model_dir
-    checkpoints = sorted({c for choice in predictor.description.classifiers_by_views().values()
-                          for c in choice.checkpoints})
+    choices = [*predictor.description.classifiers_by_views().values(), *predictor.description.readers.values()]
+    checkpoints = sorted({c for choice in choices for c in choice.checkpoints})
     stamp = {
         "model": (root / "model.json").read_text(),
         "folds": predictor.folds,
@@ -213,9 +213,8 @@ def _predict_cases(inputs: tuple[dict[str, list[InputScan]], dict[str, str]], ou
         record_prediction_run(output_dir, predictor, digest)
         log(what_the_model_predicts(predictor))
     run_id = findings_run_id(predictor, clinical) if predictor.classifiers else None
-    if run_id is not None and ctx.is_main:  # the thresholds behind the all-view classifier's calls, for `evaluate`
-        default = predictor.classifier or next(iter(predictor.classifiers.values()))
-        write_json_atomic(output_dir / "thresholds.json", default.thresholds_table())
+    if run_id is not None and ctx.is_main:  # the thresholds behind the calls of a case with every view, for `evaluate`
+        write_json_atomic(output_dir / "thresholds.json", predictor.thresholds_for(model_views(predictor)))
     case_ids = sorted(c for c in cases if c not in problems)
     pipeline = CasePipeline(output_dir, predictor, cases, outputs, clinical, run_id, log)
     pipeline.report.failed.update(problems)

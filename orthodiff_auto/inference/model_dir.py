@@ -6,7 +6,13 @@ Layout (written by ``find_best_configuration``)::
     plans.json                       the plans the models were trained under
     seg/<view>/fold_<k>.pt           segmentation checkpoints of the chosen configuration per view
     seg/<view>/fold_<k>_best.pt      the same folds' best-validation checkpoints, where training wrote one
-    cls/<name>/fold_<k>.pt           classification checkpoints (name: a view or "fused")
+    cls/<name>/<variant>/fold_<k>.pt classification checkpoints (name: a view or "fused") of every classifier
+                                     chosen for a combination of views or for a finding
+
+Per finding (format 3): ``findings_by_views`` names, for each combination of views, the classifier that reads
+each finding (the combination's macro winner unless another reader clearly beats it on that finding, with the
+pooled out-of-fold figures behind the choice), and ``readers`` holds those classifiers' checkpoints. A folder of
+format 2 has neither: every finding comes from the combination's classifier, as before.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import Any
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.utils.atomic import write_json_atomic
 
-MODEL_FORMAT = "orthodiff_auto.model/2"  # 2: a classifier per combination of views
+MODEL_FORMAT = "orthodiff_auto.model/3"  # 2: a classifier per combination of views; 3: and a reader per finding
+READABLE_FORMATS = ("orthodiff_auto.model/2", MODEL_FORMAT)
 
 
 def best_checkpoint_path(final: Path) -> Path:
@@ -58,6 +65,10 @@ class ModelDescription:
     candidates: dict[str, Any] = field(default_factory=dict)  # every configuration compared, with CV numbers
     # the choice for each combination of views a case can arrive with ("sag+cor": plans' view order)
     classification_by_views: dict[str, TaskChoice] = field(default_factory=dict)
+    # per combination of views: {finding: {"reader": label, "auroc", "ci", "n_cases", "default", "compared", ...}}
+    findings_by_views: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # every classifier some finding is read by (label "name/variant" -> its checkpoints and CV numbers)
+    readers: dict[str, TaskChoice] = field(default_factory=dict)
 
     def classifiers_by_views(self) -> dict[str, TaskChoice]:
         """Every view combination's classifier (the all-view choice alone for a model without the table)."""
@@ -68,6 +79,11 @@ class ModelDescription:
         views = self.classification.cv.get("views") or [self.classification.name]
         return {"+".join(views): self.classification}
 
+    def finding_readers(self, key: str) -> dict[str, str]:
+        """{finding: classifier label} for cases arriving with the views ``key`` ("sag+cor"); empty for a model
+        without the per-finding table (every finding from ``classifiers_by_views()[key]``)."""
+        return {f: str(row["reader"]) for f, row in self.findings_by_views.get(key, {}).items()}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": MODEL_FORMAT,
@@ -75,6 +91,8 @@ class ModelDescription:
             "segmentation": {k: v.to_dict() for k, v in self.segmentation.items()},
             "classification": self.classification.to_dict() if self.classification else None,
             "classification_by_views": {k: v.to_dict() for k, v in self.classification_by_views.items()},
+            "findings_by_views": self.findings_by_views,
+            "readers": {k: v.to_dict() for k, v in self.readers.items()},
             "candidates": self.candidates,
         }
 
@@ -88,15 +106,23 @@ class ModelDescription:
             raise UserInputError(f"{path}: not a model folder (run `orthodiff find_best_configuration`)")
         try:
             d = json.loads(path.read_text())
-            if d.get("format") != MODEL_FORMAT:
-                raise ValueError(f"format {d.get('format')!r}, expected {MODEL_FORMAT!r}")
-            return cls(
+            if d.get("format") not in READABLE_FORMATS:
+                raise ValueError(f"format {d.get('format')!r}, expected one of "
+                                 f"{', '.join(map(repr, READABLE_FORMATS))}")
+            description = cls(
                 dataset=d["dataset"],
                 segmentation={k: TaskChoice.from_dict(v) for k, v in d["segmentation"].items()},
                 classification=TaskChoice.from_dict(d["classification"]) if d.get("classification") else None,
                 candidates=d.get("candidates", {}),
                 classification_by_views={k: TaskChoice.from_dict(v)
                                          for k, v in d.get("classification_by_views", {}).items()},
+                findings_by_views={k: dict(v) for k, v in d.get("findings_by_views", {}).items()},
+                readers={k: TaskChoice.from_dict(v) for k, v in d.get("readers", {}).items()},
             )
+            named = {key: description.finding_readers(key) for key in description.findings_by_views}
+            missing = sorted({r for table in named.values() for r in table.values()} - set(description.readers))
+            if missing:
+                raise ValueError(f"findings_by_views names {missing[0]!r}, which readers lacks")
+            return description
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise UserInputError(f"{path}: invalid model description ({e})") from None

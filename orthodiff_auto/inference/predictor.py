@@ -118,7 +118,9 @@ class CasePrediction:
     segmentations: dict[str, np.ndarray] = field(default_factory=dict)  # view -> label map (original geometry)
     findings: dict[str, dict[str, float]] = field(default_factory=dict)  # finding -> probability, call, spread
     findings_note: str | None = None  # why ``findings`` is empty when a classifier exists
-    classifier: str | None = None  # the classification configuration that produced ``findings``
+    classifier: str | None = None  # the classification configuration(s) that produced ``findings``
+    readers: dict[str, str] = field(default_factory=dict)  # finding -> the classifier that read it
+    thresholds: dict[str, float] = field(default_factory=dict)  # finding -> the threshold behind its call
     # view -> class probabilities (C, *input array shape) in the input's geometry, when asked for
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -150,16 +152,25 @@ class Predictor:
             if checkpoint == "best":
                 paths = [self._best(p) for p in paths]
             self.segmenters[view] = SegmentationEnsemble.load(view, paths, self.device, speed)
-        # one findings ensemble per classification configuration, and which one serves each combination of views
+        # one findings ensemble per classification configuration, which one serves each combination of views, and
+        # (model folders of format 3) which one reads each finding for that combination
         self.classifiers: dict[str, FindingsEnsemble] = {}
         self.classifier_by_views: dict[frozenset, str] = {}
+        self.finding_readers_by_views: dict[frozenset, dict[str, str]] = {}
         for key, choice in self.description.classifiers_by_views().items():
-            name = choice.label
-            if name not in self.classifiers:
-                self.classifiers[name] = FindingsEnsemble.load(self._select(choice.checkpoints), self.device)
-            self.classifier_by_views[frozenset(key.split("+"))] = name
+            self._load_classifier(choice)
+            self.classifier_by_views[frozenset(key.split("+"))] = choice.label
+            readers = self.description.finding_readers(key)
+            for label in sorted(set(readers.values())):
+                self._load_classifier(self.description.readers[label])
+            if readers:
+                self.finding_readers_by_views[frozenset(key.split("+"))] = readers
         self.classifier = self.classifiers.get(self.description.classification.label) if (
             self.description.classification is not None) else None
+
+    def _load_classifier(self, choice) -> None:
+        if choice.label not in self.classifiers:
+            self.classifiers[choice.label] = FindingsEnsemble.load(self._select(choice.checkpoints), self.device)
 
     def _select(self, checkpoints: Sequence[str]) -> list[Path]:
         paths = [self.model_dir / c for c in checkpoints]
@@ -194,12 +205,32 @@ class Predictor:
     def classifier_for(self, views) -> str | None:
         """The configuration model selection chose for a case with these views (the best one reading the
         largest subset of them that has a classifier); None when none reads any of them."""
+        key = self._views_key(views)
+        return None if key is None else self.classifier_by_views[key]
+
+    def _views_key(self, views) -> frozenset | None:
+        """The largest combination of views with a classifier that the case's views cover."""
         have = frozenset(views)
         for size in range(len(have), 0, -1):
-            for key, name in sorted(self.classifier_by_views.items(), key=lambda kv: sorted(kv[0])):
+            for key in sorted(self.classifier_by_views, key=sorted):
                 if len(key) == size and key <= have:
-                    return name
+                    return key
         return None
+
+    def readers_for(self, views) -> dict[str, str]:
+        """{finding: classifier} that reads each finding of a case with these views: the per-finding choice of
+        model selection for the combination ``classifier_for`` picks, the combination's classifier for every
+        finding of a model folder without one; empty when no classifier reads any of the views."""
+        key = self._views_key(views)
+        if key is None:
+            return {}
+        name = self.classifier_by_views[key]
+        chosen = self.finding_readers_by_views.get(key, {})
+        return {f: chosen.get(f, name) for f in self.classifiers[name].findings}
+
+    def thresholds_for(self, views) -> dict[str, float]:
+        """{finding: threshold} behind the calls of a case with these views (each from its reader's folds)."""
+        return {f: self.classifiers[name].thresholds[f] for f, name in self.readers_for(views).items()}
 
     def clinical_declaration(self) -> list:
         """The clinical variables (``data.clinical.ClinicalVariable``) any chosen classifier reads."""
@@ -245,13 +276,26 @@ class Predictor:
                 result.findings_note = (f"no findings: the classifiers read {' or '.join(known)}, the case has "
                                         f"{', '.join(sorted(scans))}")
             else:
-                classifier = self.classifiers[name]
-                usable = {v: (s if self._same_grid(classifier, v) else
-                              PreparedScan.from_scan(*scans[v], classifier.plans.view(v)))
-                          for v, s in prepared.items() if v in classifier.views}
-                result.findings = classifier.predict_prepared(usable, clinical)
-                result.classifier = name
+                result.readers = self.readers_for(prepared)
+                read = {}  # each classifier runs once, however many findings it reads
+                for finding, reader in result.readers.items():
+                    if reader not in read:
+                        read[reader] = self._read_findings(self.classifiers[reader], prepared, scans, clinical)
+                    result.findings[finding] = read[reader][finding]
+                    result.thresholds[finding] = self.classifiers[reader].thresholds[finding]
+                others = [f"{f} from {r}" for f, r in result.readers.items() if r != name]
+                result.classifier = name + (f" ({', '.join(others)})" if others else "")
         return result
+
+    def _read_findings(self, classifier: FindingsEnsemble, prepared: Mapping[str, PreparedScan],
+                       scans: Mapping[str, tuple[np.ndarray, ImageGeometry]],
+                       clinical: Mapping[str, object] | None) -> dict[str, dict[str, float]]:
+        """One classifier's findings of a case, from the views it reads (preprocessed again where its plan
+        differs from the segmenter's)."""
+        usable = {v: (s if self._same_grid(classifier, v) else
+                      PreparedScan.from_scan(*scans[v], classifier.plans.view(v)))
+                  for v, s in prepared.items() if v in classifier.views}
+        return classifier.predict_prepared(usable, clinical)
 
     def _classification_plans(self) -> Plans | None:
         first = next(iter(self.classifiers.values()), None)
@@ -297,7 +341,7 @@ class Predictor:
         if unknown:
             raise UserInputError(f"view {unknown[0]!r}: this model reads {', '.join(self.views)}")
         case = self.predict_case(case_id, loaded, clinical=clinical, probabilities=probabilities)
-        thresholds = self.classifiers[case.classifier].thresholds_table() if case.classifier else {}
+        thresholds = case.thresholds
         labels = next(iter(self.segmenters.values())).plans.labels if self.segmenters else {}
         names = {int(value): name for name, value in labels.items()}
         return Prediction(

@@ -33,7 +33,13 @@ from orthodiff_auto.classification.metrics_io import (
 )
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice, best_checkpoint_path
-from orthodiff_auto.training.classification_metrics import auroc_scores, macro_auroc_ci
+from orthodiff_auto.training.classification_metrics import (
+    auroc,
+    auroc_bootstrap,
+    auroc_scores,
+    macro_auroc_ci,
+    percentile_ci,
+)
 from orthodiff_auto.utils.atomic import atomic_path
 
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
@@ -197,10 +203,79 @@ def choose_per_view_combination(candidates: dict[str, dict[str, Any]], views: Se
             out["+".join(subset)] = {"label": best, "macro_auroc": scores[best]["macro_auroc"], "ci": [low, high],
                                      "n_cases": len(rows),
                                      "compared": {k: v["macro_auroc"] for k, v in scores.items()}}
+            same = {label: ([readings[label][0][i] for i in s["rows"]], readings[label][1][s["rows"]],
+                            readings[label][2][s["rows"]]) for label, s in scores.items()}
             if fold_of:
-                same = {label: ([readings[label][0][i] for i in s["rows"]], readings[label][1][s["rows"]],
-                                readings[label][2][s["rows"]]) for label, s in scores.items()}
                 out["+".join(subset)].update(nested_selection(same, fold_of, findings))
+            out["+".join(subset)]["per_finding"] = choose_per_finding(same, best, findings, fold_of)
+    return out
+
+
+def _aligned(scored: dict[str, tuple[list[str], np.ndarray, np.ndarray]]):
+    """(case ids sorted, {label: probabilities}, labels) of readings of the same cases, rows in one order (a paired
+    bootstrap needs the same case in the same row of every reader)."""
+    ids = sorted(next(iter(scored.values()))[0])
+    probs, labels = {}, None
+    for label, (c, p, y) in scored.items():
+        row = {case: i for i, case in enumerate(c)}
+        idx = [row[case] for case in ids]
+        probs[label] = p[idx]
+        labels = y[idx] if labels is None else labels
+    return ids, probs, labels
+
+
+def finding_reader(probs: dict[str, np.ndarray], y: np.ndarray, default: str, n_resamples: int = 1000,
+                   seed: int = 0) -> dict[str, Any]:
+    """The reader of one finding among ``probs`` (label -> the finding's pooled out-of-fold probabilities of the
+    same cases, same order; ``y``: their labels), by the rule below, with its figures.
+
+    Rule: the macro winner (``default``) reads the finding unless the reader with the highest pooled AUROC on
+    it beats the default by more than resampling noise: the paired bootstrap of the AUROC difference (the same
+    case resamples for both) has its 95% interval above zero. Choosing the best of several readers per finding
+    picks up noise (the maximum of K noisy AUROCs is optimistic); the paired interval keeps the default unless
+    the gain is clear. Returns ``{"reader", "auroc", "ci", "n_cases", "default", "compared": {label: AUROC}}``,
+    plus ``"challenger"`` and ``"gain_ci"`` when another reader had the higher AUROC."""
+    aurocs = {label: auroc(y, p) for label, p in probs.items()}
+    challenger = _best({label: {"auroc": a} for label, a in aurocs.items()}, "auroc")
+    record: dict[str, Any] = {"default": default}
+    chosen = default
+    if challenger is not None and challenger != default and not aurocs[challenger] <= aurocs[default]:
+        gain = (auroc_bootstrap(y, probs[challenger], n_resamples, seed)
+                - auroc_bootstrap(y, probs[default], n_resamples, seed))
+        low, high = percentile_ci(gain)
+        record.update(challenger=challenger, gain_ci=[low, high])
+        if low > 0:
+            chosen = challenger
+    record.update(reader=chosen, auroc=aurocs[chosen],
+                  ci=list(percentile_ci(auroc_bootstrap(y, probs[chosen], n_resamples, seed))) if len(y) else
+                  [float("nan")] * 2, n_cases=int(len(y)), compared=aurocs)
+    return record
+
+
+def choose_per_finding(scored: dict[str, tuple[list[str], np.ndarray, np.ndarray]], default: str,
+                       findings: Sequence[str], fold_of: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """{finding: ``finding_reader``'s record} for readings of the same cases (label -> (case ids, probabilities,
+    labels)), ``default`` being the macro winner. With ``fold_of`` (case -> fold) each record also has
+    ``nested_auroc`` and ``chosen_per_fold``: for every fold, the macro winner over the other folds' cases and
+    then this rule on those cases choose the reader that predicts the fold's cases; the AUROC of those pooled
+    predictions estimates choosing per finding without any fold's labels in its own choice."""
+    ids, probs, y = _aligned(scored)
+    out = {f: finding_reader({label: p[:, i] for label, p in probs.items()}, y[:, i], default)
+           for i, f in enumerate(findings)}
+    if not fold_of:
+        return out
+    macro_per_fold = nested_selection(scored, fold_of, findings)["chosen_per_fold"]
+    fold = np.array([fold_of.get(c, "") for c in ids])
+    for i, f in enumerate(findings):
+        nested = np.zeros(len(ids))
+        chosen = {}
+        for k, macro in macro_per_fold.items():
+            held, rest = fold == k, (fold != k) & (fold != "")
+            chosen[k] = finding_reader({label: p[rest, i] for label, p in probs.items()}, y[rest, i],
+                                       macro)["reader"]
+            nested[held] = probs[chosen[k]][held, i]
+        kept = np.isin(fold, list(macro_per_fold))
+        out[f].update(nested_auroc=auroc(y[kept, i], nested[kept]), chosen_per_fold=chosen)
     return out
 
 
@@ -248,25 +323,38 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
     splits_path = preprocessed_dir / "splits.json"
     fold_of = {c: str(k) for k, split in enumerate(json.loads(splits_path.read_text())) for c in split["val"]} \
         if splits_path.is_file() else None
-    for key, choice in choose_per_view_combination(cls, plan_views, findings, fold_of).items():
-        label = choice["label"]
+    def choice_of(label: str, selection: dict[str, Any] | None = None) -> TaskChoice:
         name, variant = label.split("/", 1)
         if label not in copied:
             copied[label] = tuple(_copy_folds(flat[label]["fold_dirs"], staging, f"cls/{name}/{variant}"))
         cv = {k: v for k, v in flat[label].items() if k != "fold_dirs"}
-        cv.update(selection={k: v for k, v in choice.items() if k != "label"})
-        by_views[key] = TaskChoice(name, variant, copied[label], cv)
+        if selection is not None:
+            cv.update(selection=selection)
+        return TaskChoice(name, variant, copied[label], cv)
+
+    findings_by_views: dict[str, dict[str, dict[str, Any]]] = {}
+    readers: dict[str, TaskChoice] = {}
+    for key, choice in choose_per_view_combination(cls, plan_views, findings, fold_of).items():
+        label = choice["label"]
+        per_finding = choice["per_finding"]
+        by_views[key] = choice_of(label, {k: v for k, v in choice.items() if k not in ("label", "per_finding")})
+        findings_by_views[key] = per_finding
+        for row in per_finding.values():
+            readers.setdefault(row["reader"], choice_of(row["reader"]))
         low, high = choice["ci"]
         nested = f"; choosing inside each fold: {choice['nested_macro_auroc']:.3f}" if "nested_macro_auroc" in choice \
             else ""
         log(f"classification for cases with {key}: {label} (pooled CV macro AUROC {choice['macro_auroc']:.3f}, "
             f"95% CI {low:.2f}-{high:.2f}, {choice['n_cases']} cases{nested}; "
             + ", ".join(f"{k} {v:.3f}" for k, v in choice["compared"].items()) + ")")
+        for finding, row in per_finding.items():
+            log("  " + _finding_line(finding, row))
     if by_views:
         cls_choice = by_views.get("+".join(plan_views)) or next(iter(by_views.values()))
     strip = lambda d: {k: {vk: vv for vk, vv in v.items() if vk != "fold_dirs"} for k, v in d.items()}  # noqa: E731
     description = ModelDescription(
         dataset=dataset, segmentation=seg_choice, classification=cls_choice, classification_by_views=by_views,
+        findings_by_views=findings_by_views, readers=readers,
         candidates={"folds": list(folds), "segmentation": {v: strip(d) for v, d in seg.items()},
                     "classification": {n: strip(d) for n, d in cls.items()}},
     )
@@ -281,6 +369,22 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
     else:
         staging.rename(model_dir)
     return description
+
+
+def _finding_line(finding: str, row: dict[str, Any]) -> str:
+    """One finding's choice for the log: its reader, pooled AUROC with CI, and why (kept or replaced default)."""
+    low, high = row["ci"]
+    line = f"{finding}: {row['reader']} (pooled CV AUROC {row['auroc']:.3f}, 95% CI {low:.2f}-{high:.2f}"
+    if "nested_auroc" in row:
+        line += f"; choosing inside each fold: {row['nested_auroc']:.3f}"
+    line += ")"
+    if "challenger" in row:
+        gain_low, gain_high = row["gain_ci"]
+        other = row["challenger"] if row["reader"] == row["default"] else row["default"]
+        verb = "replaces" if row["reader"] != row["default"] else "kept over"
+        line += (f"; {verb} {other} ({row['compared'][other]:.3f}): paired 95% CI of the gain "
+                 f"{gain_low:+.2f} to {gain_high:+.2f}")
+    return line
 
 
 def _copy_folds(fold_dirs: Sequence[str], staging: Path, sub: str, with_best: bool = False) -> list[str]:

@@ -257,6 +257,20 @@ def macro_auroc_bootstrap(y_true, y_score, n_resamples: int = 1000, seed: int = 
     return _nanmean(auc, axis=1)
 
 
+def auroc_bootstrap(y_true, y_score, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """One finding's AUROC on each of ``n_resamples`` case resamples (NaN where a resample has one class). As in
+    ``macro_auroc_bootstrap``, the resamples depend only on the number of cases and the seed: two readers' scores
+    of the same cases (same order) give a paired bootstrap of their difference."""
+    y, s = _labels_1d(y_true, y_score)
+    return _bootstrap_ranking(y[:, None], s[:, None], n_resamples, seed)[0][:, 0]
+
+
+def percentile_ci(samples) -> tuple[float, float]:
+    """Percentile 95% interval (2.5th, 97.5th) of bootstrap samples, NaN ones left out (NaN when all are)."""
+    low, high = _percentile_ci(np.asarray(samples, dtype=float).reshape(-1, 1))
+    return float(low[0]), float(high[0])
+
+
 def _percentile_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2.5th and 97.5th percentiles per column over non-NaN resamples (one-class resamples are NaN)."""
     low = np.full(samples.shape[1], np.nan)

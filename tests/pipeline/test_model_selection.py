@@ -102,3 +102,43 @@ def test_the_nested_estimate_chooses_each_fold_without_its_labels(tmp_path):
     assert nested_selection(flipped, fold_of, FINDINGS)["chosen_per_fold"]["4"] == "sag/a"
     # without splits, nothing nested is recorded
     assert "nested_macro_auroc" not in choose_per_view_combination(candidates, ["sag"], FINDINGS)["sag"]
+
+
+def test_a_reader_replaces_the_macro_winner_on_a_finding_only_when_clearly_better():
+    """The rule: the finding's best pooled AUROC replaces the macro winner only when the paired bootstrap interval
+    of its gain lies above zero; a challenger ahead by noise alone is recorded and not chosen."""
+    from orthodiff_auto.pipeline.model_selection import finding_reader
+    from orthodiff_auto.training.classification_metrics import auroc
+    rng = np.random.default_rng(1)
+    y = LABELS[:, 0]
+    default = np.clip(0.3 * y + 0.7 * rng.random(len(y)), 0, 1)
+    # another reader of the same quality whose pooled AUROC is ahead by a little, by chance
+    noisy = next(p for p in (np.clip(0.3 * y + 0.7 * rng.random(len(y)), 0, 1) for _ in range(200))
+                 if 0 < auroc(y, p) - auroc(y, default) < 0.08)
+    kept = finding_reader({"A": default, "B": noisy}, y, "A")
+    assert kept["reader"] == "A" and kept["challenger"] == "B" and kept["gain_ci"][0] <= 0 < kept["gain_ci"][1]
+    assert kept["auroc"] == pytest.approx(auroc(y, default)) and kept["compared"]["B"] > kept["compared"]["A"]
+    clear = np.clip(0.9 * y + 0.1 * rng.random(len(y)), 0, 1)
+    replaced = finding_reader({"A": default, "B": noisy, "C": clear}, y, "A")
+    assert replaced["reader"] == "C" and replaced["default"] == "A" and replaced["gain_ci"][0] > 0
+    assert replaced["ci"][0] <= replaced["auroc"] <= replaced["ci"][1]
+    # a tie, or the macro winner best on the finding: no challenger
+    assert "challenger" not in finding_reader({"A": default, "B": default.copy()}, y, "A")
+    assert finding_reader({"A": clear, "B": default}, y, "A")["reader"] == "A"
+
+
+def test_each_finding_gets_its_reader_in_every_view_combination(tmp_path):
+    """A wins the macro AUROC (finding a perfectly, b by chance); B reads b far better: b's reader is B, a's is A,
+    for each combination of views that both read, with the nested per-finding estimate beside it."""
+    a = np.stack([LABELS[:, 0] * 0.8 + 0.1, np.full(len(CASES), 0.5)], axis=1)
+    b = np.stack([0.9 - 0.8 * LABELS[:, 0], LABELS[:, 1] * 0.8 + 0.1], axis=1)
+    candidates = {"sag": {"A": run(tmp_path, "sag", "A", ["sag"], a), "B": run(tmp_path, "sag", "B", ["sag"], b)}}
+    fold_of = {c: str(i % 5) for i, c in enumerate(CASES)}
+    chosen = choose_per_view_combination(candidates, ["sag", "cor"], FINDINGS, fold_of)
+    for key in ("sag+cor", "sag"):
+        assert chosen[key]["label"] == "sag/A"
+        per_finding = chosen[key]["per_finding"]
+        assert per_finding["a"]["reader"] == "sag/A" and per_finding["b"]["reader"] == "sag/B"
+        assert per_finding["b"]["compared"] == pytest.approx({"sag/A": 0.5, "sag/B": 1.0})
+        assert per_finding["b"]["nested_auroc"] == pytest.approx(1.0)
+        assert set(per_finding["b"]["chosen_per_fold"]) == set(fold_of.values())
