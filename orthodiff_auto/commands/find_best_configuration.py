@@ -15,7 +15,9 @@ def register(subparsers) -> None:
         help="choose per task from the cross-validation results and write the model folder",
         description="Aggregate the folds' validation results; choose per segmentation view between from-scratch "
         "and pretrained (mean Dice), and for the findings between single views and fusion modes (pooled CV "
-        "macro AUROC); copy the chosen fold checkpoints, plans and thresholds into MODEL_DIR.",
+        "macro AUROC), then per finding the reader whose pooled CV AUROC on it clearly beats that winner (paired "
+        "bootstrap 95% CI of the gain above zero); copy the chosen fold checkpoints, plans and thresholds into "
+        "MODEL_DIR.",
         epilog=example("orthodiff find_best_configuration preprocessed --out model"),
     )
     p.add_argument("preprocessed_dir", type=Path, help="preprocessed folder the folds were trained on")

@@ -355,5 +355,10 @@ def cv_report(description) -> str:
         low, high = sel.get("ci", [float("nan")] * 2)
         lines.append(f"   cases with {key:<12} -> {choice.label:<28} macro AUROC {sel.get('macro_auroc', float('nan')):.3f} "
                      f"(95% CI {low:.2f}-{high:.2f}, {sel.get('n_cases', 0)} validation cases)")
+        for finding, row in description.findings_by_views.get(key, {}).items():
+            if row["reader"] != choice.label:  # a finding another reader reads clearly better
+                low, high = row["ci"]
+                lines.append(f"     {finding} from {row['reader']}: AUROC {row['auroc']:.3f} "
+                             f"(95% CI {low:.2f}-{high:.2f}; {choice.label} {row['compared'][choice.label]:.3f})")
     return "\n".join(lines)
 

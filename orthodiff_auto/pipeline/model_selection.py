@@ -14,6 +14,15 @@ The winner's pooled score is optimistic: it won on the very predictions it is sc
 best pooled macro AUROC over the *other* folds' cases is chosen (``chosen_per_fold``) and its predictions of that
 fold's cases are kept; the macro AUROC of those pooled predictions is an honest estimate of choosing among the
 configurations (single views and every fusion mode) this way, since no fold's labels take part in its own choice.
+
+Per finding (``choose_per_finding``), the readers differ: the anatomy reader may detect effusion and an image
+reader another finding. For each combination of views and each finding, among the same competitors on the same
+cases, the one with the highest pooled out-of-fold AUROC on that finding reads it when it beats the macro
+winner by more than resampling noise: the paired bootstrap (1000 case resamples, the same for both) of its AUROC
+minus the macro winner's has its 95% interval above zero. Otherwise the macro winner reads it. Its pooled AUROC
+and 95% bootstrap interval, every competitor's AUROC and (with the splits) a nested estimate of choosing per
+finding are recorded beside it (model.json's ``findings_by_views``; the chosen readers' checkpoints under
+``readers``).
 """
 
 from __future__ import annotations
@@ -178,9 +187,10 @@ def nested_selection(scored: dict[str, tuple[list[str], np.ndarray, np.ndarray]]
 
 def choose_per_view_combination(candidates: dict[str, dict[str, Any]], views: Sequence[str],
                                 findings: Sequence[str], fold_of: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """{"sag+cor": {"label", "macro_auroc", "ci", "n_cases", "compared"}} for every non-empty subset of
-    ``views``: the configuration with the best pooled macro AUROC on the validation cases every competitor
-    predicted (cases that have those views); with ``fold_of`` (case -> fold) also ``nested_macro_auroc`` and
+    """{"sag+cor": {"label", "macro_auroc", "ci", "n_cases", "compared", "per_finding"}} for every non-empty
+    subset of ``views``: the configuration with the best pooled macro AUROC on the validation cases every
+    competitor predicted (cases that have those views), and each finding's reader among the same competitors on
+    the same cases (``choose_per_finding``); with ``fold_of`` (case -> fold) also ``nested_macro_auroc`` and
     ``chosen_per_fold`` (``nested_selection``)."""
     flat = {f"{name}/{variant}": c for name, vs in candidates.items() for variant, c in vs.items()}
     out: dict[str, dict[str, Any]] = {}
@@ -207,7 +217,22 @@ def choose_per_view_combination(candidates: dict[str, dict[str, Any]], views: Se
                             readings[label][2][s["rows"]]) for label, s in scores.items()}
             if fold_of:
                 out["+".join(subset)].update(nested_selection(same, fold_of, findings))
-            out["+".join(subset)]["per_finding"] = choose_per_finding(same, best, findings, fold_of)
+            record = out["+".join(subset)]
+            per_finding = choose_per_finding(same, best, findings, fold_of, record.get("chosen_per_fold"))
+            record.update(per_finding=per_finding, **_combined(per_finding))
+    return out
+
+
+def _combined(per_finding: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The macro AUROC of each finding read by its chosen reader (``combined_macro_auroc``) and of the nested
+    per-finding choice (``combined_nested_macro_auroc``, with the splits): the mean over the findings where the
+    AUROC is defined."""
+    def mean(key):
+        values = [row[key] for row in per_finding.values() if row[key] == row[key]]
+        return float(np.mean(values)) if values else float("nan")
+    out = {"combined_macro_auroc": mean("auroc")}
+    if per_finding and all("nested_auroc" in row for row in per_finding.values()):
+        out["combined_nested_macro_auroc"] = mean("nested_auroc")
     return out
 
 
@@ -253,18 +278,21 @@ def finding_reader(probs: dict[str, np.ndarray], y: np.ndarray, default: str, n_
 
 
 def choose_per_finding(scored: dict[str, tuple[list[str], np.ndarray, np.ndarray]], default: str,
-                       findings: Sequence[str], fold_of: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+                       findings: Sequence[str], fold_of: dict[str, str] | None = None,
+                       macro_per_fold: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """{finding: ``finding_reader``'s record} for readings of the same cases (label -> (case ids, probabilities,
     labels)), ``default`` being the macro winner. With ``fold_of`` (case -> fold) each record also has
     ``nested_auroc`` and ``chosen_per_fold``: for every fold, the macro winner over the other folds' cases and
     then this rule on those cases choose the reader that predicts the fold's cases; the AUROC of those pooled
-    predictions estimates choosing per finding without any fold's labels in its own choice."""
+    predictions estimates choosing per finding without any fold's labels in its own choice. ``macro_per_fold``:
+    those macro winners when ``nested_selection`` has chosen them already."""
     ids, probs, y = _aligned(scored)
     out = {f: finding_reader({label: p[:, i] for label, p in probs.items()}, y[:, i], default)
            for i, f in enumerate(findings)}
     if not fold_of:
         return out
-    macro_per_fold = nested_selection(scored, fold_of, findings)["chosen_per_fold"]
+    if macro_per_fold is None:
+        macro_per_fold = nested_selection(scored, fold_of, findings)["chosen_per_fold"]
     fold = np.array([fold_of.get(c, "") for c in ids])
     for i, f in enumerate(findings):
         nested = np.zeros(len(ids))
@@ -347,6 +375,10 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
         log(f"classification for cases with {key}: {label} (pooled CV macro AUROC {choice['macro_auroc']:.3f}, "
             f"95% CI {low:.2f}-{high:.2f}, {choice['n_cases']} cases{nested}; "
             + ", ".join(f"{k} {v:.3f}" for k, v in choice["compared"].items()) + ")")
+        if any(row["reader"] != label for row in per_finding.values()):
+            nested = f" (choosing inside each fold: {choice['combined_nested_macro_auroc']:.3f})" if (
+                "combined_nested_macro_auroc" in choice) else ""
+            log(f"  each finding from its reader below: macro AUROC {choice['combined_macro_auroc']:.3f}{nested}")
         for finding, row in per_finding.items():
             log("  " + _finding_line(finding, row))
     if by_views:

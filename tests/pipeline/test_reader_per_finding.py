@@ -26,6 +26,7 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.inference.folder import predict_folder
 from orthodiff_auto.inference.model_dir import ModelDescription
 from orthodiff_auto.inference.predictor import Predictor
+from orthodiff_auto.pipeline.auto import cv_report
 from orthodiff_auto.pipeline.model_selection import find_best_configuration
 from orthodiff_auto.pipeline.sharing import referenced_checkpoints
 from orthodiff_auto.training.checkpoint import save_checkpoint
@@ -71,7 +72,7 @@ def out_of_fold(variant: str, labels: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def trained(cls_preprocessed, tmp_path_factory) -> Path:  # noqa: F811
+def trained(cls_preprocessed, tmp_path_factory) -> Path:
     """A preprocessed folder (its dataset.json and plans, splits of 3 folds) and results/cls/sag/{constA,constB}
     with every fold's validation predictions and checkpoint."""
     base = tmp_path_factory.mktemp("per_finding")
@@ -101,11 +102,13 @@ def trained(cls_preprocessed, tmp_path_factory) -> Path:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def model(trained) -> Path:
-    find_best_configuration(trained, trained.parent / "model", folds=range(N_FOLDS), log=lambda *_: None)
+    lines = []
+    find_best_configuration(trained, trained.parent / "model", folds=range(N_FOLDS), log=lines.append)
+    (trained.parent / "selection.log").write_text("\n".join(lines))
     return trained.parent / "model"
 
 
-def raw_scans(cls_preprocessed: Path, case: str) -> dict:  # noqa: F811
+def raw_scans(cls_preprocessed: Path, case: str) -> dict:
     return {"sag": cls_preprocessed.parent / "raw" / "imagesTr" / f"{case}_sag.nii.gz"}
 
 
@@ -131,11 +134,22 @@ def test_model_json_records_the_reader_of_each_finding_with_its_figures(model):
     assert set(d["readers"]) == {"sag/constA", "sag/constB"}
     for choice in d["readers"].values():
         assert all((model / c).is_file() for c in choice["checkpoints"])
-    assert set(d["readers"]["sag/constB"]["checkpoints"]) <= set(
-        referenced_checkpoints(ModelDescription.load(model)))
+    description = ModelDescription.load(model)
+    assert set(d["readers"]["sag/constB"]["checkpoints"]) <= set(referenced_checkpoints(description))
+    # auto's report names the finding another reader reads, with its figures
+    report = cv_report(description)
+    # and find_best_configuration's log gives each finding's choice with its CI
+    log = (model.parent / "selection.log").read_text()
+    assert "  alpha: sag/constB (pooled CV AUROC 1.000, 95% CI 1.00-1.00" in log
+    assert "replaces sag/constA (0.500): paired 95% CI of the gain +0.50 to +0.50" in log
+    assert "  zeta: sag/constA (pooled CV AUROC 1.000" in log
+    assert "each finding from its reader below: macro AUROC 1.000 (choosing inside each fold: 1.000)" in log
+    selection = d["classification_by_views"]["sag"]["cv"]["selection"]
+    assert selection["combined_macro_auroc"] == pytest.approx(1.0) and selection["macro_auroc"] == pytest.approx(0.75)
+    assert "alpha from sag/constB: AUROC 1.000" in report and "zeta from" not in report
 
 
-def test_each_finding_is_predicted_by_its_reader_with_its_thresholds(model, cls_preprocessed, const_reader):  # noqa: F811
+def test_each_finding_is_predicted_by_its_reader_with_its_thresholds(model, cls_preprocessed, const_reader):
     predictor = Predictor(model, device="cpu")
     prediction = predictor.predict(raw_scans(cls_preprocessed, CASES[0]))
     zeta, alpha = prediction.findings["zeta"], prediction.findings["alpha"]
@@ -145,7 +159,7 @@ def test_each_finding_is_predicted_by_its_reader_with_its_thresholds(model, cls_
     assert predictor.thresholds_for(["sag", "cor"]) == pytest.approx({"zeta": 0.3, "alpha": 0.7})
 
 
-def test_predict_folder_writes_each_finding_from_its_reader(model, cls_preprocessed, const_reader, tmp_path):  # noqa: F811
+def test_predict_folder_writes_each_finding_from_its_reader(model, cls_preprocessed, const_reader, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
     for case in CASES[:2]:
@@ -154,13 +168,14 @@ def test_predict_folder_writes_each_finding_from_its_reader(model, cls_preproces
     table = pd.read_csv(tmp_path / "out" / "findings.csv", dtype={"case_id": str})
     assert list(table.columns) == ["case_id", "views", "classifier", "zeta", "zeta_call", "zeta_spread",
                                    "alpha", "alpha_call", "alpha_spread"]  # the schema of a format-2 folder
-    assert table["zeta"].tolist() == pytest.approx([0.2, 0.2]) and table["alpha"].tolist() == pytest.approx([0.95] * 2)
+    assert table["zeta"].tolist() == pytest.approx([0.2, 0.2])
+    assert table["alpha"].tolist() == pytest.approx([0.95, 0.95])
     assert table["alpha_call"].tolist() == [1, 1] and table["zeta_call"].tolist() == [0, 0]
     thresholds = json.loads((tmp_path / "out" / "thresholds.json").read_text())
     assert thresholds == pytest.approx({"zeta": 0.3, "alpha": 0.7})  # what evaluate reads: each finding's reader's
 
 
-def test_an_old_model_folder_predicts_every_finding_from_its_classifier(model, cls_preprocessed, const_reader,  # noqa: F811
+def test_an_old_model_folder_predicts_every_finding_from_its_classifier(model, cls_preprocessed, const_reader,
                                                                        tmp_path):
     old = tmp_path / "old"
     shutil.copytree(model, old)
