@@ -10,7 +10,8 @@ import SimpleITK as sitk
 @dataclass(frozen=True)
 class Finding:
     """One finding of a case: the folds' mean probability, the threshold behind the call (the mean of the folds'
-    cross-validation thresholds) and the call, and the folds' standard deviation."""
+    cross-validation thresholds) and the call, and the folds' standard deviation, all from the classifier model
+    selection chose to read this finding."""
 
     name: str
     probability: float
@@ -28,7 +29,7 @@ class Prediction:
     probabilities: dict[str, sitk.Image] = field(default_factory=dict)
     probability_labels: tuple[str, ...] = ()  # label names in channel order (ascending label value)
     findings: dict[str, Finding] = field(default_factory=dict)  # in dataset.json's order
-    classifier: str | None = None  # the classification configuration that produced the findings
+    classifier: str | None = None  # the classification configuration(s) that produced the findings
     findings_note: str | None = None  # why ``findings`` is empty when the model has a classifier
 
 
