@@ -45,6 +45,7 @@ from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice, bes
 from orthodiff_auto.training.classification_metrics import (
     auroc,
     auroc_bootstrap,
+    auroc_of_each,
     auroc_scores,
     macro_auroc_ci,
     percentile_ci,
@@ -250,7 +251,7 @@ def _aligned(scored: dict[str, tuple[list[str], np.ndarray, np.ndarray]]):
 
 
 def finding_reader(probs: dict[str, np.ndarray], y: np.ndarray, default: str, n_resamples: int = 1000,
-                   seed: int = 0) -> dict[str, Any]:
+                   seed: int = 0, with_ci: bool = True) -> dict[str, Any]:
     """The reader of one finding among ``probs`` (label -> the finding's pooled out-of-fold probabilities of the
     same cases, same order; ``y``: their labels), by the rule below, with its figures.
 
@@ -259,8 +260,10 @@ def finding_reader(probs: dict[str, np.ndarray], y: np.ndarray, default: str, n_
     case resamples for both) has its 95% interval above zero. Choosing the best of several readers per finding
     picks up noise (the maximum of K noisy AUROCs is optimistic); the paired interval keeps the default unless
     the gain is clear. Returns ``{"reader", "auroc", "ci", "n_cases", "default", "compared": {label: AUROC}}``,
-    plus ``"challenger"`` and ``"gain_ci"`` when another reader had the higher AUROC."""
-    aurocs = {label: auroc(y, p) for label, p in probs.items()}
+    plus ``"challenger"`` and ``"gain_ci"`` when another reader had the higher AUROC (``with_ci`` False: no
+    ``"ci"``, for the nested choice, which needs the reader alone)."""
+    labels = list(probs)
+    aurocs = dict(zip(labels, map(float, auroc_of_each(y, np.stack([probs[label] for label in labels])))))
     challenger = _best({label: {"auroc": a} for label, a in aurocs.items()}, "auroc")
     record: dict[str, Any] = {"default": default}
     chosen = default
@@ -271,9 +274,10 @@ def finding_reader(probs: dict[str, np.ndarray], y: np.ndarray, default: str, n_
         record.update(challenger=challenger, gain_ci=[low, high])
         if low > 0:
             chosen = challenger
-    record.update(reader=chosen, auroc=aurocs[chosen],
-                  ci=list(percentile_ci(auroc_bootstrap(y, probs[chosen], n_resamples, seed))) if len(y) else
-                  [float("nan")] * 2, n_cases=int(len(y)), compared=aurocs)
+    record.update(reader=chosen, auroc=aurocs[chosen], n_cases=int(len(y)), compared=aurocs)
+    if with_ci:
+        record["ci"] = list(percentile_ci(auroc_bootstrap(y, probs[chosen], n_resamples, seed))) if len(y) else \
+            [float("nan")] * 2
     return record
 
 
@@ -299,8 +303,8 @@ def choose_per_finding(scored: dict[str, tuple[list[str], np.ndarray, np.ndarray
         chosen = {}
         for k, macro in macro_per_fold.items():
             held, rest = fold == k, (fold != k) & (fold != "")
-            chosen[k] = finding_reader({label: p[rest, i] for label, p in probs.items()}, y[rest, i],
-                                       macro)["reader"]
+            chosen[k] = finding_reader({label: p[rest, i] for label, p in probs.items()}, y[rest, i], macro,
+                                       with_ci=False)["reader"]
             nested[held] = probs[chosen[k]][held, i]
         kept = np.isin(fold, list(macro_per_fold))
         out[f].update(nested_auroc=auroc(y[kept, i], nested[kept]), chosen_per_fold=chosen)

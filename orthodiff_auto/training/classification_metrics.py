@@ -257,6 +257,15 @@ def macro_auroc_bootstrap(y_true, y_score, n_resamples: int = 1000, seed: int = 
     return _nanmean(auc, axis=1)
 
 
+def auroc_of_each(y_true, y_scores) -> np.ndarray:
+    """The AUROC of each row of ``y_scores`` (K readers, N cases) against the same labels (N,), in one vectorised
+    pass (the bootstrap's pair count: equal to sklearn's ``roc_auc_score``, ties 1/2); NaN with one class."""
+    y, s = _as_binary(y_true), _as_scores(y_scores)
+    if y.ndim != 1 or s.ndim != 2 or s.shape[1] != y.size:
+        raise ValueError(f"y_true must be (N,) and y_scores (K, N), got {y.shape} and {s.shape}")
+    return _ranking_metrics_rows(np.broadcast_to(y, s.shape), s)[0]
+
+
 def auroc_bootstrap(y_true, y_score, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
     """One finding's AUROC on each of ``n_resamples`` case resamples (NaN where a resample has one class). As in
     ``macro_auroc_bootstrap``, the resamples depend only on the number of cases and the seed: two readers' scores

@@ -315,3 +315,26 @@ def test_macro_auroc_bootstrap_resamples_cases_and_pairs_two_models():
     assert paired == pytest.approx(expected)
     low, high = cm.macro_auroc_ci(y, s, n_resamples=50, seed=3)
     assert (low, high) == pytest.approx(tuple(np.percentile(samples, [2.5, 97.5])))
+
+
+def test_auroc_of_each_reader_equals_sklearn_with_ties():
+    rng = np.random.default_rng(4)
+    y = rng.random(30) < 0.4
+    s = np.round(rng.random((5, 30)), 1)  # many ties
+    assert cm.auroc_of_each(y, s) == pytest.approx([roc_auc_score(y, row) for row in s])
+    assert np.isnan(cm.auroc_of_each(np.ones(30, bool), s)).all()
+    with pytest.raises(ValueError):
+        cm.auroc_of_each(y, s[:, :10])
+
+
+def test_auroc_bootstrap_pairs_two_readers_of_one_finding():
+    y, s = _random_findings(n=40, seed=2)
+    y, s = y[:, 0], s[:, 0]
+    samples = cm.auroc_bootstrap(y, s, n_resamples=50, seed=3)
+    indices = np.random.default_rng(3).integers(0, 40, size=(50, 40))
+    naive = [roc_auc_score(y[i], s[i]) if 0 < y[i].sum() < 40 else np.nan for i in indices]
+    assert samples == pytest.approx(naive, nan_ok=True)
+    # the same resamples for another reader: their difference is paired
+    perfect = cm.auroc_bootstrap(y, y + 0.01 * s, n_resamples=50, seed=3)
+    assert perfect - samples == pytest.approx([1.0 - v for v in naive], nan_ok=True)
+    assert cm.percentile_ci(samples) == pytest.approx(tuple(np.nanpercentile(samples, [2.5, 97.5])))
