@@ -39,6 +39,7 @@ from orthodiff_auto.classification.anatomy_features import left_right_axis, wher
 from orthodiff_auto.classification.reader import PreparedScan
 from orthodiff_auto.data.clinical import ClinicalVariable
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.training.classification_metrics import auroc_of_each
 
 ANATOMY_KIND = "anatomy"
 ANATOMY_FORMAT = "orthodiff_auto.anatomy_features/2"  # /2: records its feature set
@@ -190,24 +191,13 @@ def logistic_regression(strength: float, shape: tuple[int, int], seed: int):
                               max_iter=5000, random_state=seed)
 
 
-def univariate_auroc(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(D,) ROC AUC of each column of ``z`` (N, D) alone as a score for the binary ``y`` (N,), ties counted half
-    (the Mann-Whitney statistic from average ranks, all columns at once)."""
-    from scipy.stats import rankdata
-
-    positive = np.asarray(y).astype(bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    ranks = rankdata(z, axis=0)
-    return (ranks[positive].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-
 def screened_columns(z: np.ndarray, y: np.ndarray, keep: int) -> np.ndarray:
     """The ``keep`` columns whose univariate AUROC is farthest from chance on these cases, in column order
     (``keep`` 0 or at least the number of columns: all). A finding is one structure's change among hundreds
     of features; screening lets the fit see the few that carry it instead of spreading its weight over the rest."""
     if keep <= 0 or keep >= z.shape[1]:
         return np.arange(z.shape[1])
-    distance = np.abs(univariate_auroc(z, y) - 0.5)
+    distance = np.abs(auroc_of_each(y, z.T) - 0.5)
     return np.sort(np.argsort(-distance, kind="stable")[:keep])
 
 
@@ -220,15 +210,16 @@ def choose_strength(z: np.ndarray, y: np.ndarray, strengths: Sequence[float], fo
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
-    splits = [(train, held_out, screened_columns(z[train], y[train], screen))
-              for train, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y)]
+    splits = []  # (held-out rows, training and held-out features of the fold's screened columns)
+    for train, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y):
+        columns = screened_columns(z[train], y[train], screen)
+        splits.append((train, held_out, z[np.ix_(train, columns)], z[np.ix_(held_out, columns)]))
     best, best_score = float(min(strengths)), -np.inf
     for c in sorted(float(v) for v in strengths):
         scores = np.empty(len(y))
-        for train, held_out, columns in splits:
-            zc = z[:, columns]
-            model = logistic_regression(c, zc[train].shape, seed).fit(zc[train], y[train])
-            scores[held_out] = model.decision_function(zc[held_out])
+        for train, held_out, z_train, z_held_out in splits:
+            model = logistic_regression(c, z_train.shape, seed).fit(z_train, y[train])
+            scores[held_out] = model.decision_function(z_held_out)
         score = roc_auc_score(y, scores)
         if score > best_score + 1e-12:
             best, best_score = c, score
@@ -333,5 +324,4 @@ class AnatomyFeatureModel:
 
 __all__ = ["ANATOMY_FORMAT", "ANATOMY_KIND", "AnatomyFeatureModel", "LogisticModel", "anatomy_features",
            "basic_feature_names", "basic_features",
-           "choose_strength", "feature_families", "feature_names", "fit_logistic", "logistic_regression", "screened_columns",
-           "univariate_auroc"]
+           "choose_strength", "feature_families", "feature_names", "fit_logistic", "logistic_regression", "screened_columns"]

@@ -16,7 +16,6 @@ from orthodiff_auto.classification.anatomy import (
     feature_names,
     fit_logistic,
     screened_columns,
-    univariate_auroc,
 )
 from orthodiff_auto.classification.anatomy_features import where_feature_names
 from orthodiff_auto.classification.inference import FindingsEnsemble, PreparedScan
@@ -106,13 +105,17 @@ def test_logistic_fit_does_not_depend_on_numpy_global_random_state():
     np.testing.assert_array_equal(fits[0], fits[1])
 
 
-def test_univariate_auroc_is_each_columns_roc_auc_with_ties_counted_half():
+def test_screening_ranks_columns_by_their_roc_auc_with_ties_counted_half():
+    """screened_columns scores each column with auroc_of_each (columns as readers): sklearn's AUROC per column."""
     from sklearn.metrics import roc_auc_score
+
+    from orthodiff_auto.training.classification_metrics import auroc_of_each
 
     rng = np.random.default_rng(4)
     y = rng.integers(0, 2, 50)
     x = np.stack([rng.normal(size=50), np.round(rng.normal(size=50)), y + rng.normal(size=50), -y.astype(float)], 1)
-    np.testing.assert_allclose(univariate_auroc(x, y), [roc_auc_score(y, x[:, j]) for j in range(4)])
+    np.testing.assert_allclose(auroc_of_each(y, x.T), [roc_auc_score(y, x[:, j]) for j in range(4)])
+    assert screened_columns(x, y, 2).tolist() == [2, 3]  # the two columns that carry y (one inverted)
 
 
 def test_screening_finds_the_one_feature_among_hundreds_and_predicts_better_for_it():
