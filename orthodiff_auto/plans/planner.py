@@ -29,6 +29,13 @@ Diffusion pretraining
     The segmentation patch and batch size, the U-Net with one output channel (predicted noise), 1000 steps,
     cosine schedule, epsilon prediction.
 
+Configurations (nnU-Net's; ``plan_configurations``)
+    ``3d_fullres`` is the view's plan above. ``2d``: one slice per patch (kernels and strides of 1 across slices),
+    in-plane the median shape; batch by memory, or at the cpu budget as many voxels per batch as 3d_fullres.
+    ``3d_lowres`` only when the 3d_fullres patch covers under 25% of the median image: the spacing coarsened in 3%
+    steps (finer axes first) until its own patch covers 25%; preprocessed into ``<view>_3d_lowres``. With it,
+    ``3d_cascade_fullres``: 3d_fullres's plan fed 3d_lowres's one-hot prediction as extra input channels.
+
 Budgets
     ``gpu:<GB>``: the rules above with nnU-Net's constants (32 features doubling to 320).
     ``cpu``: ``CPU_PRESET``, a low-resolution plan that trains in about a minute per fold on 2 CPU cores:
@@ -56,6 +63,7 @@ from orthodiff_auto.plans.schema import Plans, ViewPlan
 from orthodiff_auto.plans.subplans import (
     Budget,
     ClassificationPlan,
+    ConfigurationPlan,
     DiffusionPlan,
     NormalizationPlan,
     ResamplingPlan,
@@ -64,6 +72,11 @@ from orthodiff_auto.plans.subplans import (
 from orthodiff_auto.plans.topology import Topology, get_topology, pad_to_multiple
 
 ANISOTROPY_THRESHOLD = 3.0
+# nnU-Net's rule for 3d_lowres: planned when the 3d_fullres patch covers less than this share of the median image;
+# its spacing is then coarsened until its own patch covers at least this share
+LOWRES_CREATION_THRESHOLD = 0.25
+LOWRES_SPACING_STEP = 1.03
+LOWRES_DATA_SUFFIX = "_3d_lowres"  # the lowres cases' folder: <preprocessed>/<view>_3d_lowres
 
 
 @dataclass(frozen=True)
@@ -307,6 +320,83 @@ def median_shape_at(vf: ViewFingerprint, target: Sequence[float]) -> tuple[float
     return tuple(float(v) for v in np.median(np.asarray(shapes, dtype=float), axis=0))
 
 
+def _coarser(spacing: np.ndarray) -> np.ndarray:
+    """One 3% step of nnU-Net's lowres coarsening: the axes more than 2x finer than the coarsest first."""
+    finer = spacing.max() / spacing > 2
+    return np.where(finer, spacing * LOWRES_SPACING_STEP, spacing) if finer.any() else spacing * LOWRES_SPACING_STEP
+
+
+def plan_lowres(vf: ViewFingerprint, fullres: SegmentationPlan, spacing: Sequence[float],
+                median_shape: Sequence[float], num_classes: int, num_cases: int, budget: Budget,
+                preset: PlannerPreset, view: str) -> ConfigurationPlan | None:
+    """nnU-Net's 3d_lowres: only when the 3d_fullres patch covers less than ``LOWRES_CREATION_THRESHOLD`` of the
+    median image (else the whole image is already context enough); the spacing is coarsened in 3% steps (finer
+    axes first) until the patch planned at it covers that share; dropped when it ends with the fullres patch."""
+    if np.prod(fullres.patch_size, dtype=np.float64) / np.prod(median_shape, dtype=np.float64) >= \
+            LOWRES_CREATION_THRESHOLD:
+        return None
+    lowres = np.asarray(spacing, dtype=float)
+    plan, shape = fullres, tuple(median_shape)
+    for _ in range(500):
+        lowres = _coarser(lowres)
+        shape = median_shape_at(vf, lowres)
+        plan = plan_segmentation(lowres, shape, num_classes, num_cases, budget, preset)
+        if np.prod(plan.patch_size, dtype=np.float64) / np.prod(shape, dtype=np.float64) >= LOWRES_CREATION_THRESHOLD:
+            break
+    if tuple(plan.patch_size) == tuple(fullres.patch_size) and plan.architecture == fullres.architecture:
+        return None
+    return ConfigurationPlan(tuple(round(float(t), 6) for t in lowres), tuple(int(round(m)) for m in shape), plan,
+                             view + LOWRES_DATA_SUFFIX)
+
+
+def plan_2d(spacing: Sequence[float], median_shape: Sequence[float], fullres: SegmentationPlan,
+            num_classes: int, num_cases: int, budget: Budget, preset: PlannerPreset, view: str) -> ConfigurationPlan:
+    """nnU-Net's 2d on the view's slices (through-plane axis 0): a patch of one slice, in-plane the median shape
+    (clipped to twice ``preset.max_patch_edge``), kernels and strides of 1 across
+    slices. Batch: as many slices as the memory target allows (capped by the dataset-fraction rule); under a
+    preset with ``max_batch_size`` (cpu), as many voxels per batch as 3d_fullres, so a step costs about the same."""
+    inplane_edge = 2048 if preset.max_patch_edge is None else preset.max_patch_edge * 2
+    patch = [1.0] + [float(min(m, inplane_edge)) for m in median_shape[1:]]
+    flat_spacing = [1e6, *spacing[1:]]  # an axis this coarse is never pooled and gets kernels of 1
+    topo = _topology(flat_spacing, patch, preset)
+    arch = architecture_from_topology(topo, preset)
+    n_cls = max(2, int(num_classes))
+    count = feature_map_count(arch, topo.patch_size, 1, n_cls, True)
+    while count_to_gb(count, preset.min_batch_size) > budget.memory_gb and max(topo.patch_size[1:]) > 8:
+        axis = 1 + int(np.argmax(topo.patch_size[1:]))
+        patch = list(topo.patch_size)
+        patch[axis] = max(8, patch[axis] - topo.shape_divisor[axis])
+        topo = _topology(flat_spacing, patch, preset)
+        arch = architecture_from_topology(topo, preset)
+        count = feature_map_count(arch, topo.patch_size, 1, n_cls, True)
+    if preset.max_batch_size is not None:
+        batch = int(np.prod(fullres.patch_size) * fullres.batch_size // np.prod(topo.patch_size))
+        cap = batch_size_within(count_to_gb(count, 1), topo.patch_size, median_shape, num_cases, budget,
+                                PlannerPreset(**{**preset.__dict__, "max_batch_size": None}))
+        batch = max(preset.min_batch_size, min(batch, cap))
+    else:
+        batch = batch_size_within(count_to_gb(count, 1), topo.patch_size, median_shape, num_cases, budget, preset)
+    seg = SegmentationPlan(patch_size=tuple(int(p) for p in topo.patch_size), batch_size=int(batch),
+                           architecture=arch, num_classes=int(num_classes),
+                           memory_estimate_gb=round(count_to_gb(count, batch), 4))
+    return ConfigurationPlan(tuple(float(s) for s in spacing), tuple(int(round(m)) for m in median_shape), seg, view)
+
+
+def plan_configurations(vf: ViewFingerprint, seg: SegmentationPlan, spacing: Sequence[float],
+                        median_shape: Sequence[float], num_classes: int, num_cases: int, budget: Budget,
+                        preset: PlannerPreset) -> dict[str, ConfigurationPlan]:
+    """The view's configurations besides 3d_fullres: ``2d`` always, ``3d_lowres`` and ``3d_cascade_fullres``
+    (3d_fullres's plan with 3d_lowres as its previous stage) when nnU-Net's lowres rule creates them."""
+    out = {"2d": plan_2d(spacing, median_shape, seg, num_classes, num_cases, budget, preset, vf.view)}
+    lowres = plan_lowres(vf, seg, spacing, median_shape, num_classes, num_cases, budget, preset, vf.view)
+    if lowres is not None:
+        out["3d_lowres"] = lowres
+        out["3d_cascade_fullres"] = ConfigurationPlan(tuple(float(s) for s in spacing),
+                                                      tuple(int(round(m)) for m in median_shape), seg, vf.view,
+                                                      previous_stage="3d_lowres")
+    return out
+
+
 def plan_view(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget: Budget,
               preset: PlannerPreset | None = None) -> ViewPlan:
     preset = preset or preset_for(budget)
@@ -331,6 +421,7 @@ def plan_view(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget: Budg
         segmentation=seg,
         classification=cls,
         diffusion=plan_diffusion(seg),
+        configurations=plan_configurations(vf, seg, target, median_shape, num_classes, seg_cases, budget, preset),
     )
 
 
@@ -359,6 +450,9 @@ __all__ = [
     "initial_patch",
     "median_shape_at",
     "plan_classification",
+    "plan_2d",
+    "plan_configurations",
+    "plan_lowres",
     "plan_region_of_interest",
     "RegionOfInterest",
     "plan_diffusion",

@@ -14,7 +14,7 @@ are importable from here too.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,11 @@ from orthodiff_auto.data.label_values import label_values
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.networks.spec import ArchitectureSpec
 from orthodiff_auto.plans.subplans import (
+    CONFIGURATIONS,
+    DEFAULT_CONFIGURATION,
     Budget,
     ClassificationPlan,
+    ConfigurationPlan,
     DiffusionPlan,
     Float3,
     Int3,
@@ -76,11 +79,55 @@ class ViewPlan:
     classification: ClassificationPlan
     diffusion: DiffusionPlan
     adapted_from: AdaptedFrom | None = None  # planned like a pretrained encoder (plans.adaptation)
+    # the view's further segmentation configurations ("2d", "3d_lowres", "3d_cascade_fullres"); the view's own
+    # segmentation plan is "3d_fullres"
+    configurations: dict[str, ConfigurationPlan] = field(default_factory=dict)
 
     def __post_init__(self):
         if any(s <= 0 for s in self.target_spacing):
             raise PlanError(f"views.{self.view}.target_spacing must be positive, got {self.target_spacing}")
         check_divisible(self.diffusion.patch_size, self.segmentation.architecture, "diffusion.patch_size")
+        for name, cfg in self.configurations.items():
+            if name not in CONFIGURATIONS or name == DEFAULT_CONFIGURATION:
+                raise PlanError(f"views.{self.view}.configurations: {name!r} is not one of "
+                                f"{[c for c in CONFIGURATIONS if c != DEFAULT_CONFIGURATION]}")
+            if cfg.previous_stage is not None and cfg.previous_stage not in self.configurations:
+                raise PlanError(f"views.{self.view}.configurations.{name}.previous_stage {cfg.previous_stage!r} is "
+                                "not planned")
+
+    @property
+    def configuration_names(self) -> tuple[str, ...]:
+        """Every segmentation configuration planned for the view, in nnU-Net's order."""
+        return tuple(c for c in CONFIGURATIONS if c == DEFAULT_CONFIGURATION or c in self.configurations)
+
+    def configuration(self, name: str = DEFAULT_CONFIGURATION) -> ConfigurationPlan:
+        """The plan of configuration ``name`` ("3d_fullres": the view's own segmentation plan); UserInputError
+        naming the planned ones when it is not planned."""
+        if name == DEFAULT_CONFIGURATION:
+            return ConfigurationPlan(self.target_spacing, self.median_shape_after_resampling, self.segmentation,
+                                     self.view)
+        try:
+            return self.configurations[name]
+        except KeyError:
+            raise UserInputError(f"configuration {name!r} is not planned for view {self.view!r}; planned: "
+                                 f"{list(self.configuration_names)}") from None
+
+    def for_configuration(self, name: str = DEFAULT_CONFIGURATION) -> "ViewPlan":
+        """This view's plan as configuration ``name`` sees it: its spacing, median shape and segmentation plan in
+        place of the view's (what preprocessing, training and prediction of that configuration read)."""
+        if name == DEFAULT_CONFIGURATION:
+            return self
+        cfg = self.configuration(name)
+        return replace(self, target_spacing=cfg.target_spacing,
+                       median_shape_after_resampling=cfg.median_shape_after_resampling, segmentation=cfg.segmentation,
+                       diffusion=replace(self.diffusion, patch_size=cfg.segmentation.patch_size), configurations={})
+
+    def input_channels(self, name: str = DEFAULT_CONFIGURATION, num_classes: int | None = None) -> int:
+        """The segmentation network's input channels of configuration ``name``: the image, plus one channel per
+        foreground class of the previous stage's prediction in a cascade's second stage."""
+        previous = self.configuration(name).previous_stage
+        n = self.segmentation.num_classes if num_classes is None else num_classes
+        return 1 if previous is None else 1 + (n - 1)
 
     @property
     def preprocessing_key(self) -> dict[str, Any]:
@@ -106,6 +153,8 @@ class ViewPlan:
         }
         if self.adapted_from is not None:  # only adapted plans carry it: other plans files stay as they were
             out["adapted_from"] = self.adapted_from.to_dict()
+        if self.configurations:
+            out["configurations"] = {k: v.to_dict() for k, v in self.configurations.items()}
         return out
 
     @classmethod
@@ -125,6 +174,8 @@ class ViewPlan:
             diffusion=DiffusionPlan.from_dict(take(d, "diffusion", where), f"{where}.diffusion"),
             adapted_from=(AdaptedFrom.from_dict(d["adapted_from"], f"{where}.adapted_from")
                           if d.get("adapted_from") is not None else None),
+            configurations={str(k): ConfigurationPlan.from_dict(v, f"{where}.configurations.{k}")
+                            for k, v in (d.get("configurations") or {}).items()},
         )
 
 
@@ -233,6 +284,7 @@ class Plans:
 
 
 __all__ = [
+    "CONFIGURATIONS", "DEFAULT_CONFIGURATION", "ConfigurationPlan",
     "SCHEMA_VERSION", "AdaptedFrom", "ArchitectureSpec", "Budget", "ClassificationPlan", "DiffusionPlan", "Float3",
     "Int3", "NormalizationPlan", "PlanError", "Plans", "ResamplingPlan", "SegmentationPlan", "ViewPlan",
 ]

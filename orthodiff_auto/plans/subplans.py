@@ -177,6 +177,59 @@ class SegmentationPlan:
         )
 
 
+#: nnU-Net's segmentation configurations. "3d_fullres" is the view's own plan (``ViewPlan.segmentation`` at
+#: ``ViewPlan.target_spacing``); the others are ``ViewPlan.configurations`` when the planner's rules create them.
+DEFAULT_CONFIGURATION = "3d_fullres"
+CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
+
+
+@dataclass(frozen=True)
+class ConfigurationPlan:
+    """A further segmentation configuration of a view (nnU-Net's ``2d``, ``3d_lowres``, ``3d_cascade_fullres``).
+
+    ``segmentation`` is trained on the cases preprocessed at ``target_spacing`` into the folder
+    ``data_identifier`` below the preprocessed folder (the view's own folder when the spacing is the view's).
+    ``previous_stage``: the configuration whose prediction (one-hot, every foreground class) is given to this
+    one as extra input channels (the cascade's second stage); its network then has ``1 + num_classes - 1`` input
+    channels. A ``2d`` plan has a patch of one slice along the through-plane axis and kernels and strides of 1
+    there: the 3D network then computes exactly a 2D U-Net on each slice.
+    """
+
+    target_spacing: Float3
+    median_shape_after_resampling: Int3
+    segmentation: SegmentationPlan
+    data_identifier: str
+    previous_stage: str | None = None
+
+    def __post_init__(self):
+        if any(s <= 0 for s in self.target_spacing):
+            raise FieldError(f"target_spacing must be positive, got {self.target_spacing}")
+        if self.previous_stage is not None and self.previous_stage not in CONFIGURATIONS:
+            raise FieldError(f"previous_stage must be one of {list(CONFIGURATIONS)}, got {self.previous_stage!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_spacing": list(self.target_spacing),
+            "median_shape_after_resampling": list(self.median_shape_after_resampling),
+            "data_identifier": self.data_identifier,
+            "previous_stage": self.previous_stage,
+            "segmentation": self.segmentation.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "configuration") -> "ConfigurationPlan":
+        check_known_keys(d, cls, where)
+        previous = d.get("previous_stage")
+        return cls(
+            target_spacing=floats(take(d, "target_spacing", where), f"{where}.target_spacing"),
+            median_shape_after_resampling=ints(take(d, "median_shape_after_resampling", where),
+                                               f"{where}.median_shape_after_resampling"),
+            segmentation=SegmentationPlan.from_dict(take(d, "segmentation", where), f"{where}.segmentation"),
+            data_identifier=str(take(d, "data_identifier", where)),
+            previous_stage=None if previous is None else str(previous),
+        )
+
+
 ROI_SOURCES = ("labels", "field_of_view")
 
 

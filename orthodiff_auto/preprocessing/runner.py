@@ -93,12 +93,49 @@ def preprocess_scan(task: ScanTask) -> str:
                                        seed=stable_seed(scan.case_id, scan.view, "locations"))
     props = props.with_source(scan.case_id, scan.subset, task.source, task.key)
     write_case(task.view_dir, scan.case_id, data, seg, props, task.view_plan.segmentation.patch_size)
-    return f"{scan.view}/{scan.case_id}"
+    return f"{Path(task.view_dir).name}/{scan.case_id}"
+
+
+def data_folders(view_plan: ViewPlan) -> dict[str, ViewPlan]:
+    """The folders a view's cases are preprocessed into, each with the plan it is preprocessed by: the view's own
+    (3d_fullres, 2d and the cascade read it) and one per configuration at another spacing (3d_lowres)."""
+    out = {view_plan.view: view_plan}
+    for name in view_plan.configuration_names:
+        folder = view_plan.configuration(name).data_identifier
+        if folder not in out:
+            out[folder] = view_plan.for_configuration(name)
+    return out
+
+
+def _tasks_for_folder(view_dir: Path, folder: str, scans, vp: ViewPlan, plans: Plans,
+                      summary: PreprocessSummary) -> list[ScanTask]:
+    """Remove the folder's cases that left the dataset; the tasks of the scans not up to date."""
+    view_dir.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(view_dir)
+    # the label convention decides the stored arrays too: a change of the declared values redoes the cases
+    key = preprocessing_key({**vp.preprocessing_key, "label_values": list(plans.label_values),
+                             "ignore_label": plans.ignore_label})
+    wanted = {s.case_id for s in scans}
+    for p in sorted(view_dir.glob("*.json")):
+        if not p.name.startswith(".") and p.stem not in wanted:
+            remove_case(view_dir, p.stem)
+            summary.removed.append(f"{folder}/{p.stem}")
+    tasks = []
+    for scan in scans:
+        source = source_signature(scan)
+        if is_up_to_date(view_dir, scan, key, source):
+            summary.skipped.append(f"{folder}/{scan.case_id}")
+        else:
+            ref = ScanRef(scan.case_id, scan.view, scan.subset, str(scan.image),
+                          None if scan.label is None else str(scan.label))
+            tasks.append(ScanTask(ref, vp, str(view_dir), key, source, plans.ignore_label, plans.label_values))
+    return tasks
 
 
 def preprocess_dataset(dataset: "RawDataset", plans: Plans, out_dir: Path | str, num_workers: int = 2,
                        progress: bool = True, subsets: tuple[str, ...] = PREPROCESS_SUBSETS) -> PreprocessSummary:
-    """Preprocess every scan of ``subsets`` for every planned view into ``out_dir/<view>/``."""
+    """Preprocess every scan of ``subsets`` for every planned view into ``out_dir/<view>/`` (and into the folder
+    of each configuration planned at another spacing, ``data_folders``)."""
     out_dir = Path(out_dir)
     summary = PreprocessSummary()
     tasks: list[ScanTask] = []
@@ -109,26 +146,11 @@ def preprocess_dataset(dataset: "RawDataset", plans: Plans, out_dir: Path | str,
         if view not in plans.views:
             summary.unplanned_views.append(view)
             continue
-        vp = plans.views[view]
-        view_dir = out_dir / view
-        view_dir.mkdir(parents=True, exist_ok=True)
-        remove_temporaries(view_dir)
-        # the label convention decides the stored arrays too: a change of the declared values redoes the cases
-        key = preprocessing_key({**vp.preprocessing_key, "label_values": list(plans.label_values),
-                                 "ignore_label": plans.ignore_label})
-        wanted = {s.case_id for s in scans}
-        for p in sorted(view_dir.glob("*.json")):
-            if not p.name.startswith(".") and p.stem not in wanted:
-                remove_case(view_dir, p.stem)
-                summary.removed.append(f"{view}/{p.stem}")
-        for scan in scans:
-            source = source_signature(scan)
-            if is_up_to_date(view_dir, scan, key, source):
-                summary.skipped.append(f"{view}/{scan.case_id}")
-            else:
-                ref = ScanRef(scan.case_id, scan.view, scan.subset, str(scan.image),
-                              None if scan.label is None else str(scan.label))
-                tasks.append(ScanTask(ref, vp, str(view_dir), key, source, plans.ignore_label, plans.label_values))
+        for folder, vp in data_folders(plans.views[view]).items():
+            # a configuration's own folder serves segmentation only: its labelled scans (pretraining and the
+            # classifiers read the view's folder)
+            chosen = scans if folder == view else [s for s in scans if s.label is not None and s.subset == "train"]
+            tasks += _tasks_for_folder(out_dir / folder, folder, chosen, vp, plans, summary)
     # Largest files first: better load balance across workers.
     tasks.sort(key=lambda t: -(t.source["image"]["size"] if t.source["image"] else 0))
     for done in run_parallel(preprocess_scan, tasks, num_workers, desc="preprocess", progress=progress):
