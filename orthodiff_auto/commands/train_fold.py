@@ -23,6 +23,10 @@ def register(subparsers) -> None:
     p.add_argument("task", help="seg (segmentation) or cls (findings classification)")
     p.add_argument("view", help="sag, cor or ax (cls also: fused)")
     p.add_argument("fold", help="0-4 or all")
+    p.add_argument("-c", "--configuration", default="3d_fullres",
+                   help="segmentation configuration (nnU-Net's): 3d_fullres (default), 2d, 3d_lowres or "
+                   "3d_cascade_fullres, as planned for the view (show_plans); the cascade needs 3d_lowres's folds "
+                   "first")
     p.add_argument("--config", default="full", help="preset: smoke (seconds), demo (minutes on a CPU) or full "
                    "(GPU, nnU-Net length); default full, as auto and pretrain")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -52,5 +56,5 @@ def run(args) -> int:
                    overrides=args.set + monitor_overrides(args),
                    results=args.results, pretrained=args.pretrained, label_fraction=args.label_fraction,
                    label_fraction_seed=args.label_fraction_seed,
-                   device=args.device, resume=args.resume)
+                   device=args.device, resume=args.resume, configuration=args.configuration)
     return 0

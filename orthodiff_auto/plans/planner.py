@@ -349,6 +349,13 @@ def plan_lowres(vf: ViewFingerprint, fullres: SegmentationPlan, spacing: Sequenc
                              view + LOWRES_DATA_SUFFIX)
 
 
+def _slice_topology(flat_spacing, patch, preset: PlannerPreset) -> Topology:
+    """The topology of a one-slice patch: kernels of 1 across slices at every stage, the bottleneck's too."""
+    topo = _topology(flat_spacing, patch, preset)
+    kernels = tuple((1, *k[1:]) for k in topo.kernel_sizes)
+    return Topology(topo.pool_per_axis, topo.strides, kernels, topo.patch_size, topo.shape_divisor)
+
+
 def plan_2d(spacing: Sequence[float], median_shape: Sequence[float], fullres: SegmentationPlan,
             num_classes: int, num_cases: int, budget: Budget, preset: PlannerPreset, view: str) -> ConfigurationPlan:
     """nnU-Net's 2d on the view's slices (through-plane axis 0): a patch of one slice, in-plane the median shape
@@ -358,7 +365,7 @@ def plan_2d(spacing: Sequence[float], median_shape: Sequence[float], fullres: Se
     inplane_edge = 2048 if preset.max_patch_edge is None else preset.max_patch_edge * 2
     patch = [1.0] + [float(min(m, inplane_edge)) for m in median_shape[1:]]
     flat_spacing = [1e6, *spacing[1:]]  # an axis this coarse is never pooled and gets kernels of 1
-    topo = _topology(flat_spacing, patch, preset)
+    topo = _slice_topology(flat_spacing, patch, preset)
     arch = architecture_from_topology(topo, preset)
     n_cls = max(2, int(num_classes))
     count = feature_map_count(arch, topo.patch_size, 1, n_cls, True)
@@ -366,7 +373,7 @@ def plan_2d(spacing: Sequence[float], median_shape: Sequence[float], fullres: Se
         axis = 1 + int(np.argmax(topo.patch_size[1:]))
         patch = list(topo.patch_size)
         patch[axis] = max(8, patch[axis] - topo.shape_divisor[axis])
-        topo = _topology(flat_spacing, patch, preset)
+        topo = _slice_topology(flat_spacing, patch, preset)
         arch = architecture_from_topology(topo, preset)
         count = feature_map_count(arch, topo.patch_size, 1, n_cls, True)
     if preset.max_batch_size is not None:

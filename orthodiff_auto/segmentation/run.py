@@ -4,6 +4,7 @@ the fold's validation in the scans' original geometry (Dice and HD95 per structu
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.preprocessing.case import revert_to_original
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
+from orthodiff_auto.segmentation.cascade import (cascade_input, missing_cases, previous_stage_dir, read_next_stage,
+                                                 stage_one_on_grid, write_next_stage)
 from orthodiff_auto.segmentation.prediction import label_map_in_original_geometry, predict_logits
 from orthodiff_auto.segmentation.task import SegmentationTask
 from orthodiff_auto.training.checkpoint import refuse_to_overwrite
@@ -44,12 +47,24 @@ def train_segmentation_fold(request: FoldRequest, plans: Plans, log=log_line) ->
 def _train(request: FoldRequest, plans: Plans, device: torch.device, ctx: DistributedContext, log):
     out = request.output_dir()
     train_ids, val_ids = prepare_split(request, plans)
-    labelled = set(PreprocessedDataset(request.preprocessed_dir, request.view).case_ids(subset="train", labelled=True))
+    config = plans.view(request.view).configuration(request.configuration)
+    labelled = set(PreprocessedDataset(request.preprocessed_dir, config.data_identifier).case_ids(subset="train",
+                                                                                                  labelled=True))
     train_ids = [c for c in train_ids if c in labelled]
     val_ids = [c for c in val_ids if c in labelled]
     train_ids = label_fraction_subset(request, plans, train_ids)
     if not train_ids:
         raise UserInputError(f"fold {request.fold}: no labelled training scans of view {request.view!r}")
+    previous = None
+    if config.previous_stage is not None:
+        previous = previous_stage_dir(previous_stage_request(request, config.previous_stage).output_dir())
+        missing = missing_cases(previous, train_ids + val_ids)
+        if missing:
+            raise UserInputError(
+                f"{previous}: no {config.previous_stage} prediction of {len(missing)} of this fold's cases "
+                f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}): the cascade trains on the first "
+                f"stage's out-of-fold predictions; train every fold of it first (orthodiff train_fold "
+                f"{request.preprocessed_dir} seg {request.view} F -c {config.previous_stage}, F = 0..4)")
     pretrained = None
     if request.pretrained is not None:
         pretrained = read_encoder_checkpoint(request.pretrained)
@@ -57,11 +72,13 @@ def _train(request: FoldRequest, plans: Plans, device: torch.device, ctx: Distri
     refuse_to_overwrite(out, request.resume)
     out.mkdir(parents=True, exist_ok=True)
     task = SegmentationTask(plans, request.view, request.config, request.preprocessed_dir, train_ids, val_ids,
-                            fold=request.fold, pretrained=pretrained)
+                            fold=request.fold, pretrained=pretrained, configuration=request.configuration,
+                            previous_stage_dir=previous)
     trainer = Trainer(task, request.config, out, device, ctx, log=log)
     if request.resume and latest.is_file():
         trainer.resume(latest)
-    trainer.log(f"seg {request.view} fold {request.fold} ({request.variant}): {len(train_ids)} training, "
+    trainer.log(f"seg {request.view} {request.configuration} fold {request.fold} ({request.variant}): "
+                f"{len(train_ids)} training, "
                 f"{len(val_ids)} validation scans; patch {list(task.patch_size)}, batch {task.batch_size}, "
                 f"device {device}" + (f", {ctx.world_size} processes" if ctx.enabled else ""))
     trainer.fit()
@@ -79,7 +96,10 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
     """Predict the fold's validation scans in their original geometry; Dice and HD95 per structure. Under
     torchrun each process takes every WORLD_SIZE-th scan and rank 0 writes the summary (the others return {})."""
     plans, view_plan, cfg = task.plans, task.view_plan, task.config
-    source = PreprocessedDataset(request.preprocessed_dir, request.view)
+    source = PreprocessedDataset(request.preprocessed_dir, task.data_folder)
+    # (view plan, preprocessed cases) of the configuration that reads this one as its first stage, if any
+    next_stage = next_stage_of(plans, request.view, task.configuration, request.preprocessed_dir)
+    next_dir = previous_stage_dir(out)
     references = raw_label_paths(request.preprocessed_dir, request.view)
     labels = {k: v for k, v in plans.labels.items() if v != 0}
     per_case: dict[str, Any] = {}
@@ -87,10 +107,16 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
     start = time.perf_counter()
     for case_id in task.val_cases[ctx.rank::ctx.world_size]:
         data, seg, props = source.load_numpy(case_id)
+        if task.previous_stage is not None:
+            data = cascade_input(data, read_next_stage(task.previous_stage_dir, case_id), task.num_classes)
         logits = predict_logits(model, data, task.patch_size, task.num_classes, device, overlap=cfg.val_overlap,
                                 mirror_axes=(0, 1, 2) if cfg.val_mirroring else None,
                                 batch_size=cfg.val_batch_size, mixed_precision=cfg.mixed_precision)
         prediction = label_map_in_original_geometry(logits, props, view_plan, plans.labels)  # predict_folder's export
+        if next_stage is not None:  # this fold's share of the cascade's out-of-fold first-stage predictions
+            next_plan, next_cases = next_stage
+            shape = next_cases.properties(case_id).shape_after_resampling
+            write_next_stage(next_dir, case_id, stage_one_on_grid(logits, shape, view_plan, next_plan))
         geometry = props.original_geometry
         write_image(pred_dir / f"{case_id}_{request.view}.nii.gz", prediction, geometry)
         ref_path = references.get(case_id)
@@ -120,6 +146,10 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
         "view": request.view,
         "fold": str(request.fold),
         "variant": request.variant,
+        "configuration": request.configuration,
+        "previous_stage": ({"configuration": task.previous_stage,
+                            "variant": previous_stage_request(request, task.previous_stage).variant}
+                           if task.previous_stage is not None else None),
         "pretrained_from": str(request.pretrained) if request.pretrained else None,
         "label_fraction": request.label_fraction,
         "label_fraction_seed": request.label_fraction_seed,
@@ -143,6 +173,22 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
     return summary
 
 
+def previous_stage_request(request: FoldRequest, previous: str) -> FoldRequest:
+    """The request of a cascade's first stage: the same fold and label fraction, its configuration, no pretrained
+    encoder (the first stage's architecture is not the pretrained one's)."""
+    return replace(request, configuration=previous, pretrained=None)
+
+
+def next_stage_of(plans: Plans, view: str, configuration: str, preprocessed_dir: Path):
+    """(view plan, preprocessed cases) of the configuration that reads ``configuration`` as its previous stage,
+    or None when none does."""
+    view_plan = plans.view(view)
+    for name, config in view_plan.configurations.items():
+        if config.previous_stage == configuration:
+            return view_plan.for_configuration(name), PreprocessedDataset(preprocessed_dir, config.data_identifier)
+    return None
+
+
 def raw_label_paths(preprocessed_dir: Path, view: str) -> dict[str, Path]:
     """Label files of the raw dataset the folder was preprocessed from (empty when it is not reachable)."""
     description = read_preprocessed_description(preprocessed_dir)
@@ -156,4 +202,4 @@ def raw_label_paths(preprocessed_dir: Path, view: str) -> dict[str, Path]:
     return {s.case_id: s.label for s in ds.select("train", view) if s.label is not None}
 
 
-__all__ = ["raw_label_paths", "train_segmentation_fold", "validate_segmentation_fold"]
+__all__ = ["next_stage_of", "previous_stage_request", "raw_label_paths", "train_segmentation_fold", "validate_segmentation_fold"]

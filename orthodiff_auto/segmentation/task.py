@@ -11,7 +11,10 @@ import torch
 from torch import nn
 
 from orthodiff_auto.networks.builder import build_segmentation_network
-from orthodiff_auto.plans.schema import Plans, ViewPlan
+from batchgenerators.transforms.abstract_transforms import Compose
+
+from orthodiff_auto.plans.schema import DEFAULT_CONFIGURATION, Plans, ViewPlan
+from orthodiff_auto.segmentation.cascade import WithPreviousStage, cascade_transforms
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.training.augmentation import (
     AugmentationParams,
@@ -50,12 +53,21 @@ class SegmentationTask:
     val_cases: list[str]
     fold: int | str = 0
     pretrained: dict[str, Any] | None = None  # loaded encoder checkpoint (see training.pretrained)
+    configuration: str = DEFAULT_CONFIGURATION
+    previous_stage_dir: Path | None = None  # a cascade's second stage: the first stage's predicted_next_stage/
     name: str = "seg"
     selection_metric: str | None = "pseudo_dice"
     _val_batches: list[dict[str, torch.Tensor]] | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        self.view_plan: ViewPlan = self.plans.view(self.view)
+        view_plan = self.plans.view(self.view)
+        config = view_plan.configuration(self.configuration)
+        self.view_plan: ViewPlan = view_plan.for_configuration(self.configuration)
+        self.data_folder = config.data_identifier
+        self.previous_stage = config.previous_stage
+        self.in_channels = view_plan.input_channels(self.configuration, self.plans.num_classes)
+        if self.previous_stage is not None and self.previous_stage_dir is None:
+            raise ValueError(f"configuration {self.configuration!r} needs previous_stage_dir")
         seg_plan = self.view_plan.segmentation
         self.patch_size = tuple(self.config.patch_size or seg_plan.patch_size)
         self.batch_size = int(self.config.batch_size or seg_plan.batch_size)
@@ -69,10 +81,12 @@ class SegmentationTask:
 
     # ------------------------------------------------------------------ model
     def build_model(self) -> nn.Module:
-        net = build_segmentation_network(self.view_plan.segmentation.architecture, 1, self.num_classes,
-                                         deep_supervision=self.config.deep_supervision)
+        net = build_segmentation_network(self.view_plan.segmentation.architecture, self.in_channels,
+                                         self.num_classes, deep_supervision=self.config.deep_supervision)
         if self.pretrained is not None:
-            info = load_pretrained_encoder(net.encoder, self.pretrained, self.view_plan.segmentation.architecture)
+            # a cascade's second stage has more input channels than the pretrained encoder: its stem starts fresh
+            info = load_pretrained_encoder(net.encoder, self.pretrained, self.view_plan.segmentation.architecture,
+                                           skip_stem=self.in_channels != 1)
             info.warn_about_differences(self.view_plan)
         return net
 
@@ -80,16 +94,24 @@ class SegmentationTask:
         return pretrained_parameter_groups(model, self.pretrained is not None)
 
     # ------------------------------------------------------------------ data
-    def _source(self) -> PreprocessedDataset:
-        return PreprocessedDataset(self.preprocessed_dir, self.view)
+    def _source(self):
+        source = PreprocessedDataset(self.preprocessed_dir, self.data_folder)
+        return source if self.previous_stage is None else WithPreviousStage(source, self.previous_stage_dir)
+
+    def _with_cascade(self, transforms, augment: bool):
+        """The transforms followed, for a cascade's second stage, by the previous stage's one-hot channels."""
+        if self.previous_stage is None:
+            return transforms
+        extra = cascade_transforms(self.num_classes, augment)
+        return Compose(([transforms] if transforms is not None else []) + extra)
 
     def batch_dataset(self, start: int, total: int, ctx) -> PatchBatches:
         augment = self.config.augment and self.config.augmentation_probability > 0
         sample_patch = rotated_patch_size(self.patch_size, self.dummy_2d_axis, self.augmentation) if augment else self.patch_size
-        transforms = build_training_transforms(
+        transforms = self._with_cascade(build_training_transforms(
             self.patch_size, self.dummy_2d_axis, self.augmentation,
             probability_scale=self.config.augmentation_probability if augment else 0.0,
-        )
+        ), augment)
         return PatchBatches(
             self._source(), self.train_cases, sample_patch, per_rank_batch_size(self.batch_size, ctx), transforms,
             start, total,
@@ -112,7 +134,8 @@ class SegmentationTask:
         if self._val_batches is None:
             cases = self.val_cases or self.train_cases
             n = max(1, self.config.val_batches_per_epoch)
-            ds = PatchBatches(self._source(), cases, self.patch_size, self.batch_size, None, 0, n,
+            ds = PatchBatches(self._source(), cases, self.patch_size, self.batch_size, self._with_cascade(None, False),
+                              0, n,
                               seed=self.config.seed + 1, oversample_foreground=0.5, foreground_locations=_class_locations)
             self._val_batches = [ds[i] for i in range(n)]
         return self._val_batches
@@ -148,5 +171,7 @@ class SegmentationTask:
             "fold": str(self.fold),
             "split": {"train": list(self.train_cases), "val": list(self.val_cases)},
             "patch_size": list(self.patch_size),
+            "configuration": self.configuration,
+            "in_channels": self.in_channels,
             "pretrained_from": (self.pretrained or {}).get("source_path"),
         }

@@ -12,7 +12,7 @@ from typing import Callable
 import pandas as pd
 
 from orthodiff_auto.errors import UserInputError
-from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.plans.schema import DEFAULT_CONFIGURATION, Plans
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.training.config import TrainingConfig
 from orthodiff_auto.training.splits import fold_cases, load_or_create_splits, subsample_labelled
@@ -43,17 +43,21 @@ class FoldRequest:
     label_fraction_seed: int = 0
     device: str | None = None
     resume: bool = False
+    configuration: str = DEFAULT_CONFIGURATION  # segmentation: nnU-Net's configuration (plans.subplans)
 
     @property
     def variant(self) -> str:
         """The run folder's name below its view: the task's own name for it (a task package registers one with
-        ``register_variant``; classification's depends on the reader), else "pretrained" or "scratch"; then
-        the label fraction and its seed."""
+        ``register_variant``; classification's depends on the reader), else "pretrained" or "scratch", after
+        the configuration's name for any but 3d_fullres ("3d_lowres_scratch"); then the label fraction and its
+        seed."""
         namer = VARIANT_NAMERS.get(self.task)
         if namer is None and self.task not in PLAIN_VARIANT_TASKS:  # a silent fall-back would pick another folder
             raise RuntimeError(f"task {self.task!r}: its run folders are named by its package, which registers "
                                "the name with register_variant (cls: import orthodiff_auto.classification.readers)")
         name = namer(self) if namer is not None else ("pretrained" if self.pretrained else "scratch")
+        if namer is None and self.configuration != DEFAULT_CONFIGURATION:
+            name = f"{self.configuration}_{name}"
         if self.label_fraction < 1.0:
             name += f"_frac{self.label_fraction:g}"
             if self.label_fraction_seed:  # each seed's subset trains in its own folder
@@ -115,6 +119,11 @@ def check_request(request: FoldRequest) -> Plans:
     plans = Plans.load(request.preprocessed_dir / "plans.json")
     if request.task == "seg" or request.view != "fused":
         plans.view(request.view)  # clear error for an unknown view
+    if request.configuration != DEFAULT_CONFIGURATION:
+        if request.task != "seg":
+            raise UserInputError(f"--configuration {request.configuration} is a segmentation configuration; "
+                                 f"task {request.task!r} has none")
+        plans.view(request.view).configuration(request.configuration)  # error naming the planned ones
     if request.fold != "all" and (not isinstance(request.fold, int) or not 0 <= request.fold < 5):
         raise UserInputError(f"fold {request.fold!r} out of range: choose 0-4 or 'all'")
     if not 0 < request.label_fraction <= 1:
