@@ -26,7 +26,8 @@ from orthodiff_auto.inference.model_dir import ModelDescription, best_checkpoint
 from orthodiff_auto.inference.results import Finding, Prediction
 from orthodiff_auto.inference.scan_input import ScanInput, image_in_geometry, scan_from_input
 from orthodiff_auto.networks.builder import build_segmentation_network
-from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.plans.schema import DEFAULT_CONFIGURATION, Plans, ViewPlan
+from orthodiff_auto.segmentation.cascade import cascade_input, stage_one_on_grid
 from orthodiff_auto.segmentation.prediction import class_indices, predict_logits, probabilities_in_original_geometry
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.device import SpeedOptions, apply_speed_options, resolve_device
@@ -36,31 +37,54 @@ CHECKPOINTS = ("final", "best")  # which checkpoint of each segmentation fold pr
 
 @dataclass
 class SegmentationEnsemble:
-    """The fold models of one view; probabilities are averaged over folds (nnU-Net's ensembling)."""
+    """The fold models of one view and segmentation configuration; probabilities are averaged over folds
+    (nnU-Net's ensembling). A cascade's second stage holds its first stage (``previous``), whose prediction it
+    reads as extra input channels."""
 
     view: str
     plans: Plans
     models: list[torch.nn.Module]
     patch_size: tuple[int, ...]
+    configuration: str = DEFAULT_CONFIGURATION
+    previous: "SegmentationEnsemble | None" = None
 
     @classmethod
     def load(cls, view: str, checkpoints: Sequence[Path], device: torch.device,
-             speed: SpeedOptions = SpeedOptions()) -> "SegmentationEnsemble":
+             speed: SpeedOptions = SpeedOptions(), previous: "SegmentationEnsemble | None" = None,
+             ) -> "SegmentationEnsemble":
         if not checkpoints:
             raise UserInputError(f"no segmentation checkpoints for view {view!r}")
-        models, plans, patch = [], None, None
+        models, plans, patch, configuration = [], None, None, None
         for path in checkpoints:
             ckpt = load_checkpoint(path, map_location="cpu")
             extras = ckpt.get("extras", {})
             if ckpt.get("task") != "seg" or extras.get("view") != view:
                 raise UserInputError(f"{path}: not a segmentation checkpoint of view {view!r}")
             plans = Plans.from_dict(extras["plans"])
-            spec = plans.view(view).segmentation.architecture
-            net = build_segmentation_network(spec, 1, plans.num_classes, deep_supervision=False, initialize=False)
+            name = extras.get("configuration", DEFAULT_CONFIGURATION)  # checkpoints before configurations: 3d_fullres
+            if configuration not in (None, name):
+                raise UserInputError(f"{path}: configuration {name}, the view's other folds are {configuration}")
+            configuration = name
+            view_plan = plans.view(view)
+            if view_plan.configuration(name).previous_stage is not None and previous is None:
+                raise UserInputError(f"{path}: a cascade's second stage ({name}) without its first stage's folds")
+            spec = view_plan.for_configuration(name).segmentation.architecture
+            net = build_segmentation_network(spec, view_plan.input_channels(name, plans.num_classes),
+                                             plans.num_classes, deep_supervision=False, initialize=False)
             net.load_state_dict(ckpt["model"])
             models.append(apply_speed_options(net.to(device).eval(), device, speed))
-            patch = tuple(extras.get("patch_size") or plans.view(view).segmentation.patch_size)
-        return cls(view, plans, models, patch)
+            patch = tuple(extras.get("patch_size") or view_plan.for_configuration(name).segmentation.patch_size)
+        return cls(view, plans, models, patch, configuration, previous)
+
+    @property
+    def view_plan(self) -> ViewPlan:
+        """The plan this configuration's cases are preprocessed and predicted by."""
+        return self.plans.view(self.view).for_configuration(self.configuration)
+
+    @property
+    def own_grid(self) -> bool:
+        """Whether the configuration predicts on the view's preprocessed grid (else: 3d_lowres's coarser one)."""
+        return tuple(self.view_plan.target_spacing) == tuple(self.plans.view(self.view).target_spacing)
 
     def scores(self, data: np.ndarray, device: torch.device, overlap: float, mirror_axes, batch_size: int = 2,
                mixed_precision: bool = True) -> torch.Tensor:
@@ -86,30 +110,54 @@ class SegmentationEnsemble:
         scores = self.scores(data, device, overlap, mirror_axes, batch_size, mixed_precision)
         return torch.softmax(scores, 0).cpu().numpy()
 
+    def own_scan(self, scan: PreparedScan, original: tuple[np.ndarray, ImageGeometry] | None) -> PreparedScan:
+        """The scan preprocessed for this configuration: ``scan`` (the view's) itself, or the original preprocessed
+        again at the configuration's spacing."""
+        if self.own_grid:
+            return scan
+        if original is None:
+            raise ValueError(f"configuration {self.configuration} predicts at another spacing than the view's: "
+                             "pass the original (image, geometry)")
+        return PreparedScan.from_scan(*original, self.view_plan)
+
+    def case_scores(self, scan: PreparedScan, device: torch.device, overlap: float, tta: bool, batch_size: int,
+                    original: tuple[np.ndarray, ImageGeometry] | None) -> tuple[torch.Tensor, PreparedScan]:
+        """(scores on the configuration's grid, the scan on that grid); a cascade's first stage runs first."""
+        own = self.own_scan(scan, original)
+        data = own.data
+        if self.previous is not None:
+            first, first_scan = self.previous.case_scores(scan, device, overlap, tta, batch_size, original)
+            data = cascade_input(data, stage_one_on_grid(first, data.shape[1:], self.previous.view_plan,
+                                                         self.view_plan), self.plans.num_classes)
+        return self.scores(data, device, overlap, (0, 1, 2) if tta else None, batch_size), own
+
     def segment_prepared(self, scan: PreparedScan, device: torch.device, overlap: float = 0.5, tta: bool = False,
                          batch_size: int = 2, probabilities: bool = False,
+                         original: tuple[np.ndarray, ImageGeometry] | None = None,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(label map in the input's exact geometry, label indices on the preprocessed grid, class probabilities
-        (C, *input array shape) in the input's exact geometry, channel i = the i-th smallest label value: the
-        softmax of the resampled scores, whose argmax is the label map; None unless ``probabilities``) of a scan
-        that this view's plan preprocessed.
+        """(label map in the input's exact geometry, label indices on the view's preprocessed grid, class
+        probabilities (C, *input array shape) in the input's exact geometry, channel i = the i-th smallest label
+        value: the softmax of the resampled scores, whose argmax is the label map; None unless ``probabilities``)
+        of a scan that this view's plan preprocessed. ``original``: the scan's (image, geometry), which a
+        configuration at another spacing (3d_lowres, alone or as a cascade's first stage) preprocesses again.
 
         The label map comes from the scores resampled to the input's grid, not the probabilities: one fold's
         logits, or the log of the folds' mean softmax, as nnU-Net's export resamples logits (linear interpolation
         of logits and of probabilities can pick different classes where classes meet; documentation/benchmarks.md,
         benchmarks/compare_preprocessing_with_nnunet.py)."""
-        scores = self.scores(scan.data, device, overlap, (0, 1, 2) if tta else None, batch_size)
-        view_plan = self.plans.view(self.view)
-        original, on_grid = class_indices(scores, scan.properties, view_plan)
+        scores, own = self.case_scores(scan, device, overlap, tta, batch_size, original)
+        original_labels, on_grid = class_indices(scores, own.properties, self.view_plan)
+        if not self.own_grid:  # what the classifiers read: labels on the view's grid
+            on_grid = stage_one_on_grid(scores, scan.data.shape[1:], self.view_plan, self.plans.view(self.view))
         # only when asked for: C times the label map's memory and time
-        probs = probabilities_in_original_geometry(scores, scan.properties, view_plan) if probabilities else None
-        return to_label_values(original, label_values(self.plans.labels)), on_grid, probs
+        probs = probabilities_in_original_geometry(scores, own.properties, self.view_plan) if probabilities else None
+        return to_label_values(original_labels, label_values(self.plans.labels)), on_grid, probs
 
     def segment(self, image: np.ndarray, geometry: ImageGeometry, device: torch.device, overlap: float = 0.5,
                 tta: bool = False, batch_size: int = 2) -> np.ndarray:
         """Label map in the input's exact geometry (same shape, to be written with the same header)."""
         scan = PreparedScan.from_scan(image, geometry, self.plans.view(self.view))
-        return self.segment_prepared(scan, device, overlap, tta, batch_size)[0]
+        return self.segment_prepared(scan, device, overlap, tta, batch_size, original=(image, geometry))[0]
 
 
 @dataclass
@@ -148,10 +196,11 @@ class Predictor:
         self.folds = None if folds is None else [int(f) for f in folds]
         self.segmenters: dict[str, SegmentationEnsemble] = {}
         for view, choice in self.description.segmentation.items():
-            paths = self._select(choice.checkpoints)
-            if checkpoint == "best":
-                paths = [self._best(p) for p in paths]
-            self.segmenters[view] = SegmentationEnsemble.load(view, paths, self.device, speed)
+            first = getattr(choice, "previous_stage", None)  # a cascade: its first stage's folds
+            previous = None if first is None else SegmentationEnsemble.load(
+                view, self._checkpoints(first.checkpoints), self.device, speed)
+            self.segmenters[view] = SegmentationEnsemble.load(view, self._checkpoints(choice.checkpoints),
+                                                              self.device, speed, previous)
         # one findings ensemble per classification configuration, which one serves each combination of views, and
         # (model folders of format 3) which one reads each finding for that combination
         self.classifiers: dict[str, FindingsEnsemble] = {}
@@ -171,6 +220,11 @@ class Predictor:
     def _load_classifier(self, choice) -> None:
         if choice.label not in self.classifiers:
             self.classifiers[choice.label] = FindingsEnsemble.load(self._select(choice.checkpoints), self.device)
+
+    def _checkpoints(self, checkpoints: Sequence[str]) -> list[Path]:
+        """The chosen folds' segmentation checkpoints, final or best (``checkpoint``)."""
+        paths = self._select(checkpoints)
+        return [self._best(p) for p in paths] if self.checkpoint == "best" else paths
 
     def _select(self, checkpoints: Sequence[str]) -> list[Path]:
         paths = [self.model_dir / c for c in checkpoints]
@@ -265,7 +319,7 @@ class Predictor:
             segmenter = self.segmenters.get(view)
             if segmenter is not None:
                 result.segmentations[view], labels, original = segmenter.segment_prepared(
-                    scan, self.device, self.overlap, self.tta, probabilities=probabilities)
+                    scan, self.device, self.overlap, self.tta, probabilities=probabilities, original=scans.get(view))
                 if probabilities:
                     result.probabilities[view] = original
                 prepared[view] = PreparedScan(scan.data, scan.spacing, scan.properties, labels)
