@@ -61,6 +61,11 @@ def register(subparsers) -> None:
                    help="train the image readers (fine-tuned, noised, frozen diffusion features) at the cpu budget "
                    "too, where by default only the anatomy-feature classifier reads the findings; the --no-* options "
                    "still leave one out")
+    p.add_argument("-c", "--configurations", nargs="+", default=None, metavar="CONFIGURATION",
+                   help="segmentation configurations to train where the plans have them: 2d, 3d_fullres, 3d_lowres, "
+                   "3d_cascade_fullres (the cascade trains 3d_lowres on every fold first); model selection chooses "
+                   "per view by pooled out-of-fold Dice (default: every planned one on a GPU budget, 3d_fullres at "
+                   "the cpu budget)")
     p.add_argument("--no-scratch", action="store_true",
                    help="with pretraining, train only the pretrained variants (no from-scratch comparison)")
     p.add_argument("--fusion", nargs="+", default=["gate"],
@@ -87,6 +92,7 @@ def run(args) -> int:
     options = AutoOptions(
         budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=tuple(args.folds),
         pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch,
+        configurations=None if args.configurations is None else tuple(args.configurations),
         frozen_features=image_reader(args.no_frozen_features, args.all_classifiers),
         anatomy_features=not args.no_anatomy_features,
         finetune_classifiers=image_reader(args.no_finetune_classifiers, args.all_classifiers),

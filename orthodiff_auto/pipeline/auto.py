@@ -40,7 +40,7 @@ from orthodiff_auto.pipeline.stale import (
 )
 from orthodiff_auto.pipeline.train_fold import train_fold
 from orthodiff_auto.plans.budget import parse_budget
-from orthodiff_auto.plans.schema import Plans
+from orthodiff_auto.plans.schema import CONFIGURATIONS, DEFAULT_CONFIGURATION, Plans
 from orthodiff_auto.plans.adaptation import check_adaptable
 from orthodiff_auto.preprocessing.stages import (
     dataset_views, run_fingerprint, run_plan, run_preprocess, validated_dataset,
@@ -84,9 +84,14 @@ class AutoOptions:
     device: str | None = None
     redo_stale: bool = False  # plan again / retrain what earlier settings produced, instead of refusing
     pretrained_from: Path | None = None  # a pretrained encoder bundle to plan like and fine-tune from
+    # segmentation configurations to train where planned; None: by the budget (configurations_by_budget)
+    configurations: tuple[str, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "folds", check_folds(self.folds))  # UserInputError for a fold outside 0-4
+        unknown = [c for c in self.configurations or () if c not in CONFIGURATIONS]
+        if unknown:
+            raise UserInputError(f"--configurations: unknown {unknown}; choose among {list(CONFIGURATIONS)}")
 
 
 LIST_SETTINGS_HINT = "`orthodiff train_fold --list-settings` lists every key with its type and default"
@@ -177,13 +182,14 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
         return ([None] if options.compare_scratch else []) + [encoders[view]]
 
     segmented = [v for v in views if PreprocessedDataset(preprocessed, v).case_ids(subset="train", labelled=True)]
+    wanted = configurations_by_budget(options, plans)
     for view in views:
         if view not in segmented:
             log(f"== seg {view}: skipped (no labelled training scans of this view)")
             continue
-        for pretrained in variants(view):
-            for fold in options.folds:
-                _train(clock, preprocessed, results, "seg", view, fold, options, pretrained, log)
+        for configuration in configurations_to_train(plans.view(view), wanted, log):
+            _train_configuration(clock, preprocessed, results, plans, view, configuration, variants(view), options,
+                                 log)
     options = image_readers_by_budget(options, plans, segmented == views, log)
     if options.classification and plans.findings and options.anatomy_features and segmented != views:
         log("== anatomy-feature classifiers: skipped (they read every view's segmentation; "
@@ -232,6 +238,44 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
 
 
 IMAGE_READERS = ("finetune_classifiers", "noised_classifiers", "frozen_features")
+#: what ``auto`` trains per budget when --configurations is not given (documentation/training.md)
+CONFIGURATIONS_BY_BUDGET = {"cpu": (DEFAULT_CONFIGURATION,), "gpu": CONFIGURATIONS}
+
+
+def configurations_by_budget(options: AutoOptions, plans: Plans) -> tuple[str, ...]:
+    """The segmentation configurations to train: ``options.configurations``, else the budget's: every planned one
+    on a GPU (nnU-Net), 3d_fullres alone at the cpu budget (each further configuration costs as much again on two
+    cores; benchmarks.md, "Configurations")."""
+    if options.configurations is not None:
+        return tuple(options.configurations)
+    return CONFIGURATIONS_BY_BUDGET[plans.budget.kind]
+
+
+def configurations_to_train(view_plan, wanted: Sequence[str], log) -> list[str]:
+    """The wanted configurations the view has planned, each cascade's first stage with it, in nnU-Net's order."""
+    needed = set(wanted) | {view_plan.configurations[c].previous_stage for c in wanted
+                            if c in view_plan.configurations and view_plan.configurations[c].previous_stage}
+    missing = [c for c in wanted if c not in view_plan.configuration_names]
+    if missing:
+        log(f"== seg {view_plan.view}: {', '.join(missing)} not planned for this view (nnU-Net's rules; show_plans)")
+    return [c for c in view_plan.configuration_names if c in needed]
+
+
+def _train_configuration(clock, preprocessed, results, plans, view, configuration, variants, options, log) -> None:
+    """A configuration's folds: pretrained variants where the encoder fits its architecture (3d_fullres; the
+    cascade's second stage, whose stem starts fresh), from scratch otherwise; a cascade's first stage on every
+    fold, since the second stage trains on its out-of-fold predictions (nnU-Net)."""
+    fits_encoder = plans.view(view).configuration(configuration).segmentation.architecture == \
+        plans.view(view).segmentation.architecture
+    chosen = variants if fits_encoder else [None]
+    is_first_stage = any(c.previous_stage == configuration for c in plans.view(view).configurations.values())
+    folds = FOLDS if is_first_stage else options.folds
+    if is_first_stage and tuple(folds) != tuple(options.folds):
+        log(f"== seg {view} {configuration}: every fold (the cascade trains on its out-of-fold predictions)")
+    for pretrained in chosen:
+        for fold in folds:
+            _train(clock, preprocessed, results, "seg", view, fold, options, pretrained, log,
+                   configuration=configuration)
 
 
 def image_readers_by_budget(options: AutoOptions, plans: Plans, every_view_segmented: bool, log) -> AutoOptions:
@@ -300,11 +344,12 @@ def _pretrain(clock, preprocessed, results, plans, view, options, log) -> Path:
     return encoder
 
 
-def _train(clock, preprocessed, results, task, view, fold, options, pretrained, log, extra: Sequence[str] = ()):
+def _train(clock, preprocessed, results, task, view, fold, options, pretrained, log, extra: Sequence[str] = (),
+           configuration: str = DEFAULT_CONFIGURATION):
     task_overrides = options.classification_overrides if task == "cls" else ()
     config = make_config(options.config, list(options.overrides) + list(task_overrides) + list(extra))
     request = FoldRequest(preprocessed, task, view, fold, config, results_dir=results, pretrained=pretrained,
-                          device=options.device)
+                          device=options.device, configuration=configuration)
     out = request.output_dir()
     name = f"{task} {view} fold {fold} ({request.variant})"
     changed = fold_differences(out, config, Plans.load(preprocessed / "plans.json"),
@@ -317,7 +362,8 @@ def _train(clock, preprocessed, results, task, view, fold, options, pretrained, 
         return
     resume = (out / "checkpoint_latest.pt").is_file() or (out / "checkpoint_final.pt").is_file()
     clock.run(name, train_fold, FoldRequest(preprocessed, task, view, fold, config, results_dir=results,
-                                            pretrained=pretrained, device=options.device, resume=resume), log)
+                                            pretrained=pretrained, device=options.device, resume=resume,
+                                            configuration=configuration), log)
 
 
 def _fold_inputs(preprocessed, results, task, view, fold, config, pretrained) -> list[Path]:
