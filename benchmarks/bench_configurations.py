@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_common import run_orthodiff as run
+
 CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
 
@@ -41,14 +43,6 @@ def parse_args(argv=None):
                    help="training overrides after the demo's")
     p.add_argument("-np", "--num-processes", type=int, default=2)
     return p.parse_args(argv)
-
-
-def run(cli_args: list[str]) -> None:
-    from orthodiff_auto.cli import main
-
-    print("$ orthodiff " + " ".join(cli_args), flush=True)
-    if main(cli_args) != 0:
-        raise SystemExit(f"orthodiff {cli_args[0]} failed")
 
 
 def prepare(args) -> Path:
