@@ -9,6 +9,7 @@ so no fusion mode). Checkpoint kind: ``anatomy`` (fitted numbers as tensors, no 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,9 +39,14 @@ SEGMENTATION_VARIANTS = ("pretrained", "scratch")  # which fold segmentation the
 # ---------------------------------------------------------------- the segmentation the features read
 
 def segmentation_folds(request: FoldRequest, view: str) -> list[Path]:
-    """The run folders of this fold's segmentation of ``view`` the features may read, in order of preference."""
+    """The run folders of this fold's segmentation of ``view`` the features may read, in order of preference:
+    the configuration ``anatomy_segmentation`` names, pretrained before from scratch."""
     root = Path(request.results_dir or Path(request.preprocessed_dir).parent / "results")
-    return [root / "seg" / view / variant / f"fold_{request.fold}" for variant in SEGMENTATION_VARIANTS]
+    configuration = request.config.anatomy_segmentation
+    return [root / "seg" / view / replace(request, task="seg", configuration=configuration,
+                                          pretrained=Path(variant) if variant == "pretrained" else None,
+                                          label_fraction=1.0).variant / f"fold_{request.fold}"
+            for variant in SEGMENTATION_VARIANTS]
 
 
 def fold_segmenter(request: FoldRequest, view: str, plans: Plans, device: torch.device):
@@ -55,10 +61,11 @@ def fold_segmenter(request: FoldRequest, view: str, plans: Plans, device: torch.
             seg_plans = Plans.from_dict(ckpt["extras"]["plans"])
             if seg_plans.view(view).preprocessing_key != plans.view(view).preprocessing_key:
                 raise UserInputError(f"{path}: trained under other plans than {request.preprocessed_dir}; retrain it")
-            spec = seg_plans.view(view).segmentation.architecture
+            seg_view = seg_plans.view(view).for_configuration(ckpt["extras"].get("configuration", "3d_fullres"))
+            spec = seg_view.segmentation.architecture
             net = build_segmentation_network(spec, 1, seg_plans.num_classes, deep_supervision=False, initialize=False)
             net.load_state_dict(ckpt["model"])
-            patch = tuple(ckpt["extras"].get("patch_size") or seg_plans.view(view).segmentation.patch_size)
+            patch = tuple(ckpt["extras"].get("patch_size") or seg_view.segmentation.patch_size)
             return net.to(device).eval(), patch, fold_dir
     raise UserInputError(f"classifier_features=anatomy reads this fold's segmentation of {view}: train it first "
                          f"(`orthodiff train_fold ... seg {view} {request.fold}`); looked in {', '.join(tried)}")

@@ -46,7 +46,7 @@ from orthodiff_auto.preprocessing.stages import (
     dataset_views, run_fingerprint, run_plan, run_preprocess, validated_dataset,
 )
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
-from orthodiff_auto.training.config import make_config
+from orthodiff_auto.training.config import ANATOMY_SEGMENTATIONS, make_config
 from orthodiff_auto.training.fold import FoldRequest
 from orthodiff_auto.training.pretrained import read_pretrained_bundle
 from orthodiff_auto.utils.lock import folder_lock
@@ -195,9 +195,13 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
         log("== anatomy-feature classifiers: skipped (they read every view's segmentation; "
             f"{', '.join(v for v in views if v not in segmented)} has no segmentation labels)")
     elif options.classification and plans.findings and options.anatomy_features:
-        for fold in options.folds:  # reads the fold's segmentation of every view (the pretrained one if trained)
+        readable = [c for c in (DEFAULT_CONFIGURATION, *ANATOMY_SEGMENTATIONS) if c in wanted]
+        if not readable:
+            log(f"== anatomy-feature classifiers: skipped (they read a {' or '.join(ANATOMY_SEGMENTATIONS)} "
+                "segmentation; none was trained)")
+        for fold in options.folds if readable else ():  # the fold's segmentation of every view (pretrained if any)
             _train(clock, preprocessed, results, "cls", FUSED if len(views) > 1 else views[0], fold, options, None,
-                   log, extra=("classifier_features=anatomy",))
+                   log, extra=("classifier_features=anatomy", f"anatomy_segmentation={readable[0]}"))
     if options.classification and plans.findings and options.finetune_classifiers:
         for view in views:
             for pretrained in variants(view):

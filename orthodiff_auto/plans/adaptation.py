@@ -40,6 +40,7 @@ from orthodiff_auto.plans.planner import (
     initial_patch,
     median_shape_at,
     plan_classification,
+    plan_configurations,
     plan_diffusion,
     plan_experiment,
     plan_region_of_interest,
@@ -148,14 +149,15 @@ def grid_region(vf: ViewFingerprint, grid: Sequence[int], spacing: Sequence[floa
 def plan_view_like(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget: Budget, like: PretrainedPlan,
                    preset: PlannerPreset | None = None) -> ViewPlan:
     """The view's plan with the encoder's architecture, normalisation, spacing (or input grid) and resampling
-    adopted."""
+    adopted; its further configurations planned by the usual rules around it (the encoder fits 3d_fullres and the
+    cascade's second stage, which share its architecture)."""
     preset = preset or preset_for(budget)
     grid = like.input_grid
     target = grid_spacing(vf, grid) if grid else tuple(float(t) for t in like.target_spacing)
     median_shape = median_shape_at(vf, target)
     arch = like.architecture
-    seg = plan_segmentation_like(arch, target, median_shape, len(fingerprint.labels), vf.num_labelled or
-                                 len(vf.spacings), budget, preset)
+    seg_cases = vf.num_labelled or len(vf.spacings)
+    seg = plan_segmentation_like(arch, target, median_shape, len(fingerprint.labels), seg_cases, budget, preset)
     roi = grid_region(vf, grid, target) if grid else plan_region_of_interest(vf, preset)
     cls = plan_classification(arch, target, roi, len(fingerprint.findings), len(vf.spacings), budget, preset)
     return ViewPlan(
@@ -170,6 +172,8 @@ def plan_view_like(vf: ViewFingerprint, fingerprint: DatasetFingerprint, budget:
         classification=cls,
         diffusion=plan_diffusion(seg),
         adapted_from=like.adapted_from(),
+        configurations=plan_configurations(vf, seg, target, median_shape, len(fingerprint.labels), seg_cases, budget,
+                                           preset),
     )
 
 

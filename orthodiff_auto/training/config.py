@@ -19,6 +19,8 @@ MIRROR_MODES = ("left_right", "all", "none")
 
 
 ANATOMY_FEATURE_SETS = ("basic", "where", "sectors")
+# the segmentation configurations the anatomy reader can read: those predicting on the view's own grid alone
+ANATOMY_SEGMENTATIONS = ("3d_fullres", "2d")
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class ClassificationSettings:
     # AUROC on the fold's training cases (0: all); 40 over 20 by 0.01 at both presets (within the CIs), both well
     # above 0 with the finer sets (benchmarks.md)
     anatomy_screen_features: int = 40
+    # anatomy features: the segmentation configuration whose fold segmentation they read ("3d_fullres" or "2d":
+    # those predicting on the view's own grid); auto sets the one it trained
+    anatomy_segmentation: str = "3d_fullres"
     # frozen diffusion features: "attention" (the block's map, attention-pooled per finding) or "mean" (averaged)
     frozen_pooling: str = "attention"
     # noised fine-tuning: the timestep inputs are noised at, and how many fixed noises prediction averages over
@@ -115,6 +120,9 @@ class ClassificationSettings:
         if self.anatomy_feature_set not in ANATOMY_FEATURE_SETS:
             raise UserInputError(f"config anatomy_feature_set: choose one of {list(ANATOMY_FEATURE_SETS)}, "
                                  f"got {self.anatomy_feature_set!r}")
+        if self.anatomy_segmentation not in ANATOMY_SEGMENTATIONS:
+            raise UserInputError(f"config anatomy_segmentation: choose one of {list(ANATOMY_SEGMENTATIONS)}, "
+                                 f"got {self.anatomy_segmentation!r}")
         if self.anatomy_screen_features < 0:
             raise UserInputError(f"config anatomy_screen_features must be >= 0 (0: every feature), "
                                  f"got {self.anatomy_screen_features}")

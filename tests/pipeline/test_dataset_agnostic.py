@@ -30,12 +30,12 @@ LABELS = {"background": 0, "cyst": 4, "wall": 9}
 FINDINGS = ["opacity", "septation", "fluid_level"]
 
 
-def _scan(rng: np.random.Generator, flags: dict[str, int], with_labels: bool):
-    image = rng.normal(50.0, 4.0, size=SHAPE).astype(np.float32)
-    ii, jj, kk = np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij")
-    centre = np.array(SHAPE) / 2 + rng.uniform(-1.5, 1.5, 3) * (1, 1, 0)
+def _scan(rng: np.random.Generator, flags: dict[str, int], with_labels: bool, shape=SHAPE):
+    image = rng.normal(50.0, 4.0, size=shape).astype(np.float32)
+    ii, jj, kk = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    centre = np.array(shape) / 2 + rng.uniform(-1.5, 1.5, 3) * (1, 1, 0)
     r = np.sqrt(((ii - centre[0]) / 6.0) ** 2 + ((jj - centre[1]) / 5.0) ** 2 + ((kk - centre[2]) / 2.0) ** 2)
-    label = np.zeros(SHAPE, dtype=np.uint8)
+    label = np.zeros(shape, dtype=np.uint8)
     label[r < 1.3] = LABELS["wall"]
     label[r < 1.0] = LABELS["cyst"]
     image[label == LABELS["wall"]] += 60
@@ -47,9 +47,9 @@ def _scan(rng: np.random.Generator, flags: dict[str, int], with_labels: bool):
     return image, (label if with_labels else None)
 
 
-def write_dataset(root: Path, n_train: int, n_test: int, with_labels: bool, seed: int) -> Path:
+def write_dataset(root: Path, n_train: int, n_test: int, with_labels: bool, seed: int, shape=SHAPE) -> Path:
     rng = np.random.default_rng(seed)
-    g = ImageGeometry(SHAPE, SPACING, (10.0, -20.0, 5.0), DIRECTION)
+    g = ImageGeometry(shape, SPACING, (10.0, -20.0, 5.0), DIRECTION)
     for folder in ("imagesTr", "imagesTs") + (("labelsTr",) if with_labels else ()):
         (root / folder).mkdir(parents=True)
     json.dump({"name": "Cysts", "modality": "MR", "views": ["ax"], "findings": FINDINGS,
@@ -58,7 +58,7 @@ def write_dataset(root: Path, n_train: int, n_test: int, with_labels: bool, seed
     rows = []
     for i in range(n_train + n_test):
         flags = {f: int(b) for f, b in zip(FINDINGS, ((i >> 0) & 1, (i >> 1) & 1, (i >> 2) & 1))}
-        image, label = _scan(rng, flags, with_labels)
+        image, label = _scan(rng, flags, with_labels, shape)
         case, folder = (f"p{i:03d}", "imagesTr") if i < n_train else (f"t{i:03d}", "imagesTs")
         write_image(root / folder / f"{case}_ax.nii.gz", image, g)
         if label is not None and i < n_train:
@@ -102,4 +102,49 @@ def test_auto_and_predict_folder_on_an_unknown_dataset(tmp_path, capsys, with_la
         assert predicted_geometry.shape == geometry.shape == SHAPE
         assert np.allclose(predicted_geometry.direction, DIRECTION)
         assert np.allclose(predicted_geometry.spacing, SPACING)
+        assert set(np.unique(predicted)) <= set(LABELS.values())
+
+
+# A field of view large enough that the cpu plan's 3d_fullres patch covers under a quarter of the image: nnU-Net's
+# rule then plans 3d_lowres and the cascade.
+WIDE_SHAPE = (240, 200, 5)
+
+
+def test_configurations_and_the_cascade_on_an_unknown_dataset(tmp_path, capsys):
+    import torch
+
+    from orthodiff_auto.inference.predictor import SegmentationEnsemble
+
+    raw = write_dataset(tmp_path / "raw", n_train=10, n_test=2, with_labels=True, seed=5, shape=WIDE_SHAPE)
+    work = tmp_path / "work"
+    assert main(["auto", str(raw), "--work", str(work), "--budget", "cpu", "--folds", "0", "--no-pretrain",
+                 "-c", "2d", "3d_cascade_fullres", "-np", "1", *SMOKE]) == 0, capsys.readouterr().err
+    view = json.loads((work / "preprocessed" / "plans.json").read_text())["views"]["ax"]
+    assert set(view["configurations"]) == {"2d", "3d_lowres", "3d_cascade_fullres"}
+    lowres = view["configurations"]["3d_lowres"]
+    assert lowres["data_identifier"] == "ax_3d_lowres" and lowres["target_spacing"][1] > view["target_spacing"][1]
+    assert view["configurations"]["3d_cascade_fullres"]["previous_stage"] == "3d_lowres"
+
+    seg = work / "results" / "seg" / "ax"
+    # 3d_fullres was not asked for; the cascade's first stage trained on every fold and predicted every case once
+    assert sorted(p.name for p in seg.iterdir()) == ["2d_scratch", "3d_cascade_fullres_scratch", "3d_lowres_scratch"]
+    assert len(list((seg / "3d_lowres_scratch").glob("fold_*/summary.json"))) == 5
+    assert len(list((seg / "3d_lowres_scratch" / "predicted_next_stage").glob("*.npz"))) == 10
+    # without 3d_fullres the anatomy reader reads the 2d segmentation of its fold
+    anatomy = json.loads((work / "results" / "cls" / "ax" / "anatomy" / "fold_0" / "summary.json").read_text())
+    assert Path(anatomy["segmentation_read"]["ax"]) == seg / "2d_scratch" / "fold_0"
+
+    image, geometry = read_image(raw / "imagesTs" / "t010_ax.nii.gz")
+    first = SegmentationEnsemble.load("ax", sorted((seg / "3d_lowres_scratch").glob("fold_*/checkpoint_final.pt")),
+                                      torch.device("cpu"))
+    for ensemble in (first, SegmentationEnsemble.load("ax", [seg / "3d_cascade_fullres_scratch" / "fold_0" /
+                                                             "checkpoint_final.pt"], torch.device("cpu"), previous=first)):
+        labels = ensemble.segment(image, geometry, torch.device("cpu"))
+        assert labels.shape == image.shape and set(np.unique(labels)) <= set(LABELS.values())
+
+    out = tmp_path / "pred"
+    assert main(["predict_folder", str(raw / "imagesTs"), str(out), "--model", str(work / "model")]) == 0
+    for case in ("t010", "t011"):
+        predicted, predicted_geometry = read_image(out / f"{case}_ax.nii.gz")
+        assert predicted_geometry.shape == WIDE_SHAPE and np.allclose(predicted_geometry.spacing, SPACING)
         assert set(np.unique(predicted)) <= set(LABELS.values())
