@@ -46,9 +46,13 @@ def register(subparsers) -> None:
                    help="a pretrained encoder bundle (another run's WORK/results/pretrain, or one encoder_<view>.pt): "
                    "its views are planned like its encoders (architecture, normalisation, spacing; patch and batch "
                    "planned for this dataset) and fine-tune from them instead of pretraining here")
-    p.add_argument("--no-pretrain", action="store_true",
-                   help="skip diffusion pretraining here (views without a --pretrained-from encoder: from scratch "
-                   "only)")
+    pretraining = p.add_mutually_exclusive_group()
+    pretraining.add_argument("--no-pretrain", action="store_true",
+                             help="skip diffusion pretraining here (views without a --pretrained-from encoder: from "
+                             "scratch only)")
+    pretraining.add_argument("--pretrain", action="store_true",
+                             help="pretrain even when nothing trained reads the encoders (by default pretraining runs "
+                             "only for a configuration of the encoder's architecture or an image reader)")
     p.add_argument("--no-frozen-features", action="store_true",
                    help="with pretraining, skip probe and the classifiers on frozen diffusion features")
     p.add_argument("--no-anatomy-features", action="store_true",
@@ -91,7 +95,7 @@ def run(args) -> int:
 
     options = AutoOptions(
         budget=args.budget, config=args.config, pretrain_config=args.pretrain_config, folds=tuple(args.folds),
-        pretrain=not args.no_pretrain, compare_scratch=not args.no_scratch,
+        pretrain=False if args.no_pretrain else (True if args.pretrain else None), compare_scratch=not args.no_scratch,
         configurations=None if args.configurations is None else tuple(args.configurations),
         frozen_features=image_reader(args.no_frozen_features, args.all_classifiers),
         anatomy_features=not args.no_anatomy_features,

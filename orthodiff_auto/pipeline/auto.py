@@ -68,7 +68,7 @@ class AutoOptions:
     config: str = "full"  # training preset for every fold
     pretrain_config: str | None = None  # default: same as config
     folds: tuple[int, ...] = FOLDS
-    pretrain: bool = True
+    pretrain: bool | None = None  # None: when something trained reads the encoders (encoders_read)
     compare_scratch: bool = True  # with pretraining: also train from scratch, and let model selection choose
     # the image readers; None: by the budget (image_readers_by_budget)
     frozen_features: bool | None = None  # with pretraining: probe, then classifiers on frozen diffusion features
@@ -168,12 +168,16 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
     plans = Plans.load(plans_path)
     views = list(plans.views)
 
+    segmented = [v for v in views if PreprocessedDataset(preprocessed, v).case_ids(subset="train", labelled=True)]
+    wanted = configurations_by_budget(options, plans)
+    options = image_readers_by_budget(options, plans, segmented == views, log)
+    pretrain = options.pretrain if options.pretrain is not None else encoders_read(options, plans, wanted, log)
     encoders: dict[str, Path] = {}
     for view in views:
         if like and view in like:
             encoders[view] = Path(like[view].encoder)
             log(f"== pretrain {view}: from {encoders[view]} (pretrained on {like[view].dataset_name!r})")
-        elif options.pretrain:
+        elif pretrain:
             encoders[view] = _pretrain(clock, preprocessed, results, plans, view, options, log)
 
     def variants(view):
@@ -181,8 +185,6 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
             return [None]
         return ([None] if options.compare_scratch else []) + [encoders[view]]
 
-    segmented = [v for v in views if PreprocessedDataset(preprocessed, v).case_ids(subset="train", labelled=True)]
-    wanted = configurations_by_budget(options, plans)
     for view in views:
         if view not in segmented:
             log(f"== seg {view}: skipped (no labelled training scans of this view)")
@@ -190,7 +192,6 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
         for configuration in configurations_to_train(plans.view(view), wanted, log):
             _train_configuration(clock, preprocessed, results, plans, view, configuration, variants(view), options,
                                  log)
-    options = image_readers_by_budget(options, plans, segmented == views, log)
     if options.classification and plans.findings and options.anatomy_features and segmented != views:
         log("== anatomy-feature classifiers: skipped (they read every view's segmentation; "
             f"{', '.join(v for v in views if v not in segmented)} has no segmentation labels)")
@@ -253,6 +254,19 @@ def configurations_by_budget(options: AutoOptions, plans: Plans) -> tuple[str, .
     if options.configurations is not None:
         return tuple(options.configurations)
     return CONFIGURATIONS_BY_BUDGET[plans.budget.kind]
+
+
+def encoders_read(options: AutoOptions, plans: Plans, wanted: Sequence[str], log) -> bool:
+    """Whether anything ``auto`` trains reads the pretrained encoders: a segmentation configuration of the
+    encoder's architecture (3d_fullres, the cascade's second stage) or an image reader. When nothing does (2d or
+    3d_lowres alone, with the anatomy reader), pretraining is skipped: it would cost minutes for no reader."""
+    fits = any(c in vp.configuration_names and vp.configuration(c).segmentation.architecture ==
+               vp.segmentation.architecture for vp in plans.views.values() for c in wanted)
+    readers = options.classification and bool(plans.findings) and any(getattr(options, r) for r in IMAGE_READERS)
+    if not (fits or readers):
+        log(f"== pretrain: skipped (nothing trained here reads the encoders: segmentation {', '.join(wanted)}, "
+            "no image reader; --pretrain trains them anyway)")
+    return fits or readers
 
 
 def configurations_to_train(view_plan, wanted: Sequence[str], log) -> list[str]:

@@ -80,3 +80,38 @@ def test_image_readers_are_off_at_the_cpu_budget_only_where_the_anatomy_reader_r
     assert resolved(chosen, "cpu")[0] == (True, False, False) and resolved(chosen, "gpu")[0] == (True, False, True)
     # the command line: --no-X wins, --all-classifiers sets the rest, neither leaves the budget to decide
     assert (image_reader(True, True), image_reader(False, True), image_reader(False, False)) == (False, True, None)
+
+
+
+def test_configurations_by_budget_and_pretraining_only_where_the_encoders_are_read():
+    """auto trains every planned configuration on a GPU budget and 3d_fullres at the cpu budget (or what
+    --configurations names, each cascade with its first stage); it pretrains only when a configuration of the
+    encoder's architecture or an image reader will read the encoders."""
+    from orthodiff_auto.pipeline.auto import (AutoOptions, configurations_by_budget, configurations_to_train,
+                                              encoders_read)
+    from orthodiff_auto.plans.planner import plan_experiment
+    from orthodiff_auto.plans.schema import Budget
+    from tests.plans.fake_fingerprint import fake_fingerprint
+
+    wide = [((3.5, 1.0, 1.0), (33, 150 + i, 150)) for i in range(10)]  # the 3d_fullres patch covers < 25%
+    plans = {kind: plan_experiment(fake_fingerprint({"sag": wide}), Budget(kind, 0.25 if kind == "cpu" else 8.0))
+             for kind in ("cpu", "gpu")}
+    assert plans["cpu"].view("sag").configuration_names == ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
+    lines = []
+    default = AutoOptions()
+    assert configurations_by_budget(default, plans["gpu"]) == ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
+    assert configurations_by_budget(default, plans["cpu"]) == ("3d_fullres",)
+    asked = AutoOptions(configurations=("3d_cascade_fullres", "2d"))
+    assert configurations_to_train(plans["cpu"].view("sag"), configurations_by_budget(asked, plans["cpu"]),
+                                   lines.append) == ["2d", "3d_lowres", "3d_cascade_fullres"]  # its first stage too
+    readers_off = AutoOptions(finetune_classifiers=False, noised_classifiers=False, frozen_features=False)
+    assert encoders_read(readers_off, plans["cpu"], ("3d_fullres",), lines.append)
+    assert encoders_read(readers_off, plans["cpu"], ("3d_lowres", "3d_cascade_fullres"), lines.append)
+    assert not lines
+    assert not encoders_read(readers_off, plans["cpu"], ("2d",), lines.append)  # a 2D network: no 3D encoder
+    assert "pretrain: skipped" in lines[-1]
+    with_reader = AutoOptions(finetune_classifiers=True, noised_classifiers=False, frozen_features=False)
+    assert encoders_read(with_reader, plans["cpu"], ("2d",), lines.append)
+    from orthodiff_auto.errors import UserInputError
+    with pytest.raises(UserInputError, match="--configurations"):
+        AutoOptions(configurations=("3d",))
