@@ -6,6 +6,8 @@ Layout (written by ``find_best_configuration``)::
     plans.json                       the plans the models were trained under
     seg/<view>/fold_<k>.pt           segmentation checkpoints of the chosen configuration per view
     seg/<view>/fold_<k>_best.pt      the same folds' best-validation checkpoints, where training wrote one
+    seg/<view>/<variant>/fold_<k>.pt a chosen cascade's previous stage (e.g. 3d_lowres_scratch), its best
+                                     checkpoints beside them as above
     cls/<name>/<variant>/fold_<k>.pt classification checkpoints (name: a view or "fused") of every classifier
                                      chosen for a combination of views or for a finding
 
@@ -13,6 +15,11 @@ Per finding (format 3): ``findings_by_views`` names, for each combination of vie
 each finding (the combination's macro winner unless another reader clearly beats it on that finding, with the
 pooled out-of-fold figures behind the choice), and ``readers`` holds those classifiers' checkpoints. A folder of
 format 2 has neither: every finding comes from the combination's classifier, as before.
+
+Segmentation configurations (format 4): each view's choice names its nnU-Net configuration (``configuration``:
+"3d_fullres", "2d", "3d_lowres" or "3d_cascade_fullres"), and a cascade's second stage carries its first
+(``previous_stage``, a choice of its own with its checkpoints), whose prediction it reads. Folders of format 2
+and 3 have neither: their segmentation is the view's 3d_fullres configuration.
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.plans.subplans import DEFAULT_CONFIGURATION
 from orthodiff_auto.utils.atomic import write_json_atomic
 
-MODEL_FORMAT = "orthodiff_auto.model/3"  # 2: a classifier per combination of views; 3: and a reader per finding
-READABLE_FORMATS = ("orthodiff_auto.model/2", MODEL_FORMAT)
+# 2: a classifier per combination of views; 3: and a reader per finding; 4: and the segmentation configuration
+# per view (a cascade with its previous stage)
+MODEL_FORMAT = "orthodiff_auto.model/4"
+READABLE_FORMATS = ("orthodiff_auto.model/2", "orthodiff_auto.model/3", MODEL_FORMAT)
 
 
 def best_checkpoint_path(final: Path) -> Path:
@@ -37,30 +47,50 @@ def best_checkpoint_path(final: Path) -> Path:
 
 @dataclass(frozen=True)
 class TaskChoice:
-    """One chosen configuration: which run, its checkpoints (relative to the model folder), its CV score."""
+    """One chosen configuration: which run, its checkpoints (relative to the model folder), its CV score.
+
+    Segmentation choices also name their nnU-Net ``configuration`` ("3d_fullres" when loaded from a folder
+    older than format 4) and, for a cascade's second stage, the ``previous_stage`` whose prediction it reads (a
+    choice of the same view, its own checkpoints under ``seg/<view>/<variant>/``). Classifiers have neither."""
 
     name: str  # view, or "fused"
-    variant: str  # e.g. scratch | pretrained
+    variant: str  # e.g. scratch | pretrained | 2d_scratch | 3d_cascade_fullres_pretrained
     checkpoints: tuple[str, ...]
     cv: dict[str, Any] = field(default_factory=dict)
+    configuration: str | None = None  # segmentation: "3d_fullres", "2d", "3d_lowres" or "3d_cascade_fullres"
+    previous_stage: "TaskChoice | None" = None  # a cascade's first stage
 
     @property
     def label(self) -> str:
         """``name/variant``: how findings.csv and the logs name the configuration."""
         return f"{self.name}/{self.variant}"
 
+    def stages(self) -> tuple["TaskChoice", ...]:
+        """The choices a prediction runs, first stage first: ``(previous_stage, self)`` for a cascade, else
+        ``(self,)``."""
+        return (*(self.previous_stage.stages() if self.previous_stage else ()), self)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "variant": self.variant, "checkpoints": list(self.checkpoints), "cv": self.cv}
+        out = {"name": self.name, "variant": self.variant, "checkpoints": list(self.checkpoints), "cv": self.cv}
+        if self.configuration is not None:
+            out["configuration"] = self.configuration
+        if self.previous_stage is not None:
+            out["previous_stage"] = self.previous_stage.to_dict()
+        return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TaskChoice":
-        return cls(str(d["name"]), str(d["variant"]), tuple(str(c) for c in d["checkpoints"]), dict(d.get("cv", {})))
+    def from_dict(cls, d: dict[str, Any], configuration: str | None = None) -> "TaskChoice":
+        """``configuration``: the one to assume where ``d`` names none (a segmentation choice of format 2 or 3)."""
+        previous = d.get("previous_stage")
+        return cls(str(d["name"]), str(d["variant"]), tuple(str(c) for c in d["checkpoints"]), dict(d.get("cv", {})),
+                   str(d["configuration"]) if d.get("configuration") is not None else configuration,
+                   cls.from_dict(previous) if previous is not None else None)
 
 
 @dataclass(frozen=True)
 class ModelDescription:
     dataset: dict[str, Any]  # the dataset description (labels, findings, views)
-    segmentation: dict[str, TaskChoice]  # per view
+    segmentation: dict[str, TaskChoice]  # per view (its configuration, a cascade with its previous stage)
     classification: TaskChoice | None  # the choice for a case with every view
     candidates: dict[str, Any] = field(default_factory=dict)  # every configuration compared, with CV numbers
     # the choice for each combination of views a case can arrive with ("sag+cor": plans' view order)
@@ -111,7 +141,7 @@ class ModelDescription:
                                  f"{', '.join(map(repr, READABLE_FORMATS))}")
             description = cls(
                 dataset=d["dataset"],
-                segmentation={k: TaskChoice.from_dict(v) for k, v in d["segmentation"].items()},
+                segmentation={k: TaskChoice.from_dict(v, DEFAULT_CONFIGURATION) for k, v in d["segmentation"].items()},
                 classification=TaskChoice.from_dict(d["classification"]) if d.get("classification") else None,
                 candidates=d.get("candidates", {}),
                 classification_by_views={k: TaskChoice.from_dict(v)

@@ -1,7 +1,13 @@
 """``find_best_configuration``: pool the folds' validation results, choose per task, fill the model folder.
 
-Segmentation: per view, the variant (e.g. scratch or pretrained) with the highest mean validation Dice over
-its folds. Classification: for every combination of views a case can arrive with (each non-empty subset of the
+Segmentation (nnU-Net's ``find_best_configuration``): per view, among the finished runs of every configuration
+(3d_fullres as ``scratch``/``pretrained``, the others as ``<configuration>_<scratch|pretrained>``, e.g.
+``2d_scratch``, ``3d_cascade_fullres_pretrained``), the one with the highest pooled out-of-fold mean Dice: the
+validation cases of all requested folds pooled, each case's mean Dice over its structures (a structure absent
+from both reference and prediction left out, as ``segmentation_metrics.aggregate`` does), averaged over the
+cases; the percentile 95% bootstrap interval over cases is recorded beside it, and the per-fold means as before.
+A cascade's second stage (its summary.json names a ``previous_stage``) competes only when that run has finished
+every requested fold too; chosen, it takes its previous stage into the model folder. Classification: for every combination of views a case can arrive with (each non-empty subset of the
 plans' views), among the configurations that can read it (single-view models of a view in the combination;
 multi-view models reading the combination's views, the others masked: their validation predictions per view
 subset), the one with the highest macro AUROC of the validation predictions pooled over the folds (every case
@@ -41,7 +47,9 @@ from orthodiff_auto.classification.metrics_io import (
     subset_predictions_path,
 )
 from orthodiff_auto.errors import UserInputError
+from orthodiff_auto.evaluation.evaluate_folder import dice_mean_ci
 from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice, best_checkpoint_path
+from orthodiff_auto.plans.subplans import DEFAULT_CONFIGURATION
 from orthodiff_auto.training.classification_metrics import (
     auroc,
     auroc_bootstrap,
@@ -50,6 +58,7 @@ from orthodiff_auto.training.classification_metrics import (
     macro_auroc_ci,
     percentile_ci,
 )
+from orthodiff_auto.training.segmentation_metrics import aggregate
 from orthodiff_auto.utils.atomic import atomic_path
 
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
@@ -87,25 +96,67 @@ def _finished_folds_hint(preprocessed_dir: Path, model_dir: Path, results: Path)
             f"--out {model_dir} --folds {' '.join(map(str, sorted(folds)))}")
 
 
-def segmentation_candidates(results: Path, folds: Sequence[int]) -> dict[str, dict[str, Any]]:
+def _case_dice(per_case: dict[str, Any]) -> list[dict[str, dict[str, float]]]:
+    """Each validation case's Dice per structure from a summary.json's ``per_case`` (null, i.e. NaN: the
+    structure is absent from both reference and prediction)."""
+    return [{structure: {"dice": float("nan") if m.get("dice") is None else float(m["dice"])}
+             for structure, m in (entry.get("metrics") or {}).items()} for entry in per_case.values()]
+
+
+def pooled_dice(per_case: Sequence[dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """The pooled out-of-fold figures of ``_case_dice`` rows of every fold: ``mean_dice`` (the mean over cases of
+    each case's mean over structures), ``ci`` (its percentile 95% bootstrap interval over cases), ``n_cases``
+    (the cases with a defined mean) and ``per_structure`` (each structure's mean over the cases that have it)."""
+    agg = aggregate(per_case) if per_case else {}
+    mean = agg.get("mean", {}).get("dice", {})
+    return {"mean_dice": float(mean.get("mean", float("nan"))), "ci": dice_mean_ci(list(per_case))["mean"]
+            if per_case else [float("nan"), float("nan")], "n_cases": int(mean.get("n", 0)),
+            "per_structure": {k: float(v["dice"]["mean"]) for k, v in agg.items() if k != "mean" and "dice" in v}}
+
+
+def segmentation_candidates(results: Path, folds: Sequence[int], log=print) -> dict[str, dict[str, Any]]:
+    """{view: {variant: record}} of the segmentation runs that finished every fold in ``folds``: the record's
+    ``configuration`` (summary.json's; "3d_fullres" for runs that name none), a cascade's ``previous_stage``
+    ({"configuration", "variant"}), the pooled figures of ``pooled_dice``, the per-fold means (``per_fold``) and
+    their mean (``mean_dice_of_folds``), and ``fold_dirs``. A cascade whose previous stage has not finished
+    every fold is left out (logged)."""
+    runs = _complete_runs(results / "seg", folds, "summary.json")
+    summaries = {key: [json.loads((d / "summary.json").read_text()) for d in fold_dirs]
+                 for key, fold_dirs in runs.items()}
+    previous_of = {key: s[0].get("previous_stage") for key, s in summaries.items()}
+    configuration_of = {key: str(s[0].get("configuration") or DEFAULT_CONFIGURATION) for key, s in summaries.items()}
+
+    def missing_stage(key: tuple[str, str], seen: tuple = ()) -> str | None:
+        """The variant of the first stage before ``key`` that has not finished every fold (None: all have)."""
+        previous = previous_of[key]
+        if previous is None:
+            return None
+        stage = (key[0], str(previous["variant"]))
+        if stage not in runs or stage in seen:
+            return stage[1]
+        return missing_stage(stage, (*seen, key))
+
     out: dict[str, dict[str, Any]] = {}
-    for (view, variant), fold_dirs in _complete_runs(results / "seg", folds, "summary.json").items():
+    for (view, variant), fold_dirs in runs.items():
+        missing = missing_stage((view, variant))
+        if missing is not None:
+            log(f"segmentation {view}: {variant} skipped: its previous stage {missing} has not finished folds "
+                f"{list(folds)}")
+            continue
         per_fold = []
-        per_structure: dict[str, list[float]] = {}
-        for d in fold_dirs:
-            s = json.loads((d / "summary.json").read_text())
+        for s in summaries[(view, variant)]:
             mean = s.get("mean") or {}
             if "mean" in mean and mean["mean"]["dice"]["mean"] is not None:
                 per_fold.append(float(mean["mean"]["dice"]["mean"]))
-            for name, m in mean.items():
-                if name != "mean" and m["dice"]["mean"] is not None:
-                    per_structure.setdefault(name, []).append(float(m["dice"]["mean"]))
-        score = float(np.mean(per_fold)) if per_fold else float("nan")
-        out.setdefault(view, {})[variant] = {
-            "mean_dice": score, "per_fold": per_fold,
-            "per_structure": {k: float(np.mean(v)) for k, v in per_structure.items()},
-            "fold_dirs": [str(d) for d in fold_dirs],
-        }
+        pooled = [case for s in summaries[(view, variant)] for case in _case_dice(s.get("per_case") or {})]
+        record: dict[str, Any] = {"configuration": configuration_of[(view, variant)]}
+        if previous_of[(view, variant)] is not None:
+            previous = str(previous_of[(view, variant)]["variant"])
+            record["previous_stage"] = {"configuration": configuration_of[(view, previous)], "variant": previous}
+        record.update(pooled_dice(pooled))
+        record.update(per_fold=per_fold, mean_dice_of_folds=float(np.mean(per_fold)) if per_fold else float("nan"),
+                      fold_dirs=[str(d) for d in fold_dirs])
+        out.setdefault(view, {})[variant] = record
     return out
 
 
@@ -328,7 +379,7 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
         raise UserInputError(f"{description_path}: missing — not a preprocessed folder")
     dataset = json.loads(description_path.read_text())
     findings = list(dataset.get("findings") or [])
-    seg = segmentation_candidates(results, folds)
+    seg = segmentation_candidates(results, folds, log)
     cls = classification_candidates(results, folds, findings) if findings else {}
     if not seg and not cls:  # a dataset without segmentation labels has classifiers only
         raise UserInputError(f"{results}: no segmentation or classification configuration has finished folds "
@@ -339,15 +390,30 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
     staging.mkdir(parents=True)
     shutil.copy2(preprocessed_dir / "plans.json", staging / "plans.json")
     seg_choice: dict[str, TaskChoice] = {}
+
+    def seg_stage(view: str, variant: str, sub: str) -> TaskChoice:
+        """The choice of run ``variant`` with its checkpoints copied under ``sub`` (a cascade's previous stage
+        under ``seg/<view>/<its variant>``)."""
+        record = seg[view][variant]
+        previous = record.get("previous_stage")
+        return TaskChoice(view, variant, tuple(_copy_folds(record["fold_dirs"], staging, sub, with_best=True)),
+                          {k: v for k, v in record.items() if k != "fold_dirs"}, record["configuration"],
+                          seg_stage(view, previous["variant"], f"seg/{view}/{previous['variant']}") if previous
+                          else None)
+
     for view, variants in sorted(seg.items()):
         best = _best(variants, "mean_dice")
         if best is None:
             continue
-        seg_choice[view] = TaskChoice(view, best, tuple(_copy_folds(variants[best]["fold_dirs"], staging, f"seg/{view}",
-                                                                            with_best=True)),
-                                      {k: v for k, v in variants[best].items() if k != "fold_dirs"})
-        log(f"segmentation {view}: {best} (mean Dice {variants[best]['mean_dice']:.3f}; "
-            + ", ".join(f"{k} {v['mean_dice']:.3f}" for k, v in variants.items()) + ")")
+        seg_choice[view] = seg_stage(view, best, f"seg/{view}")
+        stages = " after ".join(f"{c.variant} ({c.configuration})" for c in reversed(seg_choice[view].stages()))
+        log(f"segmentation {view}: {stages}, chosen by pooled CV mean Dice over the validation cases of folds "
+            f"{list(folds)}:")
+        for variant, v in variants.items():
+            low, high = v["ci"]
+            log(f" {'*' if variant == best else ' '} {variant} ({v['configuration']}): mean Dice {v['mean_dice']:.3f} "
+                f"(95% CI {low:.2f}-{high:.2f}, {v['n_cases']} cases; mean of the fold means "
+                f"{v['mean_dice_of_folds']:.3f})")
     cls_choice, by_views = None, {}
     flat = {f"{name}/{variant}": v for name, vs in cls.items() for variant, v in vs.items()}
     plan_views = [v for v in json.loads((preprocessed_dir / "plans.json").read_text())["views"]]

@@ -112,9 +112,10 @@ def export_pretrained(bundle: Path | str, out: Path | str, license: str | None =
 
 
 def referenced_checkpoints(description: ModelDescription) -> list[str]:
-    """Every checkpoint path (relative to the model folder) that the model description names."""
-    choices = [*description.segmentation.values(), *description.classifiers_by_views().values(),
-               *description.readers.values()]
+    """Every checkpoint path (relative to the model folder) that the model description names (a cascade's
+    previous stage included)."""
+    choices = [*(stage for choice in description.segmentation.values() for stage in choice.stages()),
+               *description.classifiers_by_views().values(), *description.readers.values()]
     if description.classification is not None:
         choices.append(description.classification)
     return sorted({rel for choice in choices for rel in choice.checkpoints})
