@@ -13,8 +13,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "find_best_configuration",
         help="choose per task from the cross-validation results and write the model folder",
-        description="Aggregate the folds' validation results; choose per segmentation view between from-scratch "
-        "and pretrained (mean Dice), and for the findings between single views and fusion modes (pooled CV "
+        description="Aggregate the folds' validation results; choose per segmentation view among the "
+        "configurations (3d_fullres, 2d, 3d_lowres, 3d_cascade_fullres) and initialisations (from scratch, "
+        "pretrained) by the mean Dice pooled over the folds' validation cases (a cascade with its previous "
+        "stage), and for the findings between single views and fusion modes (pooled CV "
         "macro AUROC), then per finding the reader whose pooled CV AUROC on it clearly beats that winner (paired "
         "bootstrap 95% CI of the gain above zero); copy the chosen fold checkpoints, plans and thresholds into "
         "MODEL_DIR.",
