@@ -7,8 +7,10 @@ validation cases of all requested folds pooled, each case's mean Dice over its s
 from both reference and prediction left out, as ``segmentation_metrics.aggregate`` does), averaged over the
 cases; the percentile 95% bootstrap interval over cases is recorded beside it, and the per-fold means as before.
 A cascade's second stage (its summary.json names a ``previous_stage``) competes only when that run has finished
-every requested fold too; chosen, it takes its previous stage into the model folder. Classification: for every combination of views a case can arrive with (each non-empty subset of the
-plans' views), among the configurations that can read it (single-view models of a view in the combination;
+every requested fold too; chosen, it takes its previous stage into the model folder.
+
+Classification: for every combination of views a case can arrive with (each non-empty subset of the plans'
+views), among the configurations that can read it (single-view models of a view in the combination;
 multi-view models reading the combination's views, the others masked: their validation predictions per view
 subset), the one with the highest macro AUROC of the validation predictions pooled over the folds (every case
 is predicted once, by the fold that did not train on it), on the validation cases that have those views; the

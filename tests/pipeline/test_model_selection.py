@@ -213,8 +213,8 @@ def test_segmentation_is_chosen_by_the_dice_pooled_over_the_folds_cases(tmp_path
     # each candidate names its configuration (an older summary: 3d_fullres) in model.json and in the log
     assert record["scratch"]["configuration"] == "3d_fullres" and record["2d_scratch"]["configuration"] == "2d"
     assert chosen.cv["configuration"] == "2d" and "fold_dirs" not in chosen.cv
-    assert lines[0] == "segmentation sag: 2d_scratch (2d), chosen by pooled CV mean Dice over the validation cases of " \
-                       "folds [0, 1]:"
+    assert lines[0] == ("segmentation sag: 2d_scratch (2d), chosen by pooled CV mean Dice over the validation "
+                        "cases of folds [0, 1]:")
     assert (f" * 2d_scratch (2d): mean Dice 0.650 (95% CI {low:.2f}-{high:.2f}, 10 cases; mean of the fold means "
             "0.450)") in lines
     assert any(line.startswith("   scratch (3d_fullres): mean Dice 0.550 (95% CI ") for line in lines)
@@ -291,7 +291,8 @@ def test_model_folders_of_format_3_load_as_3d_fullres(tmp_path):
     seg_fold(results, "pretrained", 0, [[0.7, 0.6]] * 2)
     find_best_configuration(pre, tmp_path / "model", results, folds=(0,), log=lambda *_: None)
     d = json.loads((tmp_path / "model" / "model.json").read_text())
-    assert d["segmentation"]["sag"]["configuration"] == "3d_fullres" and "previous_stage" not in d["segmentation"]["sag"]
+    assert d["segmentation"]["sag"]["configuration"] == "3d_fullres"
+    assert "previous_stage" not in d["segmentation"]["sag"]
     for old in ("orthodiff_auto.model/3", "orthodiff_auto.model/2"):
         d["format"] = old
         del d["segmentation"]["sag"]["configuration"]
