@@ -19,7 +19,7 @@ format 2 has neither: every finding comes from the combination's classifier, as 
 Segmentation configurations (format 4): each view's choice names its nnU-Net configuration (``configuration``:
 "3d_fullres", "2d", "3d_lowres" or "3d_cascade_fullres"), and a cascade's second stage carries its first
 (``previous_stage``, a choice of its own with its checkpoints), whose prediction it reads. Folders of format 2
-and 3 have neither: their segmentation is the view's 3d_fullres configuration.
+and 3 have neither: their segmentation is the view's 3d_fullres configuration (``configuration_name``).
 """
 
 from __future__ import annotations
@@ -49,9 +49,11 @@ def best_checkpoint_path(final: Path) -> Path:
 class TaskChoice:
     """One chosen configuration: which run, its checkpoints (relative to the model folder), its CV score.
 
-    Segmentation choices also name their nnU-Net ``configuration`` ("3d_fullres" when loaded from a folder
-    older than format 4) and, for a cascade's second stage, the ``previous_stage`` whose prediction it reads (a
-    choice of the same view, its own checkpoints under ``seg/<view>/<variant>/``). Classifiers have neither."""
+    Segmentation choices also name their nnU-Net ``configuration`` (None in folders older than format 4: read
+    ``configuration_name``, which is then "3d_fullres") and, for a cascade's second stage, the ``previous_stage``
+    whose prediction it reads (a choice of the same view, its own checkpoints under ``seg/<view>/<variant>/``).
+    Classifiers have neither. Both are written to model.json only when set, so a description loaded and saved
+    again is the same file."""
 
     name: str  # view, or "fused"
     variant: str  # e.g. scratch | pretrained | 2d_scratch | 3d_cascade_fullres_pretrained
@@ -64,6 +66,11 @@ class TaskChoice:
     def label(self) -> str:
         """``name/variant``: how findings.csv and the logs name the configuration."""
         return f"{self.name}/{self.variant}"
+
+    @property
+    def configuration_name(self) -> str:
+        """The segmentation configuration this choice was trained as ("3d_fullres" where none is named)."""
+        return self.configuration or DEFAULT_CONFIGURATION
 
     def stages(self) -> tuple["TaskChoice", ...]:
         """The choices a prediction runs, first stage first: ``(previous_stage, self)`` for a cascade, else
@@ -79,11 +86,10 @@ class TaskChoice:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], configuration: str | None = None) -> "TaskChoice":
-        """``configuration``: the one to assume where ``d`` names none (a segmentation choice of format 2 or 3)."""
+    def from_dict(cls, d: dict[str, Any]) -> "TaskChoice":
         previous = d.get("previous_stage")
         return cls(str(d["name"]), str(d["variant"]), tuple(str(c) for c in d["checkpoints"]), dict(d.get("cv", {})),
-                   str(d["configuration"]) if d.get("configuration") is not None else configuration,
+                   str(d["configuration"]) if d.get("configuration") is not None else None,
                    cls.from_dict(previous) if previous is not None else None)
 
 
@@ -141,7 +147,7 @@ class ModelDescription:
                                  f"{', '.join(map(repr, READABLE_FORMATS))}")
             description = cls(
                 dataset=d["dataset"],
-                segmentation={k: TaskChoice.from_dict(v, DEFAULT_CONFIGURATION) for k, v in d["segmentation"].items()},
+                segmentation={k: TaskChoice.from_dict(v) for k, v in d["segmentation"].items()},
                 classification=TaskChoice.from_dict(d["classification"]) if d.get("classification") else None,
                 candidates=d.get("candidates", {}),
                 classification_by_views={k: TaskChoice.from_dict(v)

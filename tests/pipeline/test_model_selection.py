@@ -284,7 +284,8 @@ def test_a_cascade_whose_previous_stage_lacks_folds_is_skipped(tmp_path):
 
 def test_model_folders_of_format_3_load_as_3d_fullres(tmp_path):
     """A format-3 model.json (before configurations) loads: its segmentation is the view's 3d_fullres, without a
-    previous stage; and a re-saved description names no previous stage where it has none."""
+    previous stage, and saving it again writes the same choice (nothing added); a description names no previous
+    stage where it has none."""
     from orthodiff_auto.inference.model_dir import ModelDescription
     from orthodiff_auto.pipeline.model_selection import find_best_configuration
     pre, results = seg_workdir(tmp_path)
@@ -297,7 +298,9 @@ def test_model_folders_of_format_3_load_as_3d_fullres(tmp_path):
         d["format"] = old
         del d["segmentation"]["sag"]["configuration"]
         (tmp_path / "model" / "model.json").write_text(json.dumps(d))
-        chosen = ModelDescription.load(tmp_path / "model").segmentation["sag"]
-        assert (chosen.variant, chosen.configuration, chosen.previous_stage) == ("pretrained", "3d_fullres", None)
+        description = ModelDescription.load(tmp_path / "model")
+        chosen = description.segmentation["sag"]
+        assert (chosen.variant, chosen.configuration_name, chosen.previous_stage) == ("pretrained", "3d_fullres", None)
         assert chosen.stages() == (chosen,)
+        assert description.to_dict()["segmentation"] == d["segmentation"]
         d["segmentation"]["sag"]["configuration"] = "3d_fullres"
