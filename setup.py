@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="orthodiff_auto",
-    version="0.2.0",
+    version="0.3.0",
     description="Self-configuring musculoskeletal MRI segmentation and diagnosis on diffusion pretraining",
     python_requires=">=3.10",
     # Only the orthodiff_auto package is installed: no generic top-level names in site-packages.

@@ -196,7 +196,7 @@ class Predictor:
         self.folds = None if folds is None else [int(f) for f in folds]
         self.segmenters: dict[str, SegmentationEnsemble] = {}
         for view, choice in self.description.segmentation.items():
-            first = getattr(choice, "previous_stage", None)  # a cascade: its first stage's folds
+            first = choice.previous_stage  # a cascade: its first stage's folds
             previous = None if first is None else SegmentationEnsemble.load(
                 view, self._checkpoints(first.checkpoints), self.device, speed)
             self.segmenters[view] = SegmentationEnsemble.load(view, self._checkpoints(choice.checkpoints),
