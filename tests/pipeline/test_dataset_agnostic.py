@@ -5,6 +5,7 @@ labels at all."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +143,18 @@ def test_configurations_and_the_cascade_on_an_unknown_dataset(tmp_path, capsys):
         labels = ensemble.segment(image, geometry, torch.device("cpu"))
         assert labels.shape == image.shape and set(np.unique(labels)) <= set(LABELS.values())
 
-    out = tmp_path / "pred"
-    assert main(["predict_folder", str(raw / "imagesTs"), str(out), "--model", str(work / "model")]) == 0
-    for case in ("t010", "t011"):
-        predicted, predicted_geometry = read_image(out / f"{case}_ax.nii.gz")
-        assert predicted_geometry.shape == WIDE_SHAPE and np.allclose(predicted_geometry.spacing, SPACING)
-        assert set(np.unique(predicted)) <= set(LABELS.values())
+    # model folders whose segmentation is 2d, then (2d set aside) 3d_lowres or the cascade with its first stage
+    shutil.move(seg / "2d_scratch", tmp_path / "2d_scratch")
+    assert main(["find_best_configuration", str(work / "preprocessed"), "--out", str(work / "model_3d"),
+                 "--folds", "0"]) == 0
+    chosen = json.loads((work / "model_3d" / "model.json").read_text())["segmentation"]["ax"]
+    assert chosen["configuration"] in ("3d_lowres", "3d_cascade_fullres")
+    assert (chosen.get("previous_stage") or {}).get("configuration") == (
+        "3d_lowres" if chosen["configuration"] == "3d_cascade_fullres" else None)
+    for model in ("model", "model_3d"):
+        out = tmp_path / f"pred_{model}"
+        assert main(["predict_folder", str(raw / "imagesTs"), str(out), "--model", str(work / model)]) == 0
+        for case in ("t010", "t011"):
+            predicted, predicted_geometry = read_image(out / f"{case}_ax.nii.gz")
+            assert predicted_geometry.shape == WIDE_SHAPE and np.allclose(predicted_geometry.spacing, SPACING)
+            assert set(np.unique(predicted)) <= set(LABELS.values())
