@@ -243,14 +243,16 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
 
 
 IMAGE_READERS = ("finetune_classifiers", "noised_classifiers", "frozen_features")
-#: what ``auto`` trains per budget when --configurations is not given (documentation/training.md)
-CONFIGURATIONS_BY_BUDGET = {"cpu": (DEFAULT_CONFIGURATION,), "gpu": CONFIGURATIONS}
+#: what ``auto`` trains per budget when --configurations is not given (documentation/training.md). At the cpu
+#: budget 2d alone: at the demo's 300 steps it beat 3d_fullres (from scratch and pretrained), 3d_lowres and the
+#: cascade on the demo preset's pooled folds and at the diagnostic preset (benchmarks.md, "Segmentation
+#: configurations"), and each further configuration costs as much training again on two cores.
+CONFIGURATIONS_BY_BUDGET = {"cpu": ("2d",), "gpu": CONFIGURATIONS}
 
 
 def configurations_by_budget(options: AutoOptions, plans: Plans) -> tuple[str, ...]:
     """The segmentation configurations to train: ``options.configurations``, else the budget's: every planned one
-    on a GPU (nnU-Net), 3d_fullres alone at the cpu budget (each further configuration costs as much again on two
-    cores; benchmarks.md, "Configurations")."""
+    on a GPU (nnU-Net), 2d alone at the cpu budget (``CONFIGURATIONS_BY_BUDGET`` says why)."""
     if options.configurations is not None:
         return tuple(options.configurations)
     return CONFIGURATIONS_BY_BUDGET[plans.budget.kind]

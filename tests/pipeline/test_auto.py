@@ -45,7 +45,8 @@ def test_auto_predict_evaluate_end_to_end(tmp_path, capsys):
                  "-np", "1", "--no-noised-classifiers", "--all-classifiers"]) == 0
     again = capsys.readouterr().out
     assert "done" in again and "== pretrain sag: done" in again
-    assert "== seg sag fold 0 (scratch): done" in again and "== cls fused fold 0 (scratch_gate): done" in again
+    # the cpu budget's segmentation configuration is 2d (benchmarks.md, "Segmentation configurations")
+    assert "== seg sag fold 0 (2d_scratch): done" in again and "== cls fused fold 0 (scratch_gate): done" in again
     # predict_folder with the model folder reproduces, voxel for voxel, what the chosen fold predicted for its
     # validation scans during training (raw file -> preprocessing -> network -> original geometry, both ways)
     variant = model["segmentation"]["sag"]["variant"]

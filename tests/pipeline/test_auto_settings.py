@@ -84,7 +84,7 @@ def test_image_readers_are_off_at_the_cpu_budget_only_where_the_anatomy_reader_r
 
 
 def test_configurations_by_budget_and_pretraining_only_where_the_encoders_are_read():
-    """auto trains every planned configuration on a GPU budget and 3d_fullres at the cpu budget (or what
+    """auto trains every planned configuration on a GPU budget and 2d at the cpu budget (or what
     --configurations names, each cascade with its first stage); it pretrains only when a configuration of the
     encoder's architecture or an image reader will read the encoders."""
     from orthodiff_auto.pipeline.auto import (AutoOptions, configurations_by_budget, configurations_to_train,
@@ -100,7 +100,7 @@ def test_configurations_by_budget_and_pretraining_only_where_the_encoders_are_re
     lines = []
     default = AutoOptions()
     assert configurations_by_budget(default, plans["gpu"]) == ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
-    assert configurations_by_budget(default, plans["cpu"]) == ("3d_fullres",)
+    assert configurations_by_budget(default, plans["cpu"]) == ("2d",)
     asked = AutoOptions(configurations=("3d_cascade_fullres", "2d"))
     assert configurations_to_train(plans["cpu"].view("sag"), configurations_by_budget(asked, plans["cpu"]),
                                    lines.append) == ["2d", "3d_lowres", "3d_cascade_fullres"]  # its first stage too

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow  # trains folds or runs auto (pytest -m 'not slow'
 def test_other_settings_are_refused_or_redone_never_silently_reused(make_native_dataset, tmp_path, capsys):
     raw = make_native_dataset(cases=[f"c{i}" for i in range(5)], views=("sag",), findings=())
     work = tmp_path / "work"
-    common = ["auto", str(raw), "--work", str(work), "--config", "smoke", "--no-pretrain", "--folds", "0", "-np", "1"]
+    common = ["auto", str(raw), "--work", str(work), "--config", "smoke", "--no-pretrain", "--folds", "0", "-np", "1",
+              "-c", "3d_fullres"]
     assert main(common + ["--budget", "cpu"]) == 0
     fold = work / "results" / "seg" / "sag" / "scratch" / "fold_0"
     stamp = (fold / "checkpoint_final.pt").stat().st_mtime_ns

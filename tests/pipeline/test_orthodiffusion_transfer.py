@@ -35,7 +35,7 @@ def test_authors_checkpoint_to_auto_and_predict_folder(tmp_path, capsys):
     assert main(["auto", str(raw), "--work", str(work), "--pretrained-from", str(bundle), "--budget", "cpu",
                  "--config", "smoke", "--folds", "0", "--no-scratch", "--set", "num_workers=0",
                  "--set", "num_epochs=1", "--set", "iterations_per_epoch=2", "-np", "1",
-                 "--no-anatomy-features"]) == 0  # the anatomy reader is not what this test is about (170 s)
+                 "--no-anatomy-features", "-c", "3d_fullres"]) == 0  # the anatomy reader is not what this test is about (170 s)
     plan = json.loads((work / "preprocessed" / "plans.json").read_text())["views"]["sag"]
     encoder = bundle / "sag" / "encoder_sag.pt"
     assert plan["adapted_from"]["encoder"] == str(encoder.resolve())

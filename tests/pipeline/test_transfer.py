@@ -50,7 +50,8 @@ def test_knee_pretrained_bundle_fine_tunes_on_an_ankle_through_auto(knee_bundle,
     work = tmp_path / "work"
     assert main(["auto", str(ankle_raw), "--work", str(work), "--pretrained-from", str(knee_bundle), "--budget",
                  "cpu", "--config", "smoke", "--folds", "0", "--no-scratch", "--set", "num_workers=0",
-                 "--set", "num_epochs=1", "--set", "iterations_per_epoch=2", "-np", "1", "--all-classifiers"]) == 0
+                 "--set", "num_epochs=1", "--set", "iterations_per_epoch=2", "-np", "1", "--all-classifiers",
+                 "-c", "3d_fullres"]) == 0  # the configuration the knee encoder fits
     out = capsys.readouterr().out
     encoder = knee_bundle / "sag" / "encoder_sag.pt"
     knee_plan = torch.load(encoder, weights_only=True)["plans"]["view_plan"]

@@ -335,7 +335,7 @@ def scenarios(inputs: Inputs) -> dict[str, Scenario]:
 
     def auto(run: Path) -> list:
         return ["auto", inputs.raw, "--work", run / "work", "--budget", "cpu", "--config", "smoke", "--folds", "0",
-                "-np", "1", "--no-frozen-features", "--no-scratch", "--all-classifiers", *sets,
+                "-np", "1", "--no-frozen-features", "--no-scratch", "--all-classifiers", "-c", "3d_fullres", *sets,
                 *[a for s in FAST for a in ("--pretrain-set", s)]]
 
     return {
