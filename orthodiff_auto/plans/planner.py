@@ -76,6 +76,8 @@ ANISOTROPY_THRESHOLD = 3.0
 # its spacing is then coarsened until its own patch covers at least this share
 LOWRES_CREATION_THRESHOLD = 0.25
 LOWRES_SPACING_STEP = 1.03
+# nnU-Net drops 3d_lowres when the 3d_fullres median image has fewer than this many times its voxels
+LOWRES_MIN_IMAGE_RATIO = 2.0
 LOWRES_DATA_SUFFIX = "_3d_lowres"  # the lowres cases' folder: <preprocessed>/<view>_3d_lowres
 
 
@@ -331,7 +333,9 @@ def plan_lowres(vf: ViewFingerprint, fullres: SegmentationPlan, spacing: Sequenc
                 preset: PlannerPreset, view: str) -> ConfigurationPlan | None:
     """nnU-Net's 3d_lowres: only when the 3d_fullres patch covers less than ``LOWRES_CREATION_THRESHOLD`` of the
     median image (else the whole image is already context enough); the spacing is coarsened in 3% steps (finer
-    axes first) until the patch planned at it covers that share; dropped when it ends with the fullres patch."""
+    axes first) until the patch planned at it covers that share; dropped, as nnU-Net does, when the median image at
+    that spacing still has more than half the voxels of the 3d_fullres one (too little difference to be worth a
+    stage)."""
     if np.prod(fullres.patch_size, dtype=np.float64) / np.prod(median_shape, dtype=np.float64) >= \
             LOWRES_CREATION_THRESHOLD:
         return None
@@ -343,7 +347,7 @@ def plan_lowres(vf: ViewFingerprint, fullres: SegmentationPlan, spacing: Sequenc
         plan = plan_segmentation(lowres, shape, num_classes, num_cases, budget, preset)
         if np.prod(plan.patch_size, dtype=np.float64) / np.prod(shape, dtype=np.float64) >= LOWRES_CREATION_THRESHOLD:
             break
-    if tuple(plan.patch_size) == tuple(fullres.patch_size) and plan.architecture == fullres.architecture:
+    if np.prod(median_shape, dtype=np.float64) / np.prod(shape, dtype=np.float64) < LOWRES_MIN_IMAGE_RATIO:
         return None
     return ConfigurationPlan(tuple(round(float(t), 6) for t in lowres), tuple(int(round(m)) for m in shape), plan,
                              view + LOWRES_DATA_SUFFIX)
