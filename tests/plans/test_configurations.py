@@ -21,6 +21,7 @@ from orthodiff_auto.plans.planner import (
 )
 from orthodiff_auto.plans.schema import Budget, Plans
 from tests.plans.fake_fingerprint import fake_fingerprint
+from tests.plans.plans_files import assert_load_rejects
 
 GPU8, CPU = Budget("gpu", 8.0, "user"), Budget("cpu", 0.25, "preset")
 SIX_LABELS = {"background": 0, "a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
@@ -262,8 +263,4 @@ def _cfg(d, name):
 def test_invalid_configurations_raise_user_error_naming_file(plans_with_configurations, tmp_path, mutate, message):
     d = plans_with_configurations.to_dict()
     mutate(d)
-    path = tmp_path / "plans.json"
-    path.write_text(json.dumps(d))
-    with pytest.raises(UserInputError) as e:
-        Plans.load(path)
-    assert str(path) in str(e.value) and message in str(e.value)
+    assert_load_rejects(d, tmp_path, message)

@@ -8,6 +8,7 @@ from orthodiff_auto.plans.budget import parse_budget
 from orthodiff_auto.plans.planner import plan_view
 from orthodiff_auto.plans.schema import SCHEMA_VERSION, Budget, Plans
 from tests.plans.fake_fingerprint import fake_fingerprint
+from tests.plans.plans_files import assert_load_rejects
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +44,7 @@ def test_round_trip_dict_and_file(plans, tmp_path):
 def test_invalid_plans_raise_user_error_naming_file(plans, tmp_path, mutate, message):
     d = plans.to_dict()
     mutate(d)
-    path = tmp_path / "plans.json"
-    path.write_text(json.dumps(d))
-    with pytest.raises(UserInputError) as e:
-        Plans.load(path)
-    assert str(path) in str(e.value) and message in str(e.value)
+    assert_load_rejects(d, tmp_path, message)
 
 
 def test_malformed_or_missing_file(tmp_path):
