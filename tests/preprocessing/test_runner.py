@@ -146,3 +146,62 @@ def test_cases_of_earlier_resampling_code_are_redone(dataset, tmp_path, monkeypa
     monkeypatch.undo()
     again = preprocess_dataset(ds, plans, out, num_workers=1, progress=False)
     assert len(again.processed) == 7 and not again.skipped
+
+
+def with_lowres(plans, view="sag"):
+    """``plans`` with a 3d_lowres (half the in-plane resolution) and its cascade planned by hand for ``view``."""
+    from orthodiff_auto.plans.planner import CPU_PRESET, new_shape, plan_segmentation
+    from orthodiff_auto.plans.schema import ConfigurationPlan
+
+    vp = plans.views[view]
+    low = (vp.target_spacing[0], 2 * vp.target_spacing[1], 2 * vp.target_spacing[2])
+    shape = new_shape(vp.median_shape_after_resampling, vp.target_spacing, low)
+    seg = plan_segmentation(low, shape, plans.num_classes, 2, plans.budget, CPU_PRESET)
+    configurations = {**vp.configurations, "3d_lowres": ConfigurationPlan(low, shape, seg, f"{view}_3d_lowres"),
+                      "3d_cascade_fullres": ConfigurationPlan(vp.target_spacing, vp.median_shape_after_resampling,
+                                                              vp.segmentation, view, previous_stage="3d_lowres")}
+    return plans.replace_view(replace(vp, configurations=configurations))
+
+
+def test_lowres_cases_are_preprocessed_into_their_own_folder(dataset, tmp_path):
+    from orthodiff_auto.preprocessing.resampling import compute_new_shape
+
+    ds, plans = dataset
+    plans = with_lowres(plans)
+    low = plans.views["sag"].configuration("3d_lowres")
+    out = tmp_path / "pp"
+    summary = preprocess_dataset(ds, plans, out, num_workers=1, progress=False)
+    # the labelled training scans only: not c000 (no label), u000 (unlabeled), t000 (test)
+    assert sorted(s for s in summary.processed if s.startswith("sag_3d_lowres/")) == [
+        "sag_3d_lowres/c001", "sag_3d_lowres/c002"]
+    assert len(summary.processed) == 7 + 2
+    # 2d and the cascade read the view's own folder; ax has no lowres stage
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["ax", "sag", "sag_3d_lowres"]
+    lowres, full = PreprocessedDataset(out, "sag_3d_lowres"), PreprocessedDataset(out, "sag")
+    assert lowres.case_ids() == lowres.case_ids(subset="train", labelled=True) == ["c001", "c002"]
+    assert full.case_ids() == ["c000", "c001", "c002", "u000"]
+    for cid in lowres.case_ids():
+        data, seg, props = lowres.load(cid)
+        full_props = full.properties(cid)
+        assert props.spacing_after_resampling == low.target_spacing
+        assert props.shape_after_cropping == full_props.shape_after_cropping
+        shape = compute_new_shape(props.shape_after_cropping, props.spacing, low.target_spacing)
+        assert props.shape_after_resampling == shape and data.shape == seg.shape == (1, *shape)
+        assert shape[0] == full_props.shape_after_resampling[0] and shape[1] < full_props.shape_after_resampling[1]
+        assert set(np.unique(seg[...]).tolist()) == {0, 1, 2}
+    # resumable: a second run skips them; a changed lowres spacing redoes those cases only
+    again = preprocess_dataset(ds, plans, out, num_workers=1, progress=False)
+    assert not again.processed and len(again.skipped) == 9
+    assert {"sag_3d_lowres/c001", "sag_3d_lowres/c002"} <= set(again.skipped)
+    vp = plans.views["sag"]
+    coarser = replace(low, target_spacing=(low.target_spacing[0], 1.5, 1.5))
+    edited = plans.replace_view(replace(vp, configurations={**vp.configurations, "3d_lowres": coarser}))
+    redo = preprocess_dataset(ds, edited, out, num_workers=1, progress=False)
+    assert sorted(redo.processed) == ["sag_3d_lowres/c001", "sag_3d_lowres/c002"]
+    assert PreprocessedDataset(out, "sag_3d_lowres").properties("c001").spacing_after_resampling[1:] == (1.5, 1.5)
+    # a scan that left the dataset leaves the lowres folder too
+    for folder in ("imagesTr", "labelsTr"):
+        (ds.root / folder / "c002_sag.nii.gz").unlink()
+    gone = preprocess_dataset(load_raw_dataset(ds.root), edited, out, num_workers=1, progress=False)
+    assert sorted(gone.removed) == ["sag/c002", "sag_3d_lowres/c002"]
+    assert PreprocessedDataset(out, "sag_3d_lowres").case_ids() == ["c001"]
