@@ -12,7 +12,8 @@ def register(subparsers) -> None:
         "show_plans",
         help="print the plans of a preprocessed folder as a readable table",
         description="Print PREPROCESSED_DIR/plans.json (or a plans file given directly) as tables: spacing, "
-        "patch, batch, stages, pooling per axis, features, memory estimate per view.",
+        "patch, batch, stages, pooling per axis, features, memory estimate per view; each view's segmentation "
+        "configurations (2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres) with their data folders.",
         epilog=example("orthodiff show_plans preprocessed"),
     )
     p.add_argument("preprocessed", help="preprocessed folder holding plans.json, or a plans.json file")

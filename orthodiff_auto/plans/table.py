@@ -19,7 +19,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def format_plans(plans: Plans) -> str:
-    """A compact table per task (segmentation, classification, diffusion) with one row per view."""
+    """A compact table per task (segmentation, classification, diffusion) with one row per view, and one row per
+    view and segmentation configuration."""
     b = plans.budget
     out = [f"Plans for {plans.dataset_name!r} ({plans.modality}); budget {b} ({b.source}, {b.memory_gb:g} GB); "
            f"schema {plans.schema_version}",
@@ -33,9 +34,14 @@ def format_plans(plans: Plans) -> str:
             out.append(f"{VIEW_NAMES.get(view, view)}: architecture, normalisation and spacing adopted from "
                        f"{a.encoder} (pretrained on {a.dataset_name!r}, view {a.view})")
     out.append("")
-    seg_rows, cls_rows, dif_rows, pre_rows = [], [], [], []
+    seg_rows, cfg_rows, cls_rows, dif_rows, pre_rows = [], [], [], [], []
     for view, vp in plans.views.items():
         name = VIEW_NAMES.get(view, view)
+        for config in vp.configuration_names:
+            c = vp.configuration(config)
+            cfg_rows.append([name, config, _x(c.target_spacing, "{:.3g}"), _x(c.median_shape_after_resampling),
+                             _x(c.segmentation.patch_size), str(c.segmentation.batch_size),
+                             str(c.segmentation.architecture.n_stages), c.data_identifier, c.previous_stage or "-"])
         s, a = vp.segmentation, vp.segmentation.architecture
         seg_rows.append([
             name, _x(vp.target_spacing, "{:.3g}"), _x(vp.median_shape_after_resampling), _x(s.patch_size),
@@ -60,6 +66,10 @@ def format_plans(plans: Plans) -> str:
     out.append(f"Segmentation (U-Net: {', '.join(classes)})")
     out += _table(["view", "spacing mm", "median shape", "patch", "batch", "stages", "pool/axis", "features",
                    "kernels", "mem GB"], seg_rows)
+    out += ["", "Segmentation configurations (nnU-Net's; 3d_fullres is the view's plan above; data folder below the "
+                "preprocessed folder)"]
+    out += _table(["view", "configuration", "spacing mm", "median shape", "patch", "batch", "stages", "data folder",
+                   "previous stage"], cfg_rows)
     out += ["", "Classification (shared encoder on a region of interest at a diagnostic spacing)"]
     out += _table(["view", "region around", "region mm", "margin mm", "spacing mm", "input", "anti-alias", "batch",
                    "findings", "mem GB"], cls_rows)
