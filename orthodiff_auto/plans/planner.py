@@ -30,18 +30,24 @@ Diffusion pretraining
     cosine schedule, epsilon prediction.
 
 Configurations (nnU-Net's; ``plan_configurations``)
-    ``3d_fullres`` is the view's plan above. ``2d``: one slice per patch (kernels and strides of 1 across slices),
-    in-plane the median shape; batch by memory, or at the cpu budget as many voxels per batch as 3d_fullres.
-    ``3d_lowres`` only when the 3d_fullres patch covers under 25% of the median image: the spacing coarsened in 3%
-    steps (finer axes first) until its own patch covers 25%; preprocessed into ``<view>_3d_lowres``. With it,
+    ``3d_fullres`` is the view's plan above. ``2d``: one slice per patch (kernels and strides of 1 across slices,
+    the bottleneck's too), in-plane the median shape clipped to twice ``max_patch_edge`` (2048 without one),
+    shrunk along the larger in-plane axis while the estimate at batch 2 exceeds the budget; batch by memory
+    (capped at 5% of the dataset), or at the cpu budget as many voxels per batch as 3d_fullres (within the same
+    caps). ``3d_lowres`` only when the 3d_fullres patch covers under 25% of the median image: the spacing
+    coarsened in 3% steps (finer axes first) until its own patch covers 25%; dropped when its median image keeps
+    more than half the 3d_fullres voxels; preprocessed into ``<view>_3d_lowres``. With it,
     ``3d_cascade_fullres``: 3d_fullres's plan fed 3d_lowres's one-hot prediction as extra input channels.
 
 Budgets
     ``gpu:<GB>``: the rules above with nnU-Net's constants (32 features doubling to 320).
-    ``cpu``: ``CPU_PRESET``, a low-resolution plan that trains in about a minute per fold on 2 CPU cores:
-    the target spacing is coarsened (as nnU-Net's 3d_lowres: finer axes first) until the median image has at
-    most 32**3 voxels, then 8 features doubling to 64, an initial patch of 64**3 voxels clipped to 64 per
-    axis (so usually the whole median image), a 0.25 GB target, batch 2 (documentation/planning.md).
+    ``cpu``: ``CPU_PRESET``, a full-resolution, patch-based plan sized to train in minutes on 2 CPU cores: the
+    target spacing of the rule above (``max_image_voxels`` is None: no coarsening), 8 features doubling to 64,
+    an initial patch of 48**3 voxels (isotropic in mm) clipped to 64 per axis and to the median shape, a 0.25 GB
+    target (``budget.CPU_BUDGET_GB``), batch 2, classification regions of at most 128k voxels and classifier
+    batches of at most 4 (documentation/planning.md). ``PlannerPreset.max_image_voxels`` keeps the
+    low-resolution rule (coarsen the finer axes first until the median image has at most that many voxels) for
+    presets that want it.
 """
 
 from __future__ import annotations
