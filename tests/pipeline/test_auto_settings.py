@@ -93,7 +93,8 @@ def test_configurations_by_budget_and_pretraining_only_where_the_encoders_are_re
     from orthodiff_auto.plans.schema import Budget
     from tests.plans.fake_fingerprint import fake_fingerprint
 
-    wide = [((3.5, 1.0, 1.0), (33, 150 + i, 150)) for i in range(10)]  # the 3d_fullres patch covers < 25%
+    # the 3d_fullres patch covers < 25%, and the lowres image has under half the voxels (nnU-Net keeps 3d_lowres)
+    wide = [((3.5, 1.0, 1.0), (33, 180 + i, 180)) for i in range(10)]
     plans = {kind: plan_experiment(fake_fingerprint({"sag": wide}), Budget(kind, 0.25 if kind == "cpu" else 8.0))
              for kind in ("cpu", "gpu")}
     assert plans["cpu"].view("sag").configuration_names == ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
