@@ -49,7 +49,9 @@ def test_one_spelling_per_shared_option(name):
         assert "-f" in flags
     visible = {flag for a in _subparsers()[name]._actions if a.help != argparse.SUPPRESS for flag in a.option_strings}
     assert "--no-progress" not in visible  # the old spelling of --no-progress-bar still parses, hidden
-    assert "-c" not in flags  # reserved for a configuration, as nnU-Net's -c
+    # -c is reserved for the segmentation configuration(s), as nnU-Net's -c
+    assert all(a.dest in ("configuration", "configurations") for a in _subparsers()[name]._actions
+               if "-c" in a.option_strings)
 
 
 def test_nnunet_short_forms_of_predict_folder():
