@@ -1,15 +1,16 @@
 """The main job on the embedded default data (``make demo``).
 
 Generates the synthetic knee dataset, validates it and prints its summary, then runs ``auto`` with the cpu
-budget and the demo training preset (diffusion pretraining per view, segmentation per view fine-tuned from it,
-the anatomy-feature classifier on the segmented anatomy for every combination of views, model selection),
+budget and the demo training preset (segmentation per view with the cpu budget's configuration, 2d; the
+anatomy-feature classifier on the segmented anatomy for every combination of views; model selection),
 ``predict_folder`` on the dataset's 40 test cases with the resulting model folder (the cascade: segment each
 view, then diagnose from the segmented anatomy), ``evaluate``, and prints a table of Dice per structure and
-AUROC per finding, each with its 95% CI. To fit 15 minutes on a 2-core CPU it trains fold 0 only and only the
-pretrained variants; ``--all-classifiers`` adds the fine-tuned, noised and frozen diffusion-feature
-classifiers, ``--folds 0 1 2 3 4 --compare-scratch`` runs the whole cross-validation. Re-running reuses whatever is already done. ``orthodiff demo`` is the same
-command. The job itself is ``pipeline.demo.run_demo``; this module holds its options and imports the pipeline
-only when it runs, so that ``orthodiff --help`` reads them without loading torch.
+AUROC per finding, each with its 95% CI. To fit 15 minutes on a 2-core CPU it trains fold 0 only; diffusion
+pretraining runs only when something reads its encoders: ``--all-classifiers`` adds the fine-tuned, noised and
+frozen diffusion-feature classifiers (and so pretraining), ``--folds 0 1 2 3 4`` runs the whole
+cross-validation. Re-running reuses whatever is already done. ``orthodiff demo`` is the same command. The job
+itself is ``pipeline.demo.run_demo``; this module holds its options and imports the pipeline only when it runs,
+so that ``orthodiff --help`` reads them without loading torch.
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ from orthodiff_auto.synthetic.generator import generate_dataset
 
 # 40 test cases: with 10, a finding had 2-5 positives and its AUROC's 95% CI spanned half the scale.
 DEMO_DATASET = dict(n_cases=30, n_unlabeled=10, n_test=40, size="demo", seed=7)
-# The cpu plan is full resolution (24x64x64 patches): a step costs about 3x the old low-resolution plan's, so
-# the demo preset's 800 segmentation steps are cut to 300 and its 250 pretraining steps to 100 per view
-# (README: the measured run). Light augmentation without deep supervision: at 300 steps it segmented as well as
-# the preset's augmentation (mean Dice 0.187 vs 0.191 from scratch, sagittal fold 0; neither learns the small
-# structures: benchmarks/bench_segmentation_cpu.py, documentation/benchmarks.md).
+# The demo preset's 800 segmentation steps cut to 300 and its 250 pretraining steps (used with
+# --all-classifiers) to 100 per view, to fit 15 minutes (README: the measured run). Light augmentation without
+# deep supervision: at 300 steps it segmented as well as the preset's augmentation (mean Dice 0.187 vs 0.191,
+# 3d_fullres from scratch, sagittal fold 0: benchmarks/bench_segmentation_cpu.py); the cpu budget's 2d
+# configuration was chosen at these settings (benchmarks/bench_configurations.py, documentation/benchmarks.md).
 DEMO_OVERRIDES = ("num_epochs=12", "augmentation_probability=0.2", "deep_supervision=false")
 DEMO_PRETRAIN_OVERRIDES = ("num_epochs=4",)
 # With --all-classifiers: about 25 training scans; the fine-tuned classifiers' validation AUROC peaked within
