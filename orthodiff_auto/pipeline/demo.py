@@ -16,12 +16,14 @@ from orthodiff_auto.synthetic.generator import generate_dataset
 
 # 40 test cases: with 10, a finding had 2-5 positives and its AUROC's 95% CI spanned half the scale.
 DEMO_DATASET = dict(n_cases=30, n_unlabeled=10, n_test=40, size="demo", seed=7)
-# The demo preset's 800 segmentation steps cut to 300 and its 250 pretraining steps (used with
-# --all-classifiers) to 100 per view, to fit 15 minutes (README: the measured run). Light augmentation without
-# deep supervision: at 300 steps it segmented as well as the preset's augmentation (mean Dice 0.187 vs 0.191,
-# 3d_fullres from scratch, sagittal fold 0: benchmarks/bench_segmentation_cpu.py); the cpu budget's 2d
-# configuration was chosen at these settings (benchmarks/bench_configurations.py, documentation/benchmarks.md).
-DEMO_OVERRIDES = ("num_epochs=12", "augmentation_probability=0.2", "deep_supervision=false")
+# 500 segmentation steps per view (the demo preset has 800), the 250 pretraining steps (used with
+# --all-classifiers) cut to 100 per view, to fit 15 minutes (README: the measured run). The cpu budget's 2d
+# configuration (chosen at 300 steps: benchmarks/bench_configurations.py) needs no pretraining, and the minutes
+# that saves buy steps: on the sagittal fold 0, 500 steps reached mean Dice 0.548 against 0.350 at 300, the
+# fibula, patellar cartilage, PCL and lateral meniscus appearing (documentation/benchmarks.md). Light
+# augmentation without deep supervision: at 300 steps it segmented as well as the preset's augmentation (mean
+# Dice 0.187 vs 0.191, 3d_fullres from scratch, sagittal fold 0: benchmarks/bench_segmentation_cpu.py).
+DEMO_OVERRIDES = ("num_epochs=20", "augmentation_probability=0.2", "deep_supervision=false")
 DEMO_PRETRAIN_OVERRIDES = ("num_epochs=4",)
 # With --all-classifiers: about 25 training scans; the fine-tuned classifiers' validation AUROC peaked within
 # the first 100-300 steps of the demo preset's 800 and the validation loss rose after, so 300 steps.
