@@ -68,8 +68,8 @@ def register(subparsers) -> None:
     p.add_argument("-c", "--configurations", nargs="+", default=None, metavar="CONFIGURATION",
                    help="segmentation configurations to train where the plans have them: 2d, 3d_fullres, 3d_lowres, "
                    "3d_cascade_fullres (the cascade trains 3d_lowres on every fold first); model selection chooses "
-                   "per view by pooled out-of-fold Dice (default: every planned one on a GPU budget, 3d_fullres at "
-                   "the cpu budget)")
+                   "per view by pooled out-of-fold Dice (default: every planned one on a GPU budget, 2d at the cpu "
+                   "budget)")
     p.add_argument("--no-scratch", action="store_true",
                    help="with pretraining, train only the pretrained variants (no from-scratch comparison)")
     p.add_argument("--fusion", nargs="+", default=["gate"],
