@@ -18,7 +18,7 @@ CHANGED = {"fusion": "concat", "target_sensitivity": "0.9", "classifier_features
            "fused_init": "scratch", "view_dropout": "0.2", "stacked_l2": "2", "rotation_degrees": "5",
            "scale_low": "0.9", "scale_high": "1.1", "cache_gb": "2", "anatomy_strengths": "0.1,1",
            "frozen_pooling": "mean", "noise_timestep": "50", "noise_draws": "2",
-           "anatomy_feature_set": "where", "anatomy_screen_features": "7"}
+           "anatomy_feature_set": "where", "anatomy_screen_features": "7", "anatomy_segmentation": "2d"}
 
 
 def test_every_classification_setting_is_set_on_the_command_line_and_reaches_the_classifier():
