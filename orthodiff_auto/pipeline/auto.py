@@ -189,9 +189,11 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
         if view not in segmented:
             log(f"== seg {view}: skipped (no labelled training scans of this view)")
             continue
-        for configuration in configurations_to_train(plans.view(view), wanted, log):
+        names = configurations_to_train(plans.view(view), wanted, log)
+        first_stages = {plans.view(view).configuration(c).previous_stage for c in names}
+        for configuration in names:
             _train_configuration(clock, preprocessed, results, plans, view, configuration, variants(view), options,
-                                 log)
+                                 log, first_stage=configuration in first_stages)
     if options.classification and plans.findings and options.anatomy_features and segmented != views:
         log("== anatomy-feature classifiers: skipped (they read every view's segmentation; "
             f"{', '.join(v for v in views if v not in segmented)} has no segmentation labels)")
@@ -281,16 +283,17 @@ def configurations_to_train(view_plan, wanted: Sequence[str], log) -> list[str]:
     return [c for c in view_plan.configuration_names if c in needed]
 
 
-def _train_configuration(clock, preprocessed, results, plans, view, configuration, variants, options, log) -> None:
+def _train_configuration(clock, preprocessed, results, plans, view, configuration, variants, options, log,
+                         first_stage: bool = False) -> None:
     """A configuration's folds: pretrained variants where the encoder fits its architecture (3d_fullres; the
-    cascade's second stage, whose stem starts fresh), from scratch otherwise; a cascade's first stage on every
+    cascade's second stage, whose stem starts fresh), from scratch otherwise. The first stage of a cascade being
+    trained: from scratch (the run its second stage reads, ``segmentation.run.previous_stage_request``) on every
     fold, since the second stage trains on its out-of-fold predictions (nnU-Net)."""
     fits_encoder = plans.view(view).configuration(configuration).segmentation.architecture == \
         plans.view(view).segmentation.architecture
-    chosen = variants if fits_encoder else [None]
-    is_first_stage = any(c.previous_stage == configuration for c in plans.view(view).configurations.values())
-    folds = FOLDS if is_first_stage else options.folds
-    if is_first_stage and tuple(folds) != tuple(options.folds):
+    chosen = variants if fits_encoder and not first_stage else [None]
+    folds = FOLDS if first_stage else options.folds
+    if first_stage and tuple(folds) != tuple(options.folds):
         log(f"== seg {view} {configuration}: every fold (the cascade trains on its out-of-fold predictions)")
     for pretrained in chosen:
         for fold in folds:

@@ -174,8 +174,8 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
 
 
 def previous_stage_request(request: FoldRequest, previous: str) -> FoldRequest:
-    """The request of a cascade's first stage: the same fold and label fraction, its configuration, no pretrained
-    encoder (the first stage's architecture is not the pretrained one's)."""
+    """The request of a cascade's first stage: the same fold and label fraction, its configuration, from scratch
+    (the one run of it the second stage reads; ``auto`` trains a first stage from scratch)."""
     return replace(request, configuration=previous, pretrained=None)
 
 

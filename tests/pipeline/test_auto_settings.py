@@ -116,3 +116,28 @@ def test_configurations_by_budget_and_pretraining_only_where_the_encoders_are_re
     from orthodiff_auto.errors import UserInputError
     with pytest.raises(UserInputError, match="--configurations"):
         AutoOptions(configurations=("3d",))
+
+
+def test_a_cascade_first_stage_trains_from_scratch_on_every_fold(monkeypatch):
+    """The cascade's second stage reads its first stage's from-scratch run on all five folds: auto trains exactly
+    that, even where the encoder would fit the first stage (here 3d_lowres has 3d_fullres's topology); the same
+    configuration trained alone follows --folds and the pretrained variants."""
+    from orthodiff_auto.pipeline import auto
+    from orthodiff_auto.plans.planner import plan_experiment
+    from orthodiff_auto.plans.schema import Budget
+    from tests.plans.fake_fingerprint import fake_fingerprint
+
+    wide = [((3.5, 1.0, 1.0), (33, 180 + i, 180)) for i in range(10)]
+    plans = plan_experiment(fake_fingerprint({"sag": wide}), Budget("cpu", 0.25))
+    vp = plans.view("sag")
+    assert vp.configuration("3d_lowres").segmentation.architecture == vp.segmentation.architecture
+    calls = []
+    monkeypatch.setattr(auto, "_train", lambda *a, configuration, **kw: calls.append((configuration, a[7], a[5])))
+    options = auto.AutoOptions(folds=(0,))
+    encoder = "encoder_sag.pt"
+    auto._train_configuration(None, None, None, plans, "sag", "3d_lowres", [None, encoder], options, print,
+                              first_stage=True)
+    assert calls == [("3d_lowres", None, f) for f in range(5)]
+    calls.clear()
+    auto._train_configuration(None, None, None, plans, "sag", "3d_lowres", [None, encoder], options, print)
+    assert calls == [("3d_lowres", None, 0), ("3d_lowres", encoder, 0)]
