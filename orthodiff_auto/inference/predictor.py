@@ -68,12 +68,13 @@ class SegmentationEnsemble:
             view_plan = plans.view(view)
             if view_plan.configuration(name).previous_stage is not None and previous is None:
                 raise UserInputError(f"{path}: a cascade's second stage ({name}) without its first stage's folds")
-            spec = view_plan.for_configuration(name).segmentation.architecture
-            net = build_segmentation_network(spec, view_plan.input_channels(name, plans.num_classes),
-                                             plans.num_classes, deep_supervision=False, initialize=False)
+            segmentation = view_plan.for_configuration(name).segmentation
+            channels = view_plan.input_channels(name, plans.num_classes)
+            net = build_segmentation_network(segmentation.architecture, channels, plans.num_classes,
+                                             deep_supervision=False, initialize=False)
             net.load_state_dict(ckpt["model"])
             models.append(apply_speed_options(net.to(device).eval(), device, speed))
-            patch = tuple(extras.get("patch_size") or view_plan.for_configuration(name).segmentation.patch_size)
+            patch = tuple(extras.get("patch_size") or segmentation.patch_size)
         return cls(view, plans, models, patch, configuration, previous)
 
     @property
@@ -126,7 +127,7 @@ class SegmentationEnsemble:
         own = self.own_scan(scan, original)
         data = own.data
         if self.previous is not None:
-            first, first_scan = self.previous.case_scores(scan, device, overlap, tta, batch_size, original)
+            first = self.previous.case_scores(scan, device, overlap, tta, batch_size, original)[0]
             data = cascade_input(data, stage_one_on_grid(first, data.shape[1:], self.previous.view_plan,
                                                          self.view_plan), self.plans.num_classes)
         return self.scores(data, device, overlap, (0, 1, 2) if tta else None, batch_size), own

@@ -8,14 +8,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from batchgenerators.transforms.abstract_transforms import Compose
 from torch import nn
 
 from orthodiff_auto.networks.builder import build_segmentation_network
-from batchgenerators.transforms.abstract_transforms import Compose
-
 from orthodiff_auto.plans.schema import DEFAULT_CONFIGURATION, Plans, ViewPlan
-from orthodiff_auto.segmentation.cascade import WithPreviousStage, cascade_transforms
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
+from orthodiff_auto.segmentation.cascade import WithPreviousStage, cascade_transforms
 from orthodiff_auto.training.augmentation import (
     AugmentationParams,
     build_training_transforms,
