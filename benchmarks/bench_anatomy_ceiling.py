@@ -86,7 +86,8 @@ def view_features(raw: Path, work: Path, view: str, limit: int) -> dict:
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         if "sectors" in data.files:
-            return {k: data[k] for k in data.files}
+            # the cache holds every case in case order: --limit keeps the first N, as a fresh computation would
+            return {k: data[k][:limit] if limit else data[k] for k in data.files}
     ds = load_raw_dataset(raw)
     label_values = sorted(ds.description.labels.values())
     scans = sorted(ds.select("train", view, labelled=True), key=lambda s: s.case_id)
