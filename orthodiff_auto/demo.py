@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-classifiers", action="store_true",
                         help="also the fine-tuned, noised-input and frozen diffusion-feature classifiers (default: "
                              "the anatomy-feature classifier only)")
+    # the defaults are pipeline.demo.DEMO_DATASET's, written out so that --help does not import the pipeline
+    parser.add_argument("--size", default=None,
+                        help="the synthetic scans' size preset: tiny, demo, standard or clinical (default demo; "
+                             "standard: about 1 mm in-plane and 3.5-4.5 mm slices, where every tear is visible)")
+    parser.add_argument("--cases", type=int, default=None,
+                        help="labelled training cases to generate (default 30; the anatomy reader needs more to "
+                             "diagnose: documentation/benchmarks.md, \"How many labelled cases\")")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default 2)")
 
 
@@ -44,7 +51,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     from orthodiff_auto.pipeline.demo import run_demo
 
     return run_demo(args.work, args.config, args.folds, args.num_processes, args.compare_scratch,
-                    args.all_classifiers)
+                    args.all_classifiers, args.size, args.cases)
 
 
 def main(argv: list[str] | None = None) -> int:

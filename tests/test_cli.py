@@ -3,6 +3,8 @@ agree across commands, `orthodiff demo` runs the demo, and `orthodiff --help` lo
 
 from __future__ import annotations
 
+import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import pytest
 
 from orthodiff_auto import demo
 from orthodiff_auto.cli import build_parser, main
+from orthodiff_auto.errors import UserInputError
 
 
 def _subparsers() -> dict:
@@ -79,7 +82,37 @@ def test_orthodiff_demo_runs_the_demo_with_its_options(monkeypatch, tmp_path):
     assert main(["demo", *argv]) == 0
     assert demo.main(argv) == 0  # python -m orthodiff_auto.demo: the same options, the same call
     assert main(["demo", *argv, "--all-classifiers"]) == 0
-    assert calls == [(tmp_path / "w", "smoke", [0, 2], 1, True, False)] * 2 + [(tmp_path / "w", "smoke", [0, 2], 1, True, True)]
+    assert main(["demo", *argv, "--size", "standard", "--cases", "60"]) == 0
+    assert calls == ([(tmp_path / "w", "smoke", [0, 2], 1, True, False, None, None)] * 2
+                     + [(tmp_path / "w", "smoke", [0, 2], 1, True, True, None, None)]
+                     + [(tmp_path / "w", "smoke", [0, 2], 1, True, False, "standard", 60)])
+
+
+def test_demo_dataset_options_and_their_defaults_in_the_help():
+    from orthodiff_auto.pipeline.demo import DEMO_DATASET, demo_dataset
+
+    assert demo_dataset() == DEMO_DATASET
+    assert demo_dataset("standard", 120) == {**DEMO_DATASET, "size": "standard", "n_cases": 120}
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    help_text = " ".join(parser.format_help().split())
+    assert f"default {DEMO_DATASET['size']};" in help_text and f"default {DEMO_DATASET['n_cases']};" in help_text
+    with pytest.raises(UserInputError, match="size"):
+        demo_dataset("huge")
+    with pytest.raises(UserInputError, match="at least 10"):
+        demo_dataset(cases=9)
+
+
+def test_demo_refuses_a_work_folder_generated_with_other_settings(capsys, tmp_path):
+    raw = tmp_path / "w" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "dataset.json").write_text("{}")
+    (raw / ".orthodiff_synthetic.json").write_text(json.dumps({"params": {"n_cases": 30, "size": "demo", "seed": 7}}))
+    before = sorted(p.name for p in raw.iterdir())
+    assert main(["demo", "--work", str(tmp_path / "w"), "--size", "standard"]) == 2
+    err = capsys.readouterr().err
+    assert str(raw) in err and "size 'demo' (asked 'standard')" in err
+    assert sorted(p.name for p in raw.iterdir()) == before and not (tmp_path / "w" / "preprocessed").exists()
 
 
 def test_orthodiff_demo_refuses_bad_folds_before_writing(capsys, tmp_path):

@@ -3,6 +3,7 @@ freshly generated synthetic knee dataset, sized to finish in 15 minutes on a 2-c
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -30,8 +31,39 @@ DEMO_PRETRAIN_OVERRIDES = ("num_epochs=4",)
 DEMO_CLASSIFICATION_OVERRIDES = ("num_epochs=12",)
 
 
+def demo_dataset(size: str | None = None, cases: int | None = None) -> dict:
+    """The generator's arguments for the demo's dataset: DEMO_DATASET with the size preset and the number of
+    labelled training cases replaced where given (UserInputError for an unknown preset or fewer than 10 cases: five
+    folds need two validation cases each)."""
+    from orthodiff_auto.synthetic.cases import check_size
+
+    dataset = dict(DEMO_DATASET)
+    if size is not None:
+        dataset["size"] = check_size(size)
+    if cases is not None:
+        if cases < 10:
+            raise UserInputError(f"--cases: at least 10 labelled training cases (five folds), got {cases}")
+        dataset["n_cases"] = cases
+    return dataset
+
+
+def check_existing_dataset(raw: Path, dataset: dict) -> None:
+    """UserInputError when RAW was generated with other settings than ``dataset`` (another --size or --cases):
+    re-running reuses RAW, and a silent reuse would report on data the command line did not ask for."""
+    record = raw / ".orthodiff_synthetic.json"
+    if not record.is_file():
+        return  # not written by the generator (a dataset put there by hand): used as it is
+    params = json.loads(record.read_text()).get("params", {})
+    differ = [f"{key} {params.get(key)!r} (asked {value!r})" for key, value in dataset.items()
+              if key in params and params[key] != value]
+    if differ:
+        raise UserInputError(f"{raw}: generated with other settings: {', '.join(differ)}; use another --work or "
+                             f"remove {raw}")
+
+
 def run_demo(work: Path, config: str, folds: Sequence[int], num_processes: int,
-             compare_scratch: bool = False, all_classifiers: bool = False) -> int:
+             compare_scratch: bool = False, all_classifiers: bool = False, size: str | None = None,
+             cases: int | None = None) -> int:
     """Generate (once) the synthetic knee dataset in WORK/raw, validate it, ``auto`` with the cpu budget,
     ``predict_folder`` on its test scans and ``evaluate``, printing each step and the table; 1 when a test case
     failed to predict. UserInputError for a fold outside 0-4, before anything is written.
@@ -42,11 +74,13 @@ def run_demo(work: Path, config: str, folds: Sequence[int], num_processes: int,
     fold 0's 6 validation cases the choice is mostly noise: benchmarks/bench_diagnosis.py compares them over
     five folds)."""
     folds = check_folds(folds)
+    dataset = demo_dataset(size, cases)
     start = time.perf_counter()
     raw = work / "raw"
     if not (raw / "dataset.json").is_file():
         print(f"== generating the synthetic knee dataset in {raw}", flush=True)
-        generate_dataset(raw, num_processes=num_processes, **DEMO_DATASET)
+        generate_dataset(raw, num_processes=num_processes, **dataset)
+    check_existing_dataset(raw, dataset)
     report = validate_dataset(raw, num_workers=num_processes)
     if not report.ok:
         raise UserInputError(f"{raw}: generated dataset is invalid:\n{report.problems_text()}")
