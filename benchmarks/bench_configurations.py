@@ -9,8 +9,8 @@ geometry, with 95% bootstrap intervals over cases and each configuration's paire
 2. ``fingerprint`` and ``plan --budget`` into WORK/pp, the plans kept to ``--view`` (the other views are not
    preprocessed: only this view is compared), ``preprocess`` (the view's folder and, where planned, 3d_lowres's);
 3. per configuration the plans have for the view and fold, ``train_fold WORK/pp seg VIEW FOLD -c CONFIGURATION`` from
-   scratch with the demo preset and the demo's segmentation overrides (``DEMO_OVERRIDES``: 300 steps, light
-   augmentation) plus ``--set``; the cascade's first stage (3d_lowres) on all five folds, as its second stage
+   scratch with the demo preset and the demo's segmentation overrides (``DEMO_OVERRIDES``: the demo's augmentation
+   and deep supervision; the results in benchmarks.md ran 300 steps with light augmentation) plus ``--set``; the cascade's first stage (3d_lowres) on all five folds, as its second stage
    trains on the first stage's out-of-fold predictions;
 4. a Markdown table on stdout and WORK/bench_configurations.md (per configuration, over the folds' validation
    scans pooled: mean Dice with its 95% bootstrap CI, the paired bootstrap CI of its difference to the first
