@@ -40,6 +40,10 @@ def register(subparsers) -> None:
     p.add_argument("--label-fraction-seed", type=int, default=0,
                    help="which stratified subset --label-fraction takes (default 0; other seeds train in "
                    "<variant>_frac<F>_seed<S>)")
+    p.add_argument("--npz", action="store_true",
+                   help="seg: keep each validation case's class probabilities on the view's grid "
+                   "(validation_probabilities/, float16), which find_best_configuration needs to score ensembles "
+                   "of two configurations (nnU-Net's --npz; auto sets it when a view trains several)")
     add_device_option(p)
     p.add_argument("--results", type=Path, help="results folder (default: results/ beside PREPROCESSED_DIR)")
     p.add_argument("--continue", "--c", dest="resume", action="store_true",
@@ -56,5 +60,6 @@ def run(args) -> int:
                    overrides=args.set + monitor_overrides(args),
                    results=args.results, pretrained=args.pretrained, label_fraction=args.label_fraction,
                    label_fraction_seed=args.label_fraction_seed,
-                   device=args.device, resume=args.resume, configuration=args.configuration)
+                   device=args.device, resume=args.resume, configuration=args.configuration,
+                   save_probabilities=args.npz)
     return 0

@@ -191,9 +191,12 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
             continue
         names = configurations_to_train(plans.view(view), wanted, log)
         first_stages = {plans.view(view).configuration(c).previous_stage for c in names}
+        # several runs of the view compete: their validation probabilities let model selection score each pair
+        # as an ensemble (nnU-Net's --npz); a single run needs none
+        ensembles = len(names) > 1 or len(variants(view)) > 1
         for configuration in names:
             _train_configuration(clock, preprocessed, results, plans, view, configuration, variants(view), options,
-                                 log, first_stage=configuration in first_stages)
+                                 log, first_stage=configuration in first_stages, save_probabilities=ensembles)
     if options.classification and plans.findings and options.anatomy_features and segmented != views:
         log("== anatomy-feature classifiers: skipped (they read every view's segmentation; "
             f"{', '.join(v for v in views if v not in segmented)} has no segmentation labels)")
@@ -284,7 +287,7 @@ def configurations_to_train(view_plan, wanted: Sequence[str], log) -> list[str]:
 
 
 def _train_configuration(clock, preprocessed, results, plans, view, configuration, variants, options, log,
-                         first_stage: bool = False) -> None:
+                         first_stage: bool = False, save_probabilities: bool = False) -> None:
     """A configuration's folds: pretrained variants where the encoder fits its architecture (3d_fullres; the
     cascade's second stage, whose stem starts fresh), from scratch otherwise. The first stage of a cascade being
     trained: from scratch (the run its second stage reads, ``segmentation.run.previous_stage_request``) on every
@@ -298,7 +301,7 @@ def _train_configuration(clock, preprocessed, results, plans, view, configuratio
     for pretrained in chosen:
         for fold in folds:
             _train(clock, preprocessed, results, "seg", view, fold, options, pretrained, log,
-                   configuration=configuration)
+                   configuration=configuration, save_probabilities=save_probabilities)
 
 
 def image_readers_by_budget(options: AutoOptions, plans: Plans, every_view_segmented: bool, log) -> AutoOptions:
@@ -368,7 +371,7 @@ def _pretrain(clock, preprocessed, results, plans, view, options, log) -> Path:
 
 
 def _train(clock, preprocessed, results, task, view, fold, options, pretrained, log, extra: Sequence[str] = (),
-           configuration: str = DEFAULT_CONFIGURATION):
+           configuration: str = DEFAULT_CONFIGURATION, save_probabilities: bool = False):
     task_overrides = options.classification_overrides if task == "cls" else ()
     config = make_config(options.config, list(options.overrides) + list(task_overrides) + list(extra))
     request = FoldRequest(preprocessed, task, view, fold, config, results_dir=results, pretrained=pretrained,
@@ -386,7 +389,8 @@ def _train(clock, preprocessed, results, task, view, fold, options, pretrained, 
     resume = (out / "checkpoint_latest.pt").is_file() or (out / "checkpoint_final.pt").is_file()
     clock.run(name, train_fold, FoldRequest(preprocessed, task, view, fold, config, results_dir=results,
                                             pretrained=pretrained, device=options.device, resume=resume,
-                                            configuration=configuration), log)
+                                            configuration=configuration,
+                                            save_probabilities=save_probabilities), log)
 
 
 def _fold_inputs(preprocessed, results, task, view, fold, config, pretrained) -> list[Path]:

@@ -42,14 +42,14 @@ def run_train_fold(preprocessed_dir: Path, task: str, view: str, fold: str, conf
                    overrides: Sequence[str] = (), results: Path | None = None, pretrained: Path | None = None,
                    label_fraction: float = 1.0, label_fraction_seed: int = 0,
                    device: str | None = None, resume: bool = False,
-                   configuration: str = "3d_fullres") -> dict[str, Any]:
+                   configuration: str = "3d_fullres", save_probabilities: bool = False) -> dict[str, Any]:
     """``orthodiff train_fold``: the request from the command's options (``fold``: 0-4 or "all"; ``config``: a
     preset with ``key=value`` overrides), then ``train_fold``."""
     request = FoldRequest(
         preprocessed_dir=preprocessed_dir, task=task, view=view, fold=parse_fold(fold),
         config=make_config(config, list(overrides)), results_dir=results, pretrained=pretrained,
         label_fraction=label_fraction, label_fraction_seed=label_fraction_seed, device=device, resume=resume,
-        configuration=configuration,
+        configuration=configuration, save_probabilities=save_probabilities,
     )
     summary = train_fold(request)
     log_line(f"fold written to {request.output_dir()} (summary.json, checkpoint_final.pt, validation/); when the "

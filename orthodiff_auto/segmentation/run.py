@@ -22,6 +22,8 @@ from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.segmentation.cascade import (cascade_input, missing_cases, previous_stage_dir, read_next_stage,
                                                  stage_one_on_grid, write_next_stage)
 from orthodiff_auto.segmentation.prediction import label_map_in_original_geometry, predict_logits
+from orthodiff_auto.segmentation.probabilities import (VALIDATION_PROBABILITIES, probabilities_on_view_grid,
+                                                       write_probabilities)
 from orthodiff_auto.segmentation.task import SegmentationTask
 from orthodiff_auto.training.checkpoint import refuse_to_overwrite
 from orthodiff_auto.training.distributed import (DistributedContext, barrier, distributed_device, gather_objects,
@@ -93,8 +95,10 @@ def _train(request: FoldRequest, plans: Plans, device: torch.device, ctx: Distri
 
 def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequest, history, log,
                                ctx: DistributedContext = DistributedContext()) -> dict[str, Any]:
-    """Predict the fold's validation scans in their original geometry; Dice and HD95 per structure. Under
-    torchrun each process takes every WORLD_SIZE-th scan and rank 0 writes the summary (the others return {})."""
+    """Predict the fold's validation scans in their original geometry; Dice and HD95 per structure. With
+    ``request.save_probabilities`` each scan's class probabilities on the view's grid go to
+    ``validation_probabilities/`` (``segmentation.probabilities``). Under torchrun each process takes every
+    WORLD_SIZE-th scan and rank 0 writes the summary (the others return {})."""
     plans, view_plan, cfg = task.plans, task.view_plan, task.config
     source = PreprocessedDataset(request.preprocessed_dir, task.data_folder)
     # (view plan, preprocessed cases) of the configuration that reads this one as its first stage, if any
@@ -104,6 +108,10 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
     labels = {k: v for k, v in plans.labels.items() if v != 0}
     per_case: dict[str, Any] = {}
     pred_dir = out / "validation"
+    # the view's own grid, which 3d_lowres's probabilities are brought to (the others predict on it)
+    view_grid = plans.view(request.view)
+    view_cases = (PreprocessedDataset(request.preprocessed_dir, request.view)
+                  if request.save_probabilities and task.data_folder != view_grid.view else None)
     start = time.perf_counter()
     for case_id in task.val_cases[ctx.rank::ctx.world_size]:
         data, seg, props = source.load_numpy(case_id)
@@ -117,6 +125,11 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
             next_plan, next_cases = next_stage
             shape = next_cases.properties(case_id).shape_after_resampling
             write_next_stage(next_dir, case_id, stage_one_on_grid(logits, shape, view_plan, next_plan))
+        if request.save_probabilities:
+            shape = (view_cases.properties(case_id).shape_after_resampling if view_cases is not None
+                     else data.shape[1:])
+            write_probabilities(out / VALIDATION_PROBABILITIES, case_id,
+                                probabilities_on_view_grid(logits, shape, view_plan, view_grid))
         geometry = props.original_geometry
         write_image(pred_dir / f"{case_id}_{request.view}.nii.gz", prediction, geometry)
         ref_path = references.get(case_id)
@@ -151,6 +164,7 @@ def validate_segmentation_fold(task, model, device, out: Path, request: FoldRequ
                             "variant": previous_stage_request(request, task.previous_stage).variant}
                            if task.previous_stage is not None else None),
         "pretrained_from": str(request.pretrained) if request.pretrained else None,
+        "validation_probabilities": VALIDATION_PROBABILITIES if request.save_probabilities else None,
         "label_fraction": request.label_fraction,
         "label_fraction_seed": request.label_fraction_seed,
         "num_training_scans": len(task.train_cases),

@@ -44,6 +44,9 @@ class FoldRequest:
     device: str | None = None
     resume: bool = False
     configuration: str = DEFAULT_CONFIGURATION  # segmentation: nnU-Net's configuration (plans.subplans)
+    # segmentation: keep each validation case's class probabilities on the view's grid (nnU-Net's --npz), which
+    # find_best_configuration needs to score ensembles of two configurations (segmentation.probabilities)
+    save_probabilities: bool = False
 
     @property
     def variant(self) -> str:
