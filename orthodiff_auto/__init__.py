@@ -12,7 +12,7 @@ import os
 # step 11x slower (documentation/benchmarks.md); a user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # The public facade: the names a user imports from the package root, each from the stage that owns it.
 _PUBLIC_EXPORTS = {

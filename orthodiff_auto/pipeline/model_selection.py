@@ -9,6 +9,16 @@ cases; the percentile 95% bootstrap interval over cases is recorded beside it, a
 A cascade's second stage (its summary.json names a ``previous_stage``) competes only when that run has finished
 every requested fold too; chosen, it takes its previous stage into the model folder.
 
+Ensembles of two configurations (nnU-Net's): every pair of a view's candidates whose folds all kept their
+validation probabilities (``train_fold --npz``, set by ``auto`` when a view trains several runs;
+``segmentation.probabilities``) is a candidate too, scored by the pooled Dice of the average of the two members'
+probabilities on each validation case, on the view's preprocessed grid against the preprocessed reference labels
+(the same pooling and bootstrap interval). The best single run (chosen as above) is scored the same way from its
+own probabilities; the best pair replaces it only when its Dice on that grid is higher. Chosen, both members go
+into the model folder and prediction averages their probabilities. An anatomy reader chosen for the findings
+keeps the segmentation it was fitted on: where the view's chosen segmentation is another one, that run goes into
+the model folder too (``reader_segmentations``) and prediction feeds it to the reader.
+
 Classification: for every combination of views a case can arrive with (each non-empty subset of the plans'
 views), among the configurations that can read it (single-view models of a view in the combination;
 multi-view models reading the combination's views, the others masked: their validation predictions per view
@@ -51,7 +61,10 @@ from orthodiff_auto.classification.metrics_io import (
 from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.evaluation.evaluate_folder import dice_mean_ci
 from orthodiff_auto.inference.model_dir import ModelDescription, TaskChoice, best_checkpoint_path
+from orthodiff_auto.plans.schema import Plans
 from orthodiff_auto.plans.subplans import DEFAULT_CONFIGURATION
+from orthodiff_auto.preprocessing.storage import PreprocessedDataset
+from orthodiff_auto.segmentation.probabilities import VALIDATION_PROBABILITIES, probabilities_path, read_probabilities
 from orthodiff_auto.training.classification_metrics import (
     auroc,
     auroc_bootstrap,
@@ -60,7 +73,7 @@ from orthodiff_auto.training.classification_metrics import (
     macro_auroc_ci,
     percentile_ci,
 )
-from orthodiff_auto.training.segmentation_metrics import aggregate
+from orthodiff_auto.training.segmentation_metrics import aggregate, dice_per_class
 from orthodiff_auto.utils.atomic import atomic_path
 
 DEFAULT_FOLDS = (0, 1, 2, 3, 4)
@@ -157,9 +170,67 @@ def segmentation_candidates(results: Path, folds: Sequence[int], log=print) -> d
             record["previous_stage"] = {"configuration": configuration_of[(view, previous)], "variant": previous}
         record.update(pooled_dice(pooled))
         record.update(per_fold=per_fold, mean_dice_of_folds=float(np.mean(per_fold)) if per_fold else float("nan"),
+                      probabilities=all(probabilities_path(d / VALIDATION_PROBABILITIES, case).is_file()
+                                        for d, s in zip(fold_dirs, summaries[(view, variant)])
+                                        for case in s.get("per_case") or {}),
                       fold_dirs=[str(d) for d in fold_dirs])
         out.setdefault(view, {})[variant] = record
     return out
+
+
+def grid_case_dice(probabilities: np.ndarray, reference: np.ndarray, structures: dict[str, int],
+                   ignore_label: int | None = None) -> dict[str, dict[str, float]]:
+    """One case's Dice per structure (name -> class index) of the most probable class of ``probabilities``
+    (C, *grid) against ``reference`` (class indices on the same grid; voxels of ``ignore_label`` count for
+    neither), as ``_case_dice`` rows (NaN: absent from both)."""
+    if probabilities.shape[1:] != reference.shape:
+        raise ValueError(f"probabilities of shape {list(probabilities.shape[1:])}, the reference labels "
+                         f"{list(reference.shape)}")
+    ignore = None if ignore_label is None else reference == ignore_label
+    dice = dice_per_class(np.argmax(probabilities, axis=0), reference, list(structures.values()), ignore)
+    return {name: {"dice": dice[index]} for name, index in structures.items()}
+
+
+def ensemble_candidates(preprocessed_dir: Path, view: str, records: dict[str, dict[str, Any]],
+                        members: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """({"A+B": record} of every pair of ``members`` (variants of ``records`` whose folds kept their validation
+    probabilities), {variant: the same figures of each member alone}): ``pooled_dice`` of each validation case's
+    Dice on the view's preprocessed grid, the pair's from the mean of the two members' probabilities, against
+    the preprocessed reference labels. A pair's record names its ``members`` and their ``configurations``."""
+    plans = Plans.load(preprocessed_dir / "plans.json")
+    values = list(plans.label_values)
+    structures = {name: values.index(v) for name, v in plans.labels.items() if v != 0 and v != plans.ignore_label}
+    reference = PreprocessedDataset(preprocessed_dir, view)
+    summaries = {m: [json.loads((Path(d) / "summary.json").read_text()) for d in records[m]["fold_dirs"]]
+                 for m in members}
+    pairs = list(itertools.combinations(members, 2))
+    single_rows: dict[str, list] = {m: [] for m in members}
+    pair_rows: dict[tuple[str, str], list] = {pair: [] for pair in pairs}
+    for k in range(len(records[members[0]]["fold_dirs"])):
+        cases = list(summaries[members[0]][k].get("per_case") or {})
+        for m in members[1:]:
+            if sorted(summaries[m][k].get("per_case") or {}) != sorted(cases):
+                raise UserInputError(f"{records[m]['fold_dirs'][k]}: other validation cases than "
+                                     f"{records[members[0]]['fold_dirs'][k]} (the splits changed since?): train the "
+                                     "fold again")
+        for case in cases:
+            seg = reference.load_numpy(case)[1]
+            probs = {m: read_probabilities(Path(records[m]["fold_dirs"][k]) / VALIDATION_PROBABILITIES, case)
+                     for m in members}
+            try:
+                for m in members:
+                    single_rows[m].append(grid_case_dice(probs[m], seg[0], structures, plans.ignore_label))
+                for a, b in pairs:
+                    pair_rows[(a, b)].append(grid_case_dice((probs[a] + probs[b]) / 2, seg[0], structures,
+                                                            plans.ignore_label))
+            except ValueError as e:
+                raise UserInputError(f"{view} case {case}: validation {e} (preprocessed again since? train the "
+                                     "folds again)") from None
+    out = {}
+    for (a, b), rows in pair_rows.items():
+        out[f"{a}+{b}"] = {"members": [a, b], "configurations": [records[a]["configuration"],
+                                                                  records[b]["configuration"]], **pooled_dice(rows)}
+    return out, {m: pooled_dice(rows) for m, rows in single_rows.items()}
 
 
 def _pooled_predictions(fold_dirs: Sequence[Path | str], findings: Sequence[str],
@@ -403,19 +474,45 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
                           seg_stage(view, previous["variant"], f"seg/{view}/{previous['variant']}") if previous
                           else None)
 
+    ensembles: dict[str, dict[str, dict[str, Any]]] = {}
     for view, variants in sorted(seg.items()):
         best = _best(variants, "mean_dice")
         if best is None:
             continue
-        seg_choice[view] = seg_stage(view, best, f"seg/{view}")
-        stages = " after ".join(f"{c.variant} ({c.configuration})" for c in reversed(seg_choice[view].stages()))
-        log(f"segmentation {view}: {stages}, chosen by pooled CV mean Dice over the validation cases of folds "
-            f"{list(folds)}:")
+        chosen_pair, note = None, None
+        kept = [v for v, record in variants.items() if record["probabilities"]]
+        if best in kept and len(kept) > 1:
+            ensembles[view], grid = ensemble_candidates(preprocessed_dir, view, variants, kept)
+            for variant, figures in grid.items():
+                variants[variant]["grid"] = figures
+            top = _best(ensembles[view], "mean_dice")
+            if top is not None and ensembles[view][top]["mean_dice"] > grid[best]["mean_dice"]:
+                chosen_pair = top
+        elif len(variants) > 1:
+            note = (f"  no ensembles of two compared: {', '.join(v for v in variants if v not in kept)} kept no "
+                    "validation probabilities (train_fold --npz)")
+        if chosen_pair is None:
+            seg_choice[view] = seg_stage(view, best, f"seg/{view}")
+        else:
+            pair = ensembles[view][chosen_pair]
+            seg_choice[view] = TaskChoice(view, chosen_pair, (), dict(pair), members=tuple(
+                seg_stage(view, member, f"seg/{view}/{member}") for member in pair["members"]))
+        log(f"segmentation {view}: {_described(seg_choice[view])}, chosen by pooled CV mean Dice over the validation "
+            f"cases of folds {list(folds)}:")
         for variant, v in variants.items():
             low, high = v["ci"]
-            log(f" {'*' if variant == best else ' '} {variant} ({v['configuration']}): mean Dice {v['mean_dice']:.3f} "
-                f"(95% CI {low:.2f}-{high:.2f}, {v['n_cases']} cases; mean of the fold means "
+            log(f" {'*' if variant == seg_choice[view].variant else ' '} {variant} ({v['configuration']}): mean Dice "
+                f"{v['mean_dice']:.3f} (95% CI {low:.2f}-{high:.2f}, {v['n_cases']} cases; mean of the fold means "
                 f"{v['mean_dice_of_folds']:.3f})")
+        if note is not None:
+            log(note)
+        if ensembles.get(view):
+            log(f"  ensembles of two (mean Dice of the averaged probabilities on the view's grid; {best} alone there: "
+                f"{variants[best]['grid']['mean_dice']:.3f}):")
+            for name, v in ensembles[view].items():
+                low, high = v["ci"]
+                log(f" {'*' if name == chosen_pair else ' '} {name}: mean Dice {v['mean_dice']:.3f} "
+                    f"(95% CI {low:.2f}-{high:.2f}, {v['n_cases']} cases)")
     cls_choice, by_views = None, {}
     flat = {f"{name}/{variant}": v for name, vs in cls.items() for variant, v in vs.items()}
     plan_views = [v for v in json.loads((preprocessed_dir / "plans.json").read_text())["views"]]
@@ -455,11 +552,26 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
             log("  " + _finding_line(finding, row))
     if by_views:
         cls_choice = by_views.get("+".join(plan_views)) or next(iter(by_views.values()))
+    reader_segmentations = {}
+    for label in sorted({c.label for c in by_views.values()} | set(readers)):
+        read = _segmentation_read(flat[label]["fold_dirs"], log)
+        for view, variant in read.items():
+            chosen = seg_choice.get(view)
+            if chosen is not None and chosen.variant == variant:
+                continue
+            if variant not in seg.get(view, {}):
+                log(f"classification {label}: fitted on the {view} segmentation {variant}, which has not finished "
+                    f"folds {list(folds)}: prediction feeds it the view's chosen segmentation")
+                continue
+            reader_segmentations.setdefault(label, {})[view] = seg_stage(view, variant, f"seg/{view}/{variant}")
+            log(f"classification {label}: reads the {view} segmentation it was fitted on, {variant}"
+                + (f" (the view's chosen one is {chosen.variant})" if chosen is not None else ""))
     strip = lambda d: {k: {vk: vv for vk, vv in v.items() if vk != "fold_dirs"} for k, v in d.items()}  # noqa: E731
     description = ModelDescription(
         dataset=dataset, segmentation=seg_choice, classification=cls_choice, classification_by_views=by_views,
-        findings_by_views=findings_by_views, readers=readers,
+        findings_by_views=findings_by_views, readers=readers, reader_segmentations=reader_segmentations,
         candidates={"folds": list(folds), "segmentation": {v: strip(d) for v, d in seg.items()},
+                    "segmentation_ensembles": ensembles,
                     "classification": {n: strip(d) for n, d in cls.items()}},
     )
     description.save(staging)
@@ -473,6 +585,30 @@ def find_best_configuration(preprocessed_dir: Path | str, model_dir: Path | str,
     else:
         staging.rename(model_dir)
     return description
+
+
+def _described(choice: TaskChoice) -> str:
+    """A segmentation choice for the log: its run and configuration, a cascade's stages, an ensemble's members."""
+    if choice.members:
+        return "ensemble of " + " and ".join(_described(m) for m in choice.members)
+    return " after ".join(f"{c.variant} ({c.configuration})" for c in reversed(choice.stages()))
+
+
+def _segmentation_read(fold_dirs: Sequence[str], log) -> dict[str, str]:
+    """{view: segmentation run variant} an anatomy reader's folds read (their summary.json's
+    ``segmentation_read``); empty for other classifiers, and for a view whose folds read different runs (logged)."""
+    read: dict[str, set[str]] = {}
+    for d in fold_dirs:
+        summary = Path(d) / "summary.json"
+        table = (json.loads(summary.read_text()).get("segmentation_read") or {}) if summary.is_file() else {}
+        for view, run in table.items():
+            read.setdefault(view, set()).add(Path(run).parent.name)
+    for view, variants in list(read.items()):
+        if len(variants) > 1:
+            log(f"{fold_dirs[0]}: its folds read different {view} segmentations ({', '.join(sorted(variants))}): "
+                "prediction feeds it the view's chosen segmentation")
+            del read[view]
+    return {view: variants.pop() for view, variants in read.items()}
 
 
 def _finding_line(finding: str, row: dict[str, Any]) -> str:

@@ -113,8 +113,10 @@ def export_pretrained(bundle: Path | str, out: Path | str, license: str | None =
 
 def referenced_checkpoints(description: ModelDescription) -> list[str]:
     """Every checkpoint path (relative to the model folder) that the model description names (a cascade's
-    previous stage included)."""
-    choices = [*(stage for choice in description.segmentation.values() for stage in choice.stages()),
+    previous stage, an ensemble's members and the segmentations the anatomy readers read included)."""
+    segmentations = [*description.segmentation.values(),
+                     *(c for by_view in description.reader_segmentations.values() for c in by_view.values())]
+    choices = [*(stage for choice in segmentations for stage in choice.stages()),
                *description.classifiers_by_views().values(), *description.readers.values()]
     if description.classification is not None:
         choices.append(description.classification)

@@ -255,7 +255,7 @@ def test_a_cascade_is_chosen_with_its_previous_stage(tmp_path):
                                "3d_lowres_scratch (3d_lowres), chosen by")
     # model.json holds the previous stage only where there is one
     d = json.loads((model / "model.json").read_text())
-    assert d["format"] == "orthodiff_auto.model/4"
+    assert d["format"] == "orthodiff_auto.model/5"
     assert d["segmentation"]["sag"]["previous_stage"]["variant"] == "3d_lowres_scratch"
     assert "previous_stage" not in d["segmentation"]["sag"]["previous_stage"]
 

@@ -114,7 +114,7 @@ def raw_scans(cls_preprocessed: Path, case: str) -> dict:
 
 def test_model_json_records_the_reader_of_each_finding_with_its_figures(model):
     d = json.loads((model / "model.json").read_text())
-    assert d["format"] == "orthodiff_auto.model/4"
+    assert d["format"] == "orthodiff_auto.model/5"
     for key in ("sag+cor", "sag"):  # both readers read sag: every combination that has it
         assert d["classification_by_views"][key]["variant"] == "constA"  # the macro winner
         table = d["findings_by_views"][key]
