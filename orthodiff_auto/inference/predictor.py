@@ -29,6 +29,7 @@ from orthodiff_auto.networks.builder import build_segmentation_network
 from orthodiff_auto.plans.schema import DEFAULT_CONFIGURATION, Plans, ViewPlan
 from orthodiff_auto.segmentation.cascade import cascade_input, stage_one_on_grid
 from orthodiff_auto.segmentation.prediction import class_indices, predict_logits, probabilities_in_original_geometry
+from orthodiff_auto.segmentation.probabilities import probabilities_on_view_grid
 from orthodiff_auto.training.checkpoint import load_checkpoint
 from orthodiff_auto.training.device import SpeedOptions, apply_speed_options, resolve_device
 
@@ -162,6 +163,47 @@ class SegmentationEnsemble:
 
 
 @dataclass
+class ConfigurationEnsemble:
+    """nnU-Net's ensemble of configurations: the ``members`` (each a ``SegmentationEnsemble`` of one view's
+    configuration, its folds averaged) predict a scan and their class probabilities are averaged before the
+    argmax, in the input's geometry (the label map and the probabilities) and on the view's preprocessed grid
+    (the labels the classifiers read)."""
+
+    view: str
+    members: list[SegmentationEnsemble]
+
+    @property
+    def plans(self) -> Plans:
+        return self.members[0].plans
+
+    def segment_prepared(self, scan: PreparedScan, device: torch.device, overlap: float = 0.5, tta: bool = False,
+                         batch_size: int = 2, probabilities: bool = False,
+                         original: tuple[np.ndarray, ImageGeometry] | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """As ``SegmentationEnsemble.segment_prepared``, from the mean of the members' probabilities."""
+        in_input, on_grid = None, None
+        view_plan = self.plans.view(self.view)
+        for member in self.members:
+            scores, own = member.case_scores(scan, device, overlap, tta, batch_size, original)
+            p = probabilities_in_original_geometry(scores, own.properties, member.view_plan)
+            g = probabilities_on_view_grid(scores, scan.data.shape[1:], member.view_plan, view_plan)
+            in_input = p if in_input is None else in_input + p
+            on_grid = g if on_grid is None else on_grid + g
+        in_input /= len(self.members)
+        wide = in_input.shape[0] > 256
+        labels = np.argmax(in_input, axis=0).astype(np.uint16 if wide else np.uint8)
+        grid_labels = np.argmax(on_grid, axis=0).astype(np.uint16 if wide else np.uint8)
+        return (to_label_values(labels, label_values(self.plans.labels)), grid_labels,
+                in_input if probabilities else None)
+
+    def segment(self, image: np.ndarray, geometry: ImageGeometry, device: torch.device, overlap: float = 0.5,
+                tta: bool = False, batch_size: int = 2) -> np.ndarray:
+        """Label map in the input's exact geometry (same shape, to be written with the same header)."""
+        scan = PreparedScan.from_scan(image, geometry, self.plans.view(self.view))
+        return self.segment_prepared(scan, device, overlap, tta, batch_size, original=(image, geometry))[0]
+
+
+@dataclass
 class CasePrediction:
     case_id: str
     segmentations: dict[str, np.ndarray] = field(default_factory=dict)  # view -> label map (original geometry)
@@ -195,13 +237,17 @@ class Predictor:
         self.overlap = overlap
         self.checkpoint = checkpoint
         self.folds = None if folds is None else [int(f) for f in folds]
-        self.segmenters: dict[str, SegmentationEnsemble] = {}
+        self.segmenters: dict[str, SegmentationEnsemble | ConfigurationEnsemble] = {}
         for view, choice in self.description.segmentation.items():
-            first = choice.previous_stage  # a cascade: its first stage's folds
-            previous = None if first is None else SegmentationEnsemble.load(
-                view, self._checkpoints(first.checkpoints), self.device, speed)
-            self.segmenters[view] = SegmentationEnsemble.load(view, self._checkpoints(choice.checkpoints),
-                                                              self.device, speed, previous)
+            self.segmenters[view] = self._segmenter(view, choice, speed)
+        # classifiers fitted on another segmentation of a view than the chosen one (an anatomy reader): that one
+        self.reader_segmenters: dict[str, dict[str, SegmentationEnsemble | ConfigurationEnsemble]] = {}
+        loaded = {}
+        for label, by_view in self.description.reader_segmentations.items():
+            for view, choice in by_view.items():
+                if (view, choice.variant) not in loaded:
+                    loaded[(view, choice.variant)] = self._segmenter(view, choice, speed)
+                self.reader_segmenters.setdefault(label, {})[view] = loaded[(view, choice.variant)]
         # one findings ensemble per classification configuration, which one serves each combination of views, and
         # (model folders of format 3) which one reads each finding for that combination
         self.classifiers: dict[str, FindingsEnsemble] = {}
@@ -217,6 +263,16 @@ class Predictor:
                 self.finding_readers_by_views[frozenset(key.split("+"))] = readers
         self.classifier = self.classifiers.get(self.description.classification.label) if (
             self.description.classification is not None) else None
+
+    def _segmenter(self, view: str, choice, speed: SpeedOptions) -> SegmentationEnsemble | ConfigurationEnsemble:
+        """The segmentation a choice predicts with: its folds (a cascade after its first stage's folds), or an
+        ensemble's members averaged."""
+        if choice.members:
+            return ConfigurationEnsemble(view, [self._segmenter(view, m, speed) for m in choice.members])
+        first = choice.previous_stage  # a cascade: its first stage's folds
+        previous = None if first is None else SegmentationEnsemble.load(
+            view, self._checkpoints(first.checkpoints), self.device, speed)
+        return SegmentationEnsemble.load(view, self._checkpoints(choice.checkpoints), self.device, speed, previous)
 
     def _load_classifier(self, choice) -> None:
         if choice.label not in self.classifiers:
@@ -333,14 +389,39 @@ class Predictor:
             else:
                 result.readers = self.readers_for(prepared)
                 read = {}  # each classifier runs once, however many findings it reads
+                fitted_on: dict[str, PreparedScan] = {}  # the segmentations some reader was fitted on, once each
                 for finding, reader in result.readers.items():
                     if reader not in read:
-                        read[reader] = self._read_findings(self.classifiers[reader], prepared, scans, clinical)
+                        read[reader] = self._read_findings(
+                            self.classifiers[reader], self._segmented_for(reader, prepared, scans, fitted_on),
+                            scans, clinical)
                     result.findings[finding] = read[reader][finding]
                     result.thresholds[finding] = self.classifiers[reader].thresholds[finding]
                 others = [f"{f} from {r}" for f, r in result.readers.items() if r != name]
                 result.classifier = name + (f" ({', '.join(others)})" if others else "")
         return result
+
+    def _segmented_for(self, reader: str, prepared: Mapping[str, PreparedScan],
+                       scans: Mapping[str, tuple[np.ndarray, ImageGeometry]],
+                       done: dict[str, PreparedScan]) -> Mapping[str, PreparedScan]:
+        """The case's scans with the labels the classifier ``reader`` was fitted on: ``prepared`` (the chosen
+        segmentations), a view segmented by another run where model selection recorded one for the reader
+        (``reader_segmentations``; ``done`` keeps those per view and run for the case's other readers)."""
+        others = getattr(self, "reader_segmenters", {}).get(reader)  # absent: a Predictor made without __init__
+        if not others:
+            return prepared
+        out = dict(prepared)
+        for view, segmenter in others.items():
+            if view not in out:
+                continue
+            key = f"{view}/{id(segmenter)}"
+            if key not in done:
+                scan = out[view]
+                labels = segmenter.segment_prepared(scan, self.device, self.overlap, self.tta,
+                                                    original=scans.get(view))[1]
+                done[key] = PreparedScan(scan.data, scan.spacing, scan.properties, labels)
+            out[view] = done[key]
+        return out
 
     def _read_findings(self, classifier: FindingsEnsemble, prepared: Mapping[str, PreparedScan],
                        scans: Mapping[str, tuple[np.ndarray, ImageGeometry]],
