@@ -415,6 +415,15 @@ def cv_report(description) -> str:
             mark = "*" if chosen and chosen.variant == variant else " "
             lines.append(f" {mark} seg {view:<5} {variant:<24} mean Dice {v['mean_dice']:.3f}  "
                          + " ".join(f"{k} {x:.2f}" for k, x in v["per_structure"].items()))
+        pairs = description.candidates.get("segmentation_ensembles", {}).get(view, {})
+        if pairs:  # scored on the view's grid: beside each pair, the best single run's score there
+            single = max((v for v in variants.values() if "grid" in v), key=lambda v: v["mean_dice"])
+            lines.append(f"   seg {view:<5} ensembles of two, on the view's grid (the best single run there "
+                         f"{single['grid']['mean_dice']:.3f}):")
+        for name, v in pairs.items():
+            mark = "*" if chosen and chosen.variant == name else " "
+            lines.append(f" {mark} seg {view:<5} {name:<24} mean Dice {v['mean_dice']:.3f}  "
+                         + " ".join(f"{k} {x:.2f}" for k, x in v["per_structure"].items()))
     cls = description.candidates.get("classification", {})
     chosen = description.classification
     for name, variants in cls.items():

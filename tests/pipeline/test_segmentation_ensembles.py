@@ -122,6 +122,10 @@ def test_a_pair_is_scored_by_the_dice_of_its_averaged_probabilities_and_wins_whe
     loaded = ModelDescription.load(model).segmentation["sag"]
     assert loaded == chosen and loaded.stages() == chosen.members
     assert any(line.startswith(" * 2d_scratch+scratch: mean Dice") for line in lines)
+    from orthodiff_auto.pipeline.auto import cv_report
+    report = cv_report(description).splitlines()
+    assert any(line.startswith(" * seg sag   2d_scratch+scratch") for line in report)
+    assert f"(the best single run there {alone:.3f}):" in "\n".join(report)
 
     # a partner that is always wrong drags the average below the single run: the single run stays
     worse = tmp_path / "worse"
