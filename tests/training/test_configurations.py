@@ -15,6 +15,7 @@ from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_p
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.segmentation.cascade import (PREDICTED_NEXT_STAGE, MoveSegChannelToData, RandomBinaryOperator,
                                                  RemoveRandomComponent, cascade_input, write_next_stage)
+from orthodiff_auto.segmentation.probabilities import VALIDATION_PROBABILITIES
 from tests.conftest import sphere_scan, view_geometry, write_sphere_dataset
 
 CASES = [f"k{i:02d}" for i in range(8)]
@@ -76,15 +77,15 @@ def preprocessed(tmp_path_factory) -> Path:
     return out
 
 
-def _train(pp, results, configuration, fold=0):
+def _train(pp, results, configuration, fold=0, *extra):
     return main(["train_fold", str(pp), "seg", "sag", str(fold), "-c", configuration, "--config", "smoke",
-                 "--results", str(results)])
+                 "--results", str(results), *extra])
 
 
 @pytest.mark.slow
 def test_cascade_trains_on_the_first_stage_out_of_fold_predictions(preprocessed, tmp_path, capsys):
     results = tmp_path / "results"
-    assert _train(preprocessed, results, "3d_lowres") == 0
+    assert _train(preprocessed, results, "3d_lowres", 0, "--npz") == 0
     lowres = results / "seg" / "sag" / "3d_lowres_scratch"
     summary = (lowres / "fold_0" / "summary.json").read_text()
     assert '"configuration": "3d_lowres"' in summary
@@ -98,6 +99,16 @@ def test_cascade_trains_on_the_first_stage_out_of_fold_predictions(preprocessed,
             assert z["seg"].shape == tuple(fullres.properties(case).shape_after_resampling)
     assert PreprocessedDataset(preprocessed, "sag_3d_lowres").properties(written[0]).shape_after_resampling != \
         fullres.properties(written[0]).shape_after_resampling
+    # --npz: each validation case's probabilities brought to the view's grid as its labels are (float16)
+    kept = lowres / "fold_0" / VALIDATION_PROBABILITIES
+    assert sorted(p.stem for p in kept.glob("*.npz")) == written
+    for case in written:
+        with np.load(kept / f"{case}.npz") as z:
+            p = z["probabilities"]
+        assert p.dtype == np.float16 and p.shape == (3, *fullres.properties(case).shape_after_resampling)
+        np.testing.assert_allclose(p.astype(np.float32).sum(0), 1.0, atol=5e-3)
+        with np.load(lowres / PREDICTED_NEXT_STAGE / f"{case}.npz") as z:  # the argmax: the labels it sends on
+            assert np.mean(p.argmax(0) == z["seg"]) > 0.99
 
     capsys.readouterr()
     assert _train(preprocessed, results, "3d_cascade_fullres") == 2  # the other folds' cases have none yet
