@@ -42,7 +42,8 @@ def run_record(predictor, model_digest: tuple[str, dict[str, str]] | None = None
     digest, files = model_digest or model_folder_digest(predictor.model_dir)
     folds = predictor.folds
     if folds is None:  # every fold the model folder lists
-        names = {Path(c).stem for choice in predictor.description.segmentation.values() for c in choice.checkpoints}
+        names = {Path(c).stem for choice in predictor.description.segmentation.values()
+                 for stage in choice.stages() for c in stage.checkpoints}  # an ensemble's: its members'
         folds = sorted(int(n.removeprefix("fold_")) for n in names if n.removeprefix("fold_").isdigit())
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -29,6 +29,8 @@ def test_an_ensemble_averages_its_members_probabilities(model_dir, tmp_path):
     image, _ = sphere_scan(g.shape, np.random.default_rng(5))
     predictor = Predictor(model, device="cpu")
     case = predictor.predict_case("x", {"sag": (image, g)}, probabilities=True)
+    from orthodiff_auto.inference.provenance import run_record
+    assert run_record(predictor)["folds"] == [0, 1]  # the members' folds
     fitted_on = predictor.reader_segmenters["fused/x"]["sag"]
     assert isinstance(fitted_on, SegmentationEnsemble) and len(fitted_on.models) == 1
 
