@@ -193,7 +193,7 @@ def _run_stages(work: Path, dataset, budget, like, clock: StageClock, options: A
         first_stages = {plans.view(view).configuration(c).previous_stage for c in names}
         # several runs of the view compete: their validation probabilities let model selection score each pair
         # as an ensemble (nnU-Net's --npz); a single run needs none
-        ensembles = len(names) > 1 or len(variants(view)) > 1
+        ensembles = len(segmentation_runs(plans, view, names, variants(view))) > 1
         for configuration in names:
             _train_configuration(clock, preprocessed, results, plans, view, configuration, variants(view), options,
                                  log, first_stage=configuration in first_stages, save_probabilities=ensembles)
@@ -286,15 +286,28 @@ def configurations_to_train(view_plan, wanted: Sequence[str], log) -> list[str]:
     return [c for c in view_plan.configuration_names if c in needed]
 
 
+def segmentation_runs(plans: Plans, view: str, names: Sequence[str], variants: Sequence) -> list[tuple[str, Path | None]]:
+    """(configuration, pretrained encoder or None) of every segmentation run ``_train_configuration`` trains for
+    the view's configurations ``names`` (a cascade's first stage among them: from scratch only)."""
+    first_stages = {plans.view(view).configuration(c).previous_stage for c in names}
+    return [(c, pretrained) for c in names for pretrained in _run_variants(plans, view, c, variants, c in first_stages)]
+
+
+def _run_variants(plans: Plans, view: str, configuration: str, variants: Sequence, first_stage: bool) -> list:
+    """The pretrained variants of a configuration's runs: ``variants`` where the encoder fits its architecture
+    and it is no cascade's first stage, from scratch (None) alone otherwise."""
+    fits_encoder = plans.view(view).configuration(configuration).segmentation.architecture == \
+        plans.view(view).segmentation.architecture
+    return list(variants) if fits_encoder and not first_stage else [None]
+
+
 def _train_configuration(clock, preprocessed, results, plans, view, configuration, variants, options, log,
                          first_stage: bool = False, save_probabilities: bool = False) -> None:
     """A configuration's folds: pretrained variants where the encoder fits its architecture (3d_fullres; the
     cascade's second stage, whose stem starts fresh), from scratch otherwise. The first stage of a cascade being
     trained: from scratch (the run its second stage reads, ``segmentation.run.previous_stage_request``) on every
     fold, since the second stage trains on its out-of-fold predictions (nnU-Net)."""
-    fits_encoder = plans.view(view).configuration(configuration).segmentation.architecture == \
-        plans.view(view).segmentation.architecture
-    chosen = variants if fits_encoder and not first_stage else [None]
+    chosen = _run_variants(plans, view, configuration, variants, first_stage)
     folds = FOLDS if first_stage else options.folds
     if first_stage and tuple(folds) != tuple(options.folds):
         log(f"== seg {view} {configuration}: every fold (the cascade trains on its out-of-fold predictions)")

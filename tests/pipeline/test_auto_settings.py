@@ -141,3 +141,28 @@ def test_a_cascade_first_stage_trains_from_scratch_on_every_fold(monkeypatch):
     calls.clear()
     auto._train_configuration(None, None, None, plans, "sag", "3d_lowres", [None, encoder], options, print)
     assert calls == [("3d_lowres", None, 0), ("3d_lowres", encoder, 0)]
+
+
+def test_validation_probabilities_are_kept_where_several_runs_of_a_view_compete(monkeypatch):
+    """auto asks for the validation probabilities (--npz) exactly when model selection can pair runs: more than
+    one run of the view (configurations, or scratch beside pretrained where the encoder fits)."""
+    from orthodiff_auto.pipeline import auto
+    from orthodiff_auto.plans.planner import plan_experiment
+    from orthodiff_auto.plans.schema import Budget
+    from tests.plans.fake_fingerprint import fake_fingerprint
+
+    wide = [((3.5, 1.0, 1.0), (33, 180 + i, 180)) for i in range(10)]
+    plans = plan_experiment(fake_fingerprint({"sag": wide}), Budget("cpu", 0.25))
+    encoder = "encoder_sag.pt"
+    assert auto.segmentation_runs(plans, "sag", ["3d_fullres"], [None]) == [("3d_fullres", None)]
+    assert auto.segmentation_runs(plans, "sag", ["3d_fullres"], [None, encoder]) == [
+        ("3d_fullres", None), ("3d_fullres", encoder)]
+    # the cascade's first stage from scratch only, the cascade with both
+    assert auto.segmentation_runs(plans, "sag", ["3d_lowres", "3d_cascade_fullres"], [None, encoder]) == [
+        ("3d_lowres", None), ("3d_cascade_fullres", None), ("3d_cascade_fullres", encoder)]
+    calls = []
+    monkeypatch.setattr(auto, "_train", lambda *a, configuration, save_probabilities, **kw:
+                        calls.append((configuration, a[7], save_probabilities)))
+    auto._train_configuration(None, None, None, plans, "sag", "2d", [None], auto.AutoOptions(folds=(0,)), print,
+                              save_probabilities=True)
+    assert calls == [("2d", None, True)]
