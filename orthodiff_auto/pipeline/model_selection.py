@@ -214,7 +214,7 @@ def ensemble_candidates(preprocessed_dir: Path, view: str, records: dict[str, di
                                      f"{records[members[0]]['fold_dirs'][k]} (the splits changed since?): train the "
                                      "fold again")
         for case in cases:
-            seg = reference.load_numpy(case)[1]
+            seg = np.asarray(reference.load(case)[1][...])  # the labels alone (the image stays compressed)
             probs = {m: read_probabilities(Path(records[m]["fold_dirs"][k]) / VALIDATION_PROBABILITIES, case)
                      for m in members}
             try:
