@@ -15,7 +15,7 @@ from orthodiff_auto.preprocessing.stages import run_fingerprint, run_plan, run_p
 from orthodiff_auto.preprocessing.storage import PreprocessedDataset
 from orthodiff_auto.segmentation.cascade import (PREDICTED_NEXT_STAGE, MoveSegChannelToData, RandomBinaryOperator,
                                                  RemoveRandomComponent, cascade_input, write_next_stage)
-from orthodiff_auto.segmentation.probabilities import VALIDATION_PROBABILITIES
+from orthodiff_auto.segmentation.probabilities import PROBABILITY_FLOOR, VALIDATION_PROBABILITIES
 from tests.conftest import sphere_scan, view_geometry, write_sphere_dataset
 
 CASES = [f"k{i:02d}" for i in range(8)]
@@ -106,7 +106,8 @@ def test_cascade_trains_on_the_first_stage_out_of_fold_predictions(preprocessed,
         with np.load(kept / f"{case}.npz") as z:
             p = z["probabilities"]
         assert p.dtype == np.float16 and p.shape == (3, *fullres.properties(case).shape_after_resampling)
-        np.testing.assert_allclose(p.astype(np.float32).sum(0), 1.0, atol=5e-3)
+        total = p.astype(np.float32).sum(0)  # a softmax, the values below the floor stored as 0
+        assert ((p == 0) | (p >= PROBABILITY_FLOOR)).all() and (total <= 1.005).all() and (total > 0.97).all()
         with np.load(lowres / PREDICTED_NEXT_STAGE / f"{case}.npz") as z:  # the argmax: the labels it sends on
             assert np.mean(p.argmax(0) == z["seg"]) > 0.99
 
