@@ -134,6 +134,11 @@ def test_configurations_and_the_cascade_on_an_unknown_dataset(tmp_path, capsys):
     # without 3d_fullres the anatomy reader reads the 2d segmentation of its fold
     anatomy = json.loads((work / "results" / "cls" / "ax" / "anatomy" / "fold_0" / "summary.json").read_text())
     assert Path(anatomy["segmentation_read"]["ax"]) == seg / "2d_scratch" / "fold_0"
+    # several runs of the view: auto kept their validation probabilities and model selection scored every pair
+    pairs = json.loads((work / "model" / "model.json").read_text())["candidates"]["segmentation_ensembles"]["ax"]
+    assert set(pairs) == {"2d_scratch+3d_cascade_fullres_scratch", "2d_scratch+3d_lowres_scratch",
+                          "3d_cascade_fullres_scratch+3d_lowres_scratch"}
+    assert {p["n_cases"] for p in pairs.values()} == {len(list((seg / "2d_scratch" / "fold_0" / "validation").iterdir()))}
 
     image, geometry = read_image(raw / "imagesTs" / "t010_ax.nii.gz")
     first = SegmentationEnsemble.load("ax", sorted((seg / "3d_lowres_scratch").glob("fold_*/checkpoint_final.pt")),
