@@ -232,7 +232,7 @@ def build_frozen_task(request, plans, views: Sequence[str], present: Mapping[str
         have = [c for c in cases if present[c][i]]
         start = time.perf_counter()
         matrix = extract_features(extractor, loader, view, have, device, request.config.mixed_precision,
-                                  max(1, request.config.val_batch_size))
+                                  max(1, request.config.val_batch_size or 2))
         log(f"{view}: frozen denoiser features t={spec.timestep}, {spec.block} ({spec.channels} channels, {pooling} "
             f"pooling; chosen on the {spec.chosen_on}: macro AUROC {spec.probe_macro_auroc:.3f}) of {len(have)} cases "
             f"in {time.perf_counter() - start:.1f} s")

@@ -183,7 +183,7 @@ class ViewClassificationTask(ClassificationTaskBase):
 
     def predict_logits(self, model: nn.Module, cases: Sequence[str], device: torch.device) -> np.ndarray:
         out = []
-        step = max(1, self.config.val_batch_size)
+        step = max(1, self.config.val_batch_size or 2)
         loader = self.loader()
         for i in range(0, len(cases), step):
             x = torch.from_numpy(np.stack([loader.load(self.view, c) for c in cases[i:i + step]])).to(device)
@@ -303,7 +303,7 @@ class FusedClassificationTask(MultiViewOutputs, ClassificationTaskBase):
         """Fused logits, per-view logits and (gate) per-case weights; ``views``: read only these (the others
         masked as missing), to score the model on cases arriving with fewer views."""
         loader = self.loader()
-        step = max(1, self.config.val_batch_size)
+        step = max(1, self.config.val_batch_size or 2)
         parts: dict[str, list[np.ndarray]] = {}
         for i in range(0, len(cases), step):
             chunk = list(cases[i:i + step])

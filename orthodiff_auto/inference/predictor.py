@@ -88,7 +88,7 @@ class SegmentationEnsemble:
         """Whether the configuration predicts on the view's preprocessed grid (else: 3d_lowres's coarser one)."""
         return tuple(self.view_plan.target_spacing) == tuple(self.plans.view(self.view).target_spacing)
 
-    def scores(self, data: np.ndarray, device: torch.device, overlap: float, mirror_axes, batch_size: int = 2,
+    def scores(self, data: np.ndarray, device: torch.device, overlap: float, mirror_axes, batch_size: int | None = None,
                mixed_precision: bool = True) -> torch.Tensor:
         """Class scores on the preprocessed grid (C, z, y, x) whose softmax is the mean softmax over the folds, left
         on ``device``: one fold's logits, or the log of the folds' mean softmax."""
@@ -107,7 +107,7 @@ class SegmentationEnsemble:
         return total - math.log(len(folds))
 
     def probabilities(self, data: np.ndarray, device: torch.device, overlap: float, mirror_axes,
-                      batch_size: int = 2, mixed_precision: bool = True) -> np.ndarray:
+                      batch_size: int | None = None, mixed_precision: bool = True) -> np.ndarray:
         """Mean softmax over the folds on the preprocessed grid (C, z, y, x), float32 numpy on the host."""
         scores = self.scores(data, device, overlap, mirror_axes, batch_size, mixed_precision)
         return torch.softmax(scores, 0).cpu().numpy()
@@ -134,7 +134,7 @@ class SegmentationEnsemble:
         return self.scores(data, device, overlap, (0, 1, 2) if tta else None, batch_size), own
 
     def segment_prepared(self, scan: PreparedScan, device: torch.device, overlap: float = 0.5, tta: bool = False,
-                         batch_size: int = 2, probabilities: bool = False,
+                         batch_size: int | None = None, probabilities: bool = False,
                          original: tuple[np.ndarray, ImageGeometry] | None = None,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(label map in the input's exact geometry, label indices on the view's preprocessed grid, class
@@ -156,7 +156,7 @@ class SegmentationEnsemble:
         return to_label_values(original_labels, label_values(self.plans.labels)), on_grid, probs
 
     def segment(self, image: np.ndarray, geometry: ImageGeometry, device: torch.device, overlap: float = 0.5,
-                tta: bool = False, batch_size: int = 2) -> np.ndarray:
+                tta: bool = False, batch_size: int | None = None) -> np.ndarray:
         """Label map in the input's exact geometry (same shape, to be written with the same header)."""
         scan = PreparedScan.from_scan(image, geometry, self.plans.view(self.view))
         return self.segment_prepared(scan, device, overlap, tta, batch_size, original=(image, geometry))[0]
@@ -177,7 +177,7 @@ class ConfigurationEnsemble:
         return self.members[0].plans
 
     def segment_prepared(self, scan: PreparedScan, device: torch.device, overlap: float = 0.5, tta: bool = False,
-                         batch_size: int = 2, probabilities: bool = False,
+                         batch_size: int | None = None, probabilities: bool = False,
                          original: tuple[np.ndarray, ImageGeometry] | None = None,
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """As ``SegmentationEnsemble.segment_prepared``, from the mean of the members' probabilities."""
@@ -197,7 +197,7 @@ class ConfigurationEnsemble:
                 in_input if probabilities else None)
 
     def segment(self, image: np.ndarray, geometry: ImageGeometry, device: torch.device, overlap: float = 0.5,
-                tta: bool = False, batch_size: int = 2) -> np.ndarray:
+                tta: bool = False, batch_size: int | None = None) -> np.ndarray:
         """Label map in the input's exact geometry (same shape, to be written with the same header)."""
         scan = PreparedScan.from_scan(image, geometry, self.plans.view(self.view))
         return self.segment_prepared(scan, device, overlap, tta, batch_size, original=(image, geometry))[0]

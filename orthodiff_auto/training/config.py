@@ -177,7 +177,9 @@ class TrainingConfig(ClassificationSettings):
     val_batches_per_epoch: int = 10  # fixed validation patches for the per-epoch pseudo Dice
     val_overlap: float = 0.5
     val_mirroring: bool = False
-    val_batch_size: int = 2
+    # segmentation: sliding windows per forward pass (None: by the patch, sliding_window.windows_per_pass);
+    # classification: cases per forward pass (None: 2)
+    val_batch_size: int | None = None
     # watching a run (they change what a person sees, not what is learnt)
     progress_bar: bool = True  # a bar over each epoch's iterations on stderr, only when stderr is a terminal
     plot_every_epochs: int = 1  # redraw progress.png every N epochs and after the last

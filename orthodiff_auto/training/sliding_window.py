@@ -21,6 +21,17 @@ from tqdm import tqdm
 _MIN_IMPORTANCE = 1e-3
 # Windows per forward pass with mirroring on CUDA (the flips of a batch together).
 CUDA_FORWARD_BATCH = 16
+# Windows stacked per forward pass when the caller does not say: about as many voxels as two windows of the cpu
+# plan's 3D patch (24 x 64 x 64), 2 to 16 windows. A 3D window gets 2 (on the 2-core CPU, 16 3D windows in one
+# pass took 2-3x as long as 8 passes of 2); a 2d slice window of 128 x 128 gets 12: one standard-preset scan
+# in 0.9 s against 1.3 s at 2, 80 x 80 gets 16: 0.08 s against 0.13 (the same labels; benchmarks.md,
+# "Windows per forward pass").
+WINDOW_PASS_VOXELS = 2 * 24 * 64 * 64
+
+
+def windows_per_pass(patch_size: Sequence[int]) -> int:
+    """How many sliding windows of ``patch_size`` one forward pass stacks by default (2-16, by their voxels)."""
+    return int(min(16, max(2, WINDOW_PASS_VOXELS // max(1, math.prod(int(p) for p in patch_size)))))
 
 
 def compute_window_starts(image_shape: Sequence[int], patch_size: Sequence[int], overlap: float) -> list[list[int]]:
@@ -145,7 +156,7 @@ def sliding_window_predict(
     patch_size: Sequence[int],
     num_outputs: int,
     overlap: float = 0.5,
-    batch_size: int = 2,
+    batch_size: int | None = None,
     gaussian_sigma_scale: float = 1.0 / 8,
     mirror_axes: Sequence[int] | None = None,
     device: torch.device | str | None = None,
@@ -155,7 +166,7 @@ def sliding_window_predict(
 ) -> Tensor:
     """Predict logits (num_outputs, *spatial) for a whole image (C, *spatial) of any spatial dimensionality.
 
-    Windows (placed as nnU-Net) are predicted ``batch_size`` at a time, optionally averaged over every flip
+    Windows (placed as nnU-Net) are predicted ``batch_size`` at a time (default ``windows_per_pass``), optionally averaged over every flip
     combination of ``mirror_axes`` (spatial axes, 0-based; the flipped copies of a batch share forward passes of
     up to ``max_forward_batch`` windows: by default 16 on CUDA, where a large batch keeps the device busy, and
     ``batch_size`` elsewhere: on the 2-core CPU 16 windows in one pass took 2-3x as long as in 8 passes of 2,
@@ -169,6 +180,7 @@ def sliding_window_predict(
     if image.ndim < 2:
         raise ValueError(f"image must be (C, *spatial), got shape {tuple(image.shape)}")
     patch = tuple(int(p) for p in patch_size)
+    batch_size = windows_per_pass(patch) if batch_size is None else batch_size
     n_spatial = image.ndim - 1
     if len(patch) != n_spatial:
         raise ValueError(f"patch size {patch} does not match the spatial dims of image {tuple(image.shape)}")

@@ -13,6 +13,7 @@ from orthodiff_auto.training.sliding_window import (
     compute_window_starts,
     gaussian_importance_map,
     sliding_window_predict,
+    windows_per_pass,
 )
 
 
@@ -299,3 +300,24 @@ def test_on_the_cpu_flips_go_batch_size_windows_at_a_time_by_default():
     counted = CountingPredictor(_conv_predictor(1, 2, 3))
     sliding_window_predict(counted, image, (4, 4, 4), 2, batch_size=2, mirror_axes=(0, 1, 2))
     assert counted.batch_sizes == [2] * 8
+
+
+@pytest.mark.parametrize("patch, expected", [
+    ((24, 64, 64), 2),      # a 3D window of the cpu plan: two per pass, as before
+    ((128, 128, 128), 2),   # larger 3D windows: never fewer than two
+    ((1, 128, 128), 12),    # a 2d slice window: as many voxels as two 3D windows
+    ((1, 80, 80), 16),      # small slices: at most 16
+])
+def test_windows_per_pass_by_the_patch_voxels(patch, expected):
+    assert windows_per_pass(patch) == expected
+
+
+def test_by_default_slice_windows_are_stacked_by_the_rule_with_the_same_result():
+    image = torch.rand((1, 5, 40, 40), generator=torch.Generator().manual_seed(5))
+    net = _conv_predictor(1, 3, 3)
+    counted = CountingPredictor(net)
+    out = sliding_window_predict(counted, image, (1, 32, 32), 3, overlap=0.5)
+    n_windows = 5 * 2 * 2
+    assert counted.batch_sizes == [16, n_windows - 16]  # (1, 32, 32): 196,608 // 1,024 -> capped at 16
+    reference = sliding_window_predict(net, image, (1, 32, 32), 3, overlap=0.5, batch_size=2)
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-6)
