@@ -31,7 +31,7 @@ Diffusion pretraining
 
 Configurations (nnU-Net's; ``plan_configurations``)
     ``3d_fullres`` is the view's plan above. ``2d``: one slice per patch (kernels and strides of 1 across slices,
-    the bottleneck's too), in-plane the median shape clipped to 4x ``max_patch_edge`` (2048 without one),
+    the bottleneck's too), in-plane the median shape clipped to twice ``max_patch_edge`` (2048 without one),
     shrunk along the larger in-plane axis while the estimate at batch 2 exceeds the budget; batch by memory
     (capped at 5% of the dataset), or at the cpu budget as many voxels per batch as 3d_fullres (within the same
     caps). ``3d_lowres`` only when the 3d_fullres patch covers under 25% of the median image: the spacing
@@ -110,9 +110,6 @@ class PlannerPreset:
 GPU_PRESET = PlannerPreset()
 CPU_PRESET = PlannerPreset(base_features=8, max_features=64, initial_patch_voxels=48**3, max_patch_edge=64,
                            max_batch_size=2, max_classification_batch=4, max_classification_voxels=128_000)
-
-
-INPLANE_EDGE_FACTOR_2D = 4  # the 2d patch's in-plane clip, in multiples of max_patch_edge (cpu: 256)
 
 
 def preset_for(budget: Budget) -> PlannerPreset:
@@ -372,13 +369,10 @@ def _slice_topology(flat_spacing, patch, preset: PlannerPreset) -> Topology:
 def plan_2d(spacing: Sequence[float], median_shape: Sequence[float], fullres: SegmentationPlan,
             num_classes: int, num_cases: int, budget: Budget, preset: PlannerPreset, view: str) -> ConfigurationPlan:
     """nnU-Net's 2d on the view's slices (through-plane axis 0): a patch of one slice, in-plane the median shape
-    (clipped to ``INPLANE_EDGE_FACTOR_2D`` times ``preset.max_patch_edge``), kernels and strides of 1 across
+    (clipped to twice ``preset.max_patch_edge``), kernels and strides of 1 across
     slices. Batch: as many slices as the memory target allows (capped by the dataset-fraction rule); under a
     preset with ``max_batch_size`` (cpu), as many voxels per batch as 3d_fullres, so a step costs about the same."""
-    # at the cpu budget up to 4x the 3D edge (256): a slice of the diagnostic preset (about 150 x 150) is one
-    # window, not four overlapping ones of 128, and is predicted 2.4x as fast (benchmarks.md, "Windows per
-    # forward pass"); the step's voxels stay those of a 3d_fullres batch (fewer slices per batch)
-    inplane_edge = 2048 if preset.max_patch_edge is None else preset.max_patch_edge * INPLANE_EDGE_FACTOR_2D
+    inplane_edge = 2048 if preset.max_patch_edge is None else preset.max_patch_edge * 2
     patch = [1.0] + [float(min(m, inplane_edge)) for m in median_shape[1:]]
     flat_spacing = [1e6, *spacing[1:]]  # an axis this coarse is never pooled and gets kernels of 1
     topo = _slice_topology(flat_spacing, patch, preset)
