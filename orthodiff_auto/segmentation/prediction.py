@@ -22,8 +22,8 @@ from orthodiff_auto.training.sliding_window import sliding_window_predict
 
 def predict_logits(
     model: nn.Module, data: np.ndarray | torch.Tensor, patch_size: Sequence[int], num_classes: int,
-    device: torch.device, overlap: float = 0.5, mirror_axes: Sequence[int] | None = None, batch_size: int | None = None,
-    mixed_precision: bool = True,
+    device: torch.device, overlap: float = 0.5, mirror_axes: Sequence[int] | None = None,
+    batch_size: int | None = None, mixed_precision: bool = True,
 ) -> torch.Tensor:
     """Gaussian-weighted sliding-window logits (C, *spatial) for a (1, *spatial) preprocessed image."""
     image = torch.as_tensor(np.asarray(data, dtype=np.float32)) if not torch.is_tensor(data) else data.float()

@@ -23,8 +23,8 @@ _MIN_IMPORTANCE = 1e-3
 CUDA_FORWARD_BATCH = 16
 # Windows stacked per forward pass when the caller does not say: about as many voxels as two windows of the cpu
 # plan's 3D patch (24 x 64 x 64), 2 to 16 windows. A 3D window gets 2 (on the 2-core CPU, 16 3D windows in one
-# pass took 2-3x as long as 8 passes of 2); a 2d slice window of 128 x 128 gets 12: one standard-preset scan
-# in 0.9 s against 1.3 s at 2, 80 x 80 gets 16: 0.08 s against 0.13 (the same labels; benchmarks.md,
+# pass took 2-3x as long as 8 passes of 2); a 2d slice window of 128 x 128 gets 12: a diagnostic-preset scan
+# in 1.00 s against 1.75 s at 2, 80 x 80 gets 16: 0.09 s against 0.16 (the same labels; benchmarks.md,
 # "Windows per forward pass").
 WINDOW_PASS_VOXELS = 2 * 24 * 64 * 64
 
@@ -166,8 +166,8 @@ def sliding_window_predict(
 ) -> Tensor:
     """Predict logits (num_outputs, *spatial) for a whole image (C, *spatial) of any spatial dimensionality.
 
-    Windows (placed as nnU-Net) are predicted ``batch_size`` at a time (default ``windows_per_pass``), optionally averaged over every flip
-    combination of ``mirror_axes`` (spatial axes, 0-based; the flipped copies of a batch share forward passes of
+    Windows (placed as nnU-Net) are predicted ``batch_size`` at a time (default ``windows_per_pass``),
+    optionally averaged over every flip combination of ``mirror_axes`` (spatial axes, 0-based; the flipped copies of a batch share forward passes of
     up to ``max_forward_batch`` windows: by default 16 on CUDA, where a large batch keeps the device busy, and
     ``batch_size`` elsewhere: on the 2-core CPU 16 windows in one pass took 2-3x as long as in 8 passes of 2,
     documentation/benchmarks.md), weighted by a Gaussian importance map and summed
