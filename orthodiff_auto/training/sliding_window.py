@@ -167,11 +167,11 @@ def sliding_window_predict(
     """Predict logits (num_outputs, *spatial) for a whole image (C, *spatial) of any spatial dimensionality.
 
     Windows (placed as nnU-Net) are predicted ``batch_size`` at a time (default ``windows_per_pass``),
-    optionally averaged over every flip combination of ``mirror_axes`` (spatial axes, 0-based; the flipped copies of a batch share forward passes of
-    up to ``max_forward_batch`` windows: by default 16 on CUDA, where a large batch keeps the device busy, and
-    ``batch_size`` elsewhere: on the 2-core CPU 16 windows in one pass took 2-3x as long as in 8 passes of 2,
-    documentation/benchmarks.md), weighted by a Gaussian importance map and summed
-    with the weights; the sum is divided by the total weight once at the end. Images smaller than the patch are
+    optionally averaged over every flip combination of ``mirror_axes`` (spatial axes, 0-based; the flipped copies
+    of a batch share forward passes of up to ``max_forward_batch`` windows: by default 16 on CUDA, where a large
+    batch keeps the device busy, and ``batch_size`` elsewhere: on the 2-core CPU 16 3D windows in one pass took
+    2-3x as long as in 8 passes of 2, documentation/benchmarks.md), weighted by a Gaussian importance map and
+    summed with the weights; the sum is divided by the total weight once at the end. Images smaller than the patch are
     zero-padded and the result cropped back. Everything lives on ``device`` (default: the image's) and nothing is
     synchronised with the host inside the loop. Runs under ``torch.no_grad()``; the predictor must already be
     on ``device`` and in eval mode. Accumulation uses at least float32, whatever ``output_dtype`` is.
