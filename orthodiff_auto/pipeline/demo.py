@@ -13,6 +13,7 @@ from orthodiff_auto.errors import UserInputError
 from orthodiff_auto.evaluation.evaluate_folder import evaluate_predictions, report_table
 from orthodiff_auto.inference.folder import predict_folder
 from orthodiff_auto.pipeline.auto import AutoOptions, check_folds, run_auto
+from orthodiff_auto.synthetic.cases import check_size
 from orthodiff_auto.synthetic.generator import generate_dataset
 
 # 40 test cases: with 10, a finding had 2-5 positives and its AUROC's 95% CI spanned half the scale.
@@ -37,8 +38,6 @@ def demo_dataset(size: str | None = None, cases: int | None = None) -> dict:
     """The generator's arguments for the demo's dataset: DEMO_DATASET with the size preset and the number of
     labelled training cases replaced where given (UserInputError for an unknown preset or fewer than 10 cases: five
     folds need two validation cases each)."""
-    from orthodiff_auto.synthetic.cases import check_size
-
     dataset = dict(DEMO_DATASET)
     if size is not None:
         dataset["size"] = check_size(size)
